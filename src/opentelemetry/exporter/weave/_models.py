@@ -1,0 +1,131 @@
+"""Pydantic models of the Weave trace service's write payloads.
+
+They mirror the service's OpenAPI (``CallEndReq`` and friends) and the start half described in
+``WEAVE_WIRE.md`` §2. Request wrappers forbid unknown keys, as the service does (422); the
+summary and usage maps keep unknown keys, as the service does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
+
+__all__ = [
+    "CallEndReq",
+    "CallEndRes",
+    "CallStartReq",
+    "CallStartRes",
+    "EndedCallSchemaForInsert",
+    "LLMUsageSchema",
+    "StartedCallSchemaForInsert",
+    "SummaryInsertMap",
+    "TraceStatus",
+]
+
+OP_NAME_MAX_LENGTH = 128
+
+
+def _utc_iso(value: datetime) -> str:
+    # Always six fractional digits and an explicit offset, whatever the value.
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+UtcDatetime = Annotated[AwareDatetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]
+
+
+class TraceStatus(str, Enum):
+    SUCCESS = "success"
+    ERROR = "error"
+    RUNNING = "running"
+    DESCENDANT_ERROR = "descendant_error"
+
+
+class _OmitsNulls(BaseModel):
+    """A map whose unset optional keys are left out of the JSON, never sent as ``null``.
+
+    A present ``null`` token count outranks a real one in Weave's cost sum (WEAVE_WIRE §3).
+    """
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        return {key: value for key, value in dumped.items() if value is not None}
+
+
+class LLMUsageSchema(_OmitsNulls):
+    model_config = ConfigDict(extra="allow")
+
+    prompt_tokens: int | None = None
+    input_tokens: int | None = None
+    completion_tokens: int | None = None
+    output_tokens: int | None = None
+    requests: int | None = None
+    total_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+
+
+class SummaryInsertMap(_OmitsNulls):
+    model_config = ConfigDict(extra="allow")
+
+    usage: dict[str, LLMUsageSchema] | None = None
+    status_counts: dict[TraceStatus, int] | None = None
+
+
+class EndedCallSchemaForInsert(BaseModel):
+    project_id: str
+    id: str
+    ended_at: UtcDatetime
+    exception: str | None = None
+    output: Any = None
+    summary: SummaryInsertMap
+    started_at: UtcDatetime | None = None
+    wb_run_step_end: int | None = None
+
+
+class StartedCallSchemaForInsert(BaseModel):
+    project_id: str
+    id: str
+    op_name: Annotated[str, Field(min_length=1, max_length=OP_NAME_MAX_LENGTH)]
+    display_name: str | None = None
+    trace_id: str
+    parent_id: str | None = None
+    thread_id: str | None = None
+    turn_id: str | None = None
+    started_at: UtcDatetime
+    attributes: dict[str, Any]
+    inputs: dict[str, Any]
+    wb_run_id: str | None = None
+    wb_run_step: int | None = None
+
+
+class CallStartReq(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: StartedCallSchemaForInsert
+
+
+class CallStartRes(BaseModel):
+    id: str
+    trace_id: str
+
+
+class CallEndReq(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    end: EndedCallSchemaForInsert
+
+
+class CallEndRes(BaseModel):
+    pass

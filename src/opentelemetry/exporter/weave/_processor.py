@@ -1,0 +1,195 @@
+"""``WeaveSpanProcessor``: a bounded queue on the app's side, mapping and HTTP on a worker."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+from opentelemetry.exporter.weave._config import WeaveSettings
+from opentelemetry.exporter.weave._exporter import WeaveSpanExporter
+from opentelemetry.exporter.weave._stats import ExportStats, RateLimitedWarning
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from opentelemetry.exporter.weave._config import WeaveOptions
+
+__all__ = ["WeaveSpanProcessor"]
+
+logger = logging.getLogger("opentelemetry.exporter.weave")
+
+
+@dataclass
+class _FlushRequest:
+    deadline: float
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class WeaveSpanProcessor(SpanProcessor):
+    """Sends every finished, sampled span to Weave as a call.
+
+    ``provider.add_span_processor(WeaveSpanProcessor())`` is the whole setup: settings come
+    from the environment unless given as keyword arguments. ``on_end`` only appends to a
+    bounded queue; a worker thread maps and exports in batches. Nothing raises into the app.
+    """
+
+    def __init__(
+        self, settings: WeaveSettings | None = None, **options: Unpack[WeaveOptions]
+    ) -> None:
+        self._exporter = WeaveSpanExporter(settings, **options)
+        settings = self._exporter.settings
+        self._max_queue_size = settings.max_queue_size
+        self._batch_size = settings.max_export_batch_size
+        self._schedule_delay = settings.schedule_delay_millis / 1000
+        self._export_timeout = settings.export_timeout_millis / 1000
+        self._drop_warning = RateLimitedWarning(logger)
+        self._init_state()
+        self._register_hooks()
+
+    def _init_state(self) -> None:
+        self._condition = threading.Condition(threading.Lock())
+        self._queue: deque[ReadableSpan] = deque()
+        self._flush_requests: list[_FlushRequest] = []
+        self._shutdown_deadline: float | None = None
+        self._dropped_reported = 0
+        self._worker = threading.Thread(target=self._run, name="WeaveSpanProcessor", daemon=True)
+        self._worker.start()
+
+    def _register_hooks(self) -> None:
+        # Weak references: the hooks must not keep a discarded processor alive.
+        weak_self = weakref.ref(self)
+
+        def on_exit() -> None:
+            processor = weak_self()
+            if processor is not None:
+                processor.shutdown()
+
+        def in_forked_child() -> None:
+            processor = weak_self()
+            if processor is not None:
+                processor._reset_after_fork()
+
+        self._on_exit: Callable[[], None] = on_exit
+        atexit.register(on_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=in_forked_child)
+
+    def _reset_after_fork(self) -> None:
+        # The child inherits the parent's queue, which the parent will export itself: a
+        # forked child starts empty, with its own worker, connections and counters.
+        self._exporter.reset_after_fork()
+        self._init_state()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._exporter.settings!r})"
+
+    @property
+    def settings(self) -> WeaveSettings:
+        return self._exporter.settings
+
+    def stats(self) -> ExportStats:
+        """Counters of what happened to every span this processor saw."""
+        return self._exporter.stats()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is None or not span.context.trace_flags.sampled:
+            return
+        with self._condition:
+            if self._shutdown_deadline is not None:
+                self._exporter.counter.add("spans_dropped_after_shutdown")
+                return
+            if len(self._queue) >= self._max_queue_size:
+                self._exporter.counter.add("spans_dropped_queue_full")
+                return
+            self._queue.append(span)
+            self._exporter.counter.add("spans_enqueued")
+            if len(self._queue) == self._batch_size:
+                self._condition.notify()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export everything queued now; False if that did not finish within the timeout."""
+        request = _FlushRequest(deadline=time.monotonic() + timeout_millis / 1000)
+        with self._condition:
+            if self._shutdown_deadline is not None or not self._worker.is_alive():
+                return not self._queue
+            self._flush_requests.append(request)
+            self._condition.notify()
+        return request.done.wait(max(0.0, request.deadline - time.monotonic()))
+
+    def shutdown(self) -> None:
+        """Export what is queued, within the export timeout, then release connections."""
+        with self._condition:
+            if self._shutdown_deadline is not None:
+                return
+            self._shutdown_deadline = time.monotonic() + self._export_timeout
+            self._condition.notify()
+        atexit.unregister(self._on_exit)
+        if self._worker is not threading.current_thread():
+            self._worker.join(max(0.0, self._shutdown_deadline - time.monotonic()))
+        self._exporter.shutdown()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                if self._is_idle():
+                    self._condition.wait(self._schedule_delay)
+                batch = [
+                    self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))
+                ]
+                finished_flushes: list[_FlushRequest] = []
+                if not self._queue:
+                    finished_flushes, self._flush_requests = self._flush_requests, []
+                deadline = self._export_deadline(finished_flushes)
+                stopping = self._shutdown_deadline is not None and not self._queue
+            try:
+                self._export(batch, deadline)
+            except Exception:  # the worker must outlive any bug of ours
+                logger.exception("Weave export worker failed on a batch of %d spans", len(batch))
+            finally:
+                for request in finished_flushes:
+                    request.done.set()
+            if stopping:
+                return
+
+    def _is_idle(self) -> bool:
+        return (
+            self._shutdown_deadline is None
+            and not self._flush_requests
+            and len(self._queue) < self._batch_size
+        )
+
+    def _export_deadline(self, finished_flushes: list[_FlushRequest]) -> float:
+        deadlines = [time.monotonic() + self._export_timeout]
+        deadlines.extend(request.deadline for request in self._flush_requests)
+        deadlines.extend(request.deadline for request in finished_flushes)
+        if self._shutdown_deadline is not None:
+            deadlines.append(self._shutdown_deadline)
+        return min(deadlines)
+
+    def _export(self, batch: list[ReadableSpan], deadline: float) -> None:
+        if self._shutdown_deadline is not None and time.monotonic() >= self._shutdown_deadline:
+            self._exporter.counter.add("spans_dropped_after_shutdown", len(batch))
+        elif batch:
+            self._exporter.export_until(batch, deadline)
+        dropped = self._exporter.stats().spans_dropped_queue_full
+        if dropped > self._dropped_reported:
+            self._dropped_reported = dropped
+            self._drop_warning.warn(
+                "Weave span queue full (max_queue_size=%d): %d spans dropped so far",
+                self._max_queue_size,
+                dropped,
+            )

@@ -1,0 +1,78 @@
+"""Turn anything a span can carry into JSON the service accepts, without ever raising."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["MAX_DEPTH", "MAX_STRING_CHARS", "clean_str", "decode_json_text", "json_safe"]
+
+MAX_DEPTH = 32
+MAX_STRING_CHARS = 1_000_000
+
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def clean_str(text: str) -> str:
+    """``text`` as valid UTF-8 (lone surrogates replaced), cut at ``MAX_STRING_CHARS`` visibly."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if len(text) > MAX_STRING_CHARS:
+        cut = len(text) - MAX_STRING_CHARS
+        text = f"{text[:MAX_STRING_CHARS]}…[truncated {cut} chars]"
+    return text
+
+
+def json_safe(value: object, depth: int = 0) -> Any:
+    """A JSON-serialisable copy of ``value``.
+
+    bytes are decoded (undecodable bytes escaped), NaN and infinities become strings, sequences
+    become lists, mapping keys become strings, anything else its ``repr``; nesting deeper than
+    ``MAX_DEPTH`` is replaced by a marker, which also ends self-referencing structures.
+    """
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return _NON_FINITE.get(value, "NaN")
+    if isinstance(value, str):
+        return clean_str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return clean_str(bytes(value).decode("utf-8", "backslashreplace"))
+    if depth >= MAX_DEPTH:
+        return f"[nested deeper than {MAX_DEPTH} levels]"
+    if isinstance(value, Mapping):
+        return {_key(key): json_safe(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_safe(item, depth + 1) for item in value]
+    return clean_str(_safe_repr(value))
+
+
+def decode_json_text(value: object) -> Any:
+    """A JSON object or array given as text, decoded; any other value as it is.
+
+    Instrumentations put messages on spans as JSON strings; plain text stays text.
+    """
+    if isinstance(value, str) and value[:64].lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+    return value
+
+
+def _key(key: object) -> str:
+    return clean_str(key) if isinstance(key, str) else clean_str(_safe_repr(key))
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:  # a hostile __repr__ must not cost the span
+        return f"<unrepresentable {type(value).__name__}>"

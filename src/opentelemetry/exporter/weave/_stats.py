@@ -1,0 +1,61 @@
+"""Exact counters of what happened to the spans, and a warning that is not a flood."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, fields
+
+__all__ = ["ExportStats", "RateLimitedWarning", "StatsCounter"]
+
+
+@dataclass(frozen=True)
+class ExportStats:
+    """A snapshot of the counters. Every span handed over ends in exactly one outcome."""
+
+    spans_enqueued: int = 0
+    """Spans accepted by the processor's queue."""
+    spans_dropped_queue_full: int = 0
+    """Spans refused because the queue was full."""
+    spans_dropped_after_shutdown: int = 0
+    """Spans ended after shutdown(), or still queued when shutdown's deadline passed."""
+    spans_unmappable: int = 0
+    """Spans whose mapping failed (a bug: reported, never silent)."""
+    calls_exported: int = 0
+    """Calls the service accepted (start and end)."""
+    calls_failed: int = 0
+    """Calls not delivered: refused by the service, or unreachable until the deadline."""
+    export_batches: int = 0
+    """Batches handed to the exporter."""
+
+
+class StatsCounter:
+    """Thread-safe counters behind :class:`ExportStats`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys((spec.name for spec in fields(ExportStats)), 0)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    def snapshot(self) -> ExportStats:
+        with self._lock:
+            return ExportStats(**self._counts)
+
+
+class RateLimitedWarning:
+    """Logs a warning at most once per ``interval_seconds``."""
+
+    def __init__(self, logger: logging.Logger, interval_seconds: float = 60.0) -> None:
+        self._logger = logger
+        self._interval = interval_seconds
+        self._last = -float("inf")
+
+    def warn(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            self._logger.warning(message, *args)

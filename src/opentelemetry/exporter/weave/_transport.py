@@ -1,0 +1,189 @@
+"""One pooled HTTP client to the trace service: auth, retries with backoff, deadlines.
+
+Every request runs with OpenTelemetry instrumentation suppressed, so that exporting never
+produces spans of its own (an instrumented httpx would otherwise trace each POST).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from opentelemetry import context
+
+from opentelemetry.exporter.weave._config import AuthScheme, WeaveSettings
+from opentelemetry.exporter.weave._version import __version__
+
+__all__ = ["PostResult", "RetryPolicy", "WeaveTransport", "is_retryable_status"]
+
+_REASON_MAX_CHARS = 500
+_REDACTED = "***"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, as Weave's own SDK retries."""
+
+    initial_backoff_seconds: float = 0.5
+    max_backoff_seconds: float = 8.0
+    max_retry_after_seconds: float = 60.0
+
+    def backoff(self, attempt: int) -> float:
+        ceiling = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2**attempt)
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class PostResult:
+    """How one request ended after its retries."""
+
+    status_code: int | None
+    """The last HTTP status, or None when no response came (connection error, deadline)."""
+    reason: str = ""
+    attempts: int = 1
+    body: Any = None
+    """The last response's JSON body, if it had one."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def is_retryable_status(status_code: int) -> bool:
+    return status_code in (408, 409, 429) or status_code >= 500
+
+
+@contextmanager
+def suppressed_instrumentation() -> Iterator[None]:
+    token = context.attach(context.set_value(context._SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+class WeaveTransport:
+    """Posts JSON bodies to the trace service; thread-safe, one connection pool."""
+
+    def __init__(self, settings: WeaveSettings, retry_policy: RetryPolicy | None = None) -> None:
+        self._settings = settings
+        self._retry_policy = retry_policy or RetryPolicy()
+        self._secret = settings.api_key.get_secret_value()
+        self._closed = threading.Event()
+        self._client = self._new_client()
+
+    def __repr__(self) -> str:
+        return f"WeaveTransport(server_url={self._settings.server_url!r})"
+
+    def _new_client(self) -> httpx.Client:
+        limits = httpx.Limits(
+            max_connections=self._settings.max_concurrency,
+            max_keepalive_connections=self._settings.max_concurrency,
+        )
+        return httpx.Client(
+            base_url=self._settings.server_url,
+            headers={
+                "Authorization": _authorization(self._settings.auth_scheme, self._secret),
+                "Content-Type": "application/json",
+                "User-Agent": f"opentelemetry-exporter-weave/{__version__}",
+            },
+            limits=limits,
+            timeout=self._settings.http_timeout_seconds,
+        )
+
+    def reset_after_fork(self) -> None:
+        """Give a forked child its own pool; the parent's sockets are not the child's to use."""
+        self._closed = threading.Event()
+        self._client = self._new_client()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._client.close()
+
+    def post(self, path: str, body: bytes, deadline: float) -> PostResult:
+        """POST with retries until success, a final answer, or ``deadline`` (monotonic)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closed.is_set():
+                return PostResult(None, "export deadline reached before a try", attempt - 1)
+            retry_after = None
+            try:
+                with suppressed_instrumentation():
+                    response = self._client.post(
+                        path,
+                        content=body,
+                        timeout=min(self._settings.http_timeout_seconds, remaining),
+                    )
+            except httpx.HTTPError as exc:
+                result = PostResult(
+                    None, f"{type(exc).__name__}: {self._redact(str(exc))}", attempt
+                )
+            except RuntimeError as exc:  # the client was closed under us by shutdown()
+                return PostResult(None, f"client closed: {self._redact(str(exc))}", attempt)
+            else:
+                result = self._result_of(response, attempt)
+                if result.ok or not is_retryable_status(response.status_code):
+                    return result
+                retry_after = _retry_after_seconds(response.headers.get("retry-after"))
+            if retry_after is None:
+                delay = self._retry_policy.backoff(attempt - 1)
+            else:
+                delay = min(retry_after, self._retry_policy.max_retry_after_seconds)
+            if time.monotonic() + delay >= deadline or self._closed.wait(delay):
+                return result
+
+    def _result_of(self, response: httpx.Response, attempt: int) -> PostResult:
+        body: Any = None
+        try:
+            body = response.json()
+        except ValueError:
+            reason = response.text
+        else:
+            reason = _reason_from_json(body)
+        reason = self._redact(reason.strip()[:_REASON_MAX_CHARS]) or response.reason_phrase
+        return PostResult(response.status_code, reason, attempt, body)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, _REDACTED) if self._secret in text else text
+
+
+def _authorization(scheme: AuthScheme, api_key: str) -> str:
+    if scheme is AuthScheme.BEARER:
+        return f"Bearer {api_key}"
+    return "Basic " + base64.b64encode(f"api:{api_key}".encode()).decode("ascii")
+
+
+def _reason_from_json(body: Any) -> str:
+    if isinstance(body, dict):
+        for key in ("reason", "detail", "message", "error"):
+            if key in body:
+                value = body[key]
+                return value if isinstance(value, str) else json.dumps(value, default=str)
+    return json.dumps(body, default=str)
+
+
+def _retry_after_seconds(header: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
+    if not header:
+        return None
+    header = header.strip()
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(header)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Tracer
+
+from opentelemetry.exporter.weave import WeaveSpanProcessor
+from opentelemetry.exporter.weave._transport import PostResult, WeaveTransport
+from opentelemetry.exporter.weave.testing import LocalWeaveServer
+
+CONTRACT_DIR = Path(__file__).parent / "contract"
+API_KEY = "test-secret-key-0123456789"
+PROJECT = "test-entity/test-project"
+
+_SETTING_PREFIXES = ("WANDB_", "WEAVE_", "WF_TRACE_", "OTEL_")
+
+
+def load_validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((CONTRACT_DIR / name).read_text())
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+ROUTE_VALIDATORS = {
+    "/call/start": load_validator("call_start.schema.json"),
+    "/call/end": load_validator("call_end.schema.json"),
+}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the settings they set themselves."""
+    for name in list(os.environ):
+        if name.startswith(_SETTING_PREFIXES):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def contract_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Every body the package posts in any test must satisfy the contract schema."""
+    violations: list[str] = []
+    original_post = WeaveTransport.post
+
+    def checked_post(self: WeaveTransport, path: str, body: bytes, deadline: float) -> PostResult:
+        validator = ROUTE_VALIDATORS.get(path)
+        if validator is None:
+            violations.append(f"no contract for route {path}")
+        else:
+            violations.extend(
+                f"{path}: {error.message} at {list(error.absolute_path)}"
+                for error in validator.iter_errors(json.loads(body))
+            )
+        return original_post(self, path, body, deadline)
+
+    monkeypatch.setattr(WeaveTransport, "post", checked_post)
+    yield violations
+    assert violations == [], "bodies that break the contract were sent"
+
+
+@pytest.fixture
+def receiver() -> Iterator[LocalWeaveServer]:
+    with LocalWeaveServer(api_key=API_KEY) as server:
+        yield server
+
+
+def make_processor(server_url: str, **options: Any) -> WeaveSpanProcessor:
+    settings: dict[str, Any] = {
+        "api_key": API_KEY,
+        "project": PROJECT,
+        "server_url": server_url,
+        "schedule_delay_millis": 50,
+        "export_timeout_millis": 10_000,
+    }
+    settings.update(options)
+    return WeaveSpanProcessor(**settings)
+
+
+def make_tracer(*processors: Any) -> tuple[TracerProvider, Tracer]:
+    provider = TracerProvider(shutdown_on_exit=False)
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return provider, provider.get_tracer("tests", "1.0")
+
+
+@pytest.fixture
+def record_spans() -> Callable[[Callable[[Tracer], None]], list[ReadableSpan]]:
+    """Run a function against a real tracer and return the finished spans, in end order."""
+
+    def run(emit: Callable[[Tracer], None]) -> list[ReadableSpan]:
+        memory = InMemorySpanExporter()
+        provider, tracer = make_tracer(SimpleSpanProcessor(memory))
+        emit(tracer)
+        provider.shutdown()
+        return list(memory.get_finished_spans())
+
+    return run
