@@ -22,6 +22,7 @@ class Reply:
     status: int = 200
     body: Any = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    delay_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class ScriptedServer:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
                 reply = server._record_and_pick(self.path, dict(self.headers.items()), body)
+                time.sleep(reply.delay_seconds)
                 payload = (
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )

@@ -153,10 +153,11 @@ def test_retry_after_beyond_deadline_gives_up_without_waiting(server: ScriptedSe
     server.script("/call/start", [Reply(429, {"reason": "later"}, {"Retry-After": "30"})])
     began = time.monotonic()
     result = post(transport_for(server.url), "/call/start", 2)
+    waited = time.monotonic() - began
     assert not result.ok
     assert result.status_code == 429
     assert result.reason == "later"
-    assert time.monotonic() - began < 2
+    assert waited < 2
     assert len(server.seen) == 1
 
 
@@ -187,7 +188,6 @@ def test_non_json_error_body_becomes_the_reason(server: ScriptedServer) -> None:
 def test_connection_refused_is_retried_until_deadline() -> None:
     with ScriptedServer() as gone:
         url = gone.url
-    began = time.monotonic()
     result = post(transport_for(url), "/call/start", 0.5)
     assert not result.ok
     assert result.status_code is None

@@ -102,9 +102,7 @@ def test_weave_fields_from_attributes(record_spans: Record) -> None:
 
 
 def test_thread_from_wandb_and_full_run_path(record_spans: Record) -> None:
-    start, _ = wire(
-        one_span(record_spans, {"wandb.thread_id": "t-9", "wandb.wb_run_id": "e/p/r1"})
-    )
+    start, _ = wire(one_span(record_spans, {"wandb.thread_id": "t-9", "wandb.wb_run_id": "e/p/r1"}))
     assert start["thread_id"] == "t-9"
     assert start["wb_run_id"] == "e/p/r1"
 
@@ -335,7 +333,11 @@ def test_handled_exception_is_not_an_error(record_spans: Record) -> None:
             id="openinference",
         ),
         pytest.param(
-            {"ai.model.id": "gpt-4o-mini", "ai.usage.promptTokens": 7, "ai.usage.completionTokens": 3},
+            {
+                "ai.model.id": "gpt-4o-mini",
+                "ai.usage.promptTokens": 7,
+                "ai.usage.completionTokens": 3,
+            },
             "gpt-4o-mini",
             {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10, "requests": 1},
             id="vercel-ai",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from opentelemetry.exporter.weave._mapping import WeaveCall
@@ -37,42 +38,50 @@ class CallEndDelivery:
     """Sends each call's start, then (only once the start succeeded) its end.
 
     The calls of a batch go out concurrently, at most ``max_concurrency`` at a time, over the
-    transport's single connection pool.
+    transport's single connection pool. Plain threads, not ``concurrent.futures``: its pools
+    refuse work once the interpreter starts exiting, which is exactly when the last spans are
+    flushed.
     """
 
     def __init__(self, transport: WeaveTransport, max_concurrency: int) -> None:
         self._transport = transport
         self._max_concurrency = max_concurrency
-        self._executor = self._new_executor()
-
-    def _new_executor(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(self._max_concurrency, thread_name_prefix="weave-export")
-
-    def reset_after_fork(self) -> None:
-        """The parent's pool threads do not exist in a forked child: start a fresh pool."""
-        self._executor = self._new_executor()
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def deliver(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
-        futures = {self._executor.submit(self._deliver_one, call, deadline): call for call in calls}
-        done, not_done = wait(futures, timeout=max(0.0, deadline - time.monotonic()))
+        pending = deque(enumerate(calls))
+        outcomes: dict[int, CallFailure | None] = {}
+
+        def drain() -> None:
+            while True:
+                try:
+                    index, call = pending.popleft()
+                except IndexError:
+                    return
+                outcomes[index] = self._deliver_guarded(call, deadline)
+
+        senders = [
+            threading.Thread(target=drain, name="weave-export", daemon=True)
+            for _ in range(min(self._max_concurrency, len(calls)))
+        ]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(max(0.0, deadline - time.monotonic()))
         failures: list[CallFailure] = []
-        for future in not_done:
-            future.cancel()
-            call = futures[future]
-            failures.append(
-                _failure(call, CALL_START_ROUTE, PostResult(None, "export deadline reached", 0))
-            )
-        for future in done:
-            error = future.exception()
-            if error is not None:  # a bug of ours must cost this call only, not the batch
-                result = PostResult(None, f"not sent: {type(error).__name__}: {error}", 0)
-                failures.append(_failure(futures[future], CALL_START_ROUTE, result))
-            elif (failure := future.result()) is not None:
+        for index, call in enumerate(calls):
+            if index not in outcomes:
+                late = PostResult(None, "export deadline reached", 0)
+                failures.append(_failure(call, CALL_START_ROUTE, late))
+            elif (failure := outcomes[index]) is not None:
                 failures.append(failure)
         return DeliveryReport(delivered=len(calls) - len(failures), failures=tuple(failures))
+
+    def _deliver_guarded(self, call: WeaveCall, deadline: float) -> CallFailure | None:
+        try:
+            return self._deliver_one(call, deadline)
+        except Exception as error:  # a bug of ours must cost this call only, not the batch
+            result = PostResult(None, f"not sent: {type(error).__name__}: {error}", 0)
+            return _failure(call, CALL_START_ROUTE, result)
 
     def _deliver_one(self, call: WeaveCall, deadline: float) -> CallFailure | None:
         start_body = CallStartReq(start=call.start).model_dump_json().encode()

@@ -101,16 +101,14 @@ class WeaveSpanExporter(SpanExporter):
         return calls
 
     def reset_after_fork(self) -> None:
-        """Fresh connections, pool threads and counters for a forked child."""
+        """Fresh connections and counters for a forked child."""
         self._transport.reset_after_fork()
-        self._delivery.reset_after_fork()
         self._counter = StatsCounter()
 
     def shutdown(self) -> None:
         if self._is_shut_down:
             return
         self._is_shut_down = True
-        self._delivery.close()
         self._transport.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

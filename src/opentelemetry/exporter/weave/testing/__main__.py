@@ -1,0 +1,63 @@
+"""Run the local Weave receiver until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from opentelemetry.exporter.weave.testing import LocalWeaveServer
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m opentelemetry.exporter.weave.testing",
+        description="Serve a local, Weave-compatible trace receiver.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on")
+    parser.add_argument(
+        "--db", default=":memory:", help="SQLite file to keep calls in (default: in memory)"
+    )
+    # The key comes from the environment because a command line is visible to other users.
+    parser.add_argument(
+        "--api-key-env",
+        metavar="VAR",
+        help="require the API key held in environment variable VAR",
+    )
+    args = parser.parse_args(argv)
+    api_key: str | None = None
+    if args.api_key_env is not None:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            parser.error(f"environment variable {args.api_key_env} is unset or empty")
+
+    server = LocalWeaveServer(args.host, args.port, api_key=api_key, db_path=args.db)
+    try:
+        server.start()
+    except OSError as exc:
+        parser.exit(1, f"cannot listen on {args.host}:{args.port}: {exc}\n")
+    signal.signal(signal.SIGTERM, _interrupt)
+    auth = "API key required" if api_key is not None else "no auth"
+    print(f"Local Weave receiver on {server.url} ({auth}); Ctrl-C to stop", flush=True)
+    try:
+        while True:
+            # time.sleep wakes for signals on every platform; Event.wait() does not on Windows.
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""SQLite storage of received call starts and ends, merged into calls on read."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import weakref
+from typing import Any
+
+from opentelemetry.exporter.weave._models import StartedCallSchemaForInsert
+
+__all__ = ["CallStore"]
+
+_START_FIELDS = tuple(StartedCallSchemaForInsert.model_fields)
+_END_FIELDS = ("ended_at", "exception", "output", "summary", "wb_run_step_end")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    project_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    start_json TEXT,
+    end_json TEXT,
+    start_seq INTEGER,
+    end_seq INTEGER,
+    PRIMARY KEY (project_id, id)
+)
+"""
+
+# A repeated half (a client retrying after a lost response) replaces the stored one but keeps
+# its first position, so retries do not reorder calls.
+_UPSERT = """
+INSERT INTO calls (project_id, id, {json_col}, {seq_col}) VALUES (?, ?, ?, ?)
+ON CONFLICT (project_id, id) DO UPDATE SET
+    {json_col} = excluded.{json_col},
+    {seq_col} = COALESCE(calls.{seq_col}, excluded.{seq_col})
+"""
+_UPSERT_START = _UPSERT.format(json_col="start_json", seq_col="start_seq")
+_UPSERT_END = _UPSERT.format(json_col="end_json", seq_col="end_seq")
+
+
+class CallStore:
+    """Thread-safe store of call halves keyed by ``(project_id, id)``.
+
+    Starts and ends are kept as the JSON the client sent and merge whichever arrives first.
+    ``db_path`` is a file path or ``":memory:"``.
+    """
+
+    def __init__(self, db_path: str = ":memory:") -> None:
+        # One connection shared by the server's handler threads: a ":memory:" database exists
+        # only inside its connection. The lock serialises its use.
+        self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        # Readers may outlive the HTTP server (asserting after ``with``), so the connection
+        # lives as long as the store and is closed, not leaked, when the store is collected.
+        weakref.finalize(self, self._conn.close)
+        with self._lock:
+            self._conn.execute(_SCHEMA)
+            row = self._conn.execute(
+                "SELECT MAX(COALESCE(MAX(start_seq), 0), COALESCE(MAX(end_seq), 0)) FROM calls"
+            ).fetchone()
+        # Positions continue after those of an existing database file.
+        self._last_seq: int = row[0]
+
+    def put_start(self, project_id: str, id: str, start: dict[str, Any]) -> None:
+        self._put(_UPSERT_START, project_id, id, start)
+
+    def put_end(self, project_id: str, id: str, end: dict[str, Any]) -> None:
+        self._put(_UPSERT_END, project_id, id, end)
+
+    def calls(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        """Merged calls that have a start, in start order.
+
+        Each holds every start field (absent ones as ``None``) and the end fields (``None``,
+        and ``summary`` ``{}``, until the end arrives).
+        """
+        rows = self._select(
+            "SELECT start_json, end_json FROM calls"
+            " WHERE start_json IS NOT NULL AND (?1 IS NULL OR project_id = ?1)"
+            " ORDER BY start_seq",
+            project_id,
+        )
+        return [
+            _merge(json.loads(start), None if end is None else json.loads(end))
+            for start, end in rows
+        ]
+
+    def orphan_ends(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        """Ends whose start never arrived, as sent, in arrival order (Weave hides these)."""
+        rows = self._select(
+            "SELECT end_json FROM calls"
+            " WHERE start_json IS NULL AND (?1 IS NULL OR project_id = ?1)"
+            " ORDER BY end_seq",
+            project_id,
+        )
+        return [json.loads(end) for (end,) in rows]
+
+    def _put(self, statement: str, project_id: str, id: str, half: dict[str, Any]) -> None:
+        encoded = json.dumps(half)
+        with self._lock:
+            self._last_seq += 1
+            self._conn.execute(statement, (project_id, id, encoded, self._last_seq))
+
+    def _select(self, query: str, project_id: str | None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(query, (project_id,)).fetchall()
+
+
+def _merge(start: dict[str, Any], end: dict[str, Any] | None) -> dict[str, Any]:
+    call: dict[str, Any] = dict.fromkeys(_START_FIELDS) | start
+    ended = end or {}
+    call.update({field: ended.get(field) for field in _END_FIELDS})
+    call["summary"] = ended.get("summary", {})
+    return call

@@ -1,0 +1,264 @@
+"""The processor end to end: real TracerProvider, real HTTP to the local receiver."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+from opentelemetry.trace import Tracer
+
+from opentelemetry.exporter.weave import WeaveSpanProcessor
+from opentelemetry.exporter.weave.testing import LocalWeaveServer
+
+from .conftest import API_KEY, PROJECT, make_processor, make_tracer
+from .fault_server import HangingServer, Reply, ScriptedServer
+
+
+def wait_until(condition: object, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+def emit_agent(tracer: Tracer) -> None:
+    with tracer.start_as_current_span("agent", attributes={"wandb.display_name": "Agent"}):
+        with tracer.start_as_current_span(
+            "chat gpt-4o",
+            attributes={
+                "gen_ai.response.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": 10,
+                "gen_ai.usage.output_tokens": 4,
+                "gen_ai.input.messages": json.dumps([{"role": "user", "content": "2+2?"}]),
+                "gen_ai.output.messages": json.dumps([{"role": "assistant", "content": "4"}]),
+            },
+        ):
+            pass
+        try:
+            with tracer.start_as_current_span("tool.lookup"):
+                raise LookupError("no such city")
+        except LookupError:
+            pass
+
+
+def test_spans_arrive_as_complete_calls(receiver: LocalWeaveServer) -> None:
+    processor = make_processor(receiver.url)
+    provider, tracer = make_tracer(processor)
+    emit_agent(tracer)
+    assert processor.force_flush(10_000)
+    provider.shutdown()
+
+    calls = {call["op_name"]: call for call in receiver.calls(PROJECT)}
+    assert set(calls) == {"agent", "chat gpt-4o", "tool.lookup"}
+    agent, chat, tool = calls["agent"], calls["chat gpt-4o"], calls["tool.lookup"]
+    assert agent["parent_id"] is None
+    assert agent["display_name"] == "Agent"
+    assert chat["parent_id"] == tool["parent_id"] == agent["id"]
+    assert chat["inputs"] == {"messages": [{"role": "user", "content": "2+2?"}]}
+    assert chat["output"] == [{"role": "assistant", "content": "4"}]
+    assert chat["summary"]["usage"] == {
+        "gpt-4o": {"input_tokens": 10, "output_tokens": 4, "total_tokens": 14, "requests": 1}
+    }
+    assert json.loads(tool["exception"])["type"] == "LookupError"
+    assert tool["summary"]["status_counts"] == {"success": 0, "error": 1}
+    assert agent["exception"] is None
+    assert all(call["ended_at"] is not None for call in calls.values())
+    assert receiver.orphan_ends() == []
+    assert processor.stats().calls_exported == 3
+
+
+def test_unsampled_spans_are_skipped(receiver: LocalWeaveServer) -> None:
+    processor = make_processor(receiver.url)
+    provider = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
+    provider.add_span_processor(processor)
+    with provider.get_tracer("t").start_as_current_span("invisible"):
+        pass
+    assert processor.force_flush(5_000)
+    provider.shutdown()
+    assert receiver.calls() == []
+    assert processor.stats().spans_enqueued == 0
+
+
+def test_odd_span_does_not_cost_its_batch(receiver: LocalWeaveServer) -> None:
+    processor = make_processor(receiver.url)
+    provider, tracer = make_tracer(processor)
+    with tracer.start_as_current_span("before"):
+        pass
+    with tracer.start_as_current_span("odd") as span:
+        span.set_attribute("blob", b"\x00\xff\xfe")
+        span.set_attribute("nan", float("nan"))
+        span.set_attribute("input.value", "[" * 5000 + "]" * 5000)
+        span.set_attribute("huge", "y" * 2_000_000)
+    with tracer.start_as_current_span("after"):
+        pass
+    assert processor.force_flush(10_000)
+    provider.shutdown()
+    calls = {call["op_name"]: call for call in receiver.calls()}
+    assert sorted(calls) == ["after", "before", "odd"]
+    odd = calls["odd"]["attributes"]
+    assert (odd["blob"], odd["nan"]) == ("\x00\\xff\\xfe", "NaN")
+    assert odd["huge"].endswith("[truncated 1000000 chars]")
+
+
+def test_batches_respect_batch_size(receiver: LocalWeaveServer) -> None:
+    processor = make_processor(receiver.url, max_export_batch_size=4, max_queue_size=100)
+    provider, tracer = make_tracer(processor)
+    for index in range(10):
+        with tracer.start_as_current_span(f"span-{index}"):
+            pass
+    assert processor.force_flush(10_000)
+    provider.shutdown()
+    assert len(receiver.calls()) == 10
+    assert processor.stats().export_batches == 3
+
+
+def test_full_queue_drops_are_counted_and_warned(caplog: pytest.LogCaptureFixture) -> None:
+    with ScriptedServer() as server:
+        server.script("/call/start", [Reply(delay_seconds=1.0)])
+        processor = make_processor(
+            server.url, max_queue_size=4, max_export_batch_size=4, schedule_delay_millis=60_000
+        )
+        provider, tracer = make_tracer(processor)
+        for index in range(4):  # a full batch: the worker takes it and waits on the server
+            with tracer.start_as_current_span(f"first-{index}"):
+                pass
+        wait_until(lambda: server.seen)
+        for index in range(6):  # 4 fit in the queue again, 2 do not
+            with tracer.start_as_current_span(f"second-{index}"):
+                pass
+        with caplog.at_level(logging.WARNING, logger="opentelemetry.exporter.weave"):
+            assert processor.force_flush(10_000)
+        provider.shutdown()
+        started = sorted(
+            s.json()["start"]["op_name"] for s in server.seen if s.path == "/call/start"
+        )
+    stats = processor.stats()
+    assert stats.spans_enqueued == 8
+    assert stats.spans_dropped_queue_full == 2
+    assert stats.calls_exported == 8
+    assert started == sorted([f"first-{i}" for i in range(4)] + [f"second-{i}" for i in range(4)])
+    warnings = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
+    assert warnings == ["Weave span queue full (max_queue_size=4): 2 spans dropped so far"]
+
+
+def test_force_flush_honours_timeout_against_hanging_server() -> None:
+    with HangingServer() as server:
+        processor = make_processor(server.url, http_timeout_seconds=30)
+        provider, tracer = make_tracer(processor)
+        with tracer.start_as_current_span("stuck"):
+            pass
+        began = time.monotonic()
+        flushed = processor.force_flush(500)
+        elapsed = time.monotonic() - began
+        processor.shutdown()
+    assert flushed is False
+    assert elapsed < 5  # bounded by the 0.5 s timeout, not the 30 s HTTP timeout
+    provider.shutdown()
+
+
+def test_shutdown_returns_within_deadline_against_hanging_server() -> None:
+    with HangingServer() as server:
+        processor = make_processor(server.url, http_timeout_seconds=60, export_timeout_millis=1000)
+        provider, tracer = make_tracer(processor)
+        for index in range(3):
+            with tracer.start_as_current_span(f"stuck-{index}"):
+                pass
+        began = time.monotonic()
+        processor.shutdown()
+        elapsed = time.monotonic() - began
+    assert elapsed < 5  # bounded by the 1 s export timeout, not the 60 s HTTP timeout
+    stats = processor.stats()
+    assert stats.calls_exported == 0
+    assert stats.calls_failed + stats.spans_dropped_after_shutdown == 3
+    provider.shutdown()
+
+
+def test_spans_after_shutdown_are_counted_not_raised(receiver: LocalWeaveServer) -> None:
+    processor = make_processor(receiver.url)
+    provider, tracer = make_tracer(processor)
+    processor.shutdown()
+    with tracer.start_as_current_span("late"):
+        pass
+    assert processor.stats().spans_dropped_after_shutdown == 1
+    processor.shutdown()  # idempotent
+    provider.shutdown()
+
+
+def test_shutdown_delivers_what_is_queued(receiver: LocalWeaveServer) -> None:
+    processor = make_processor(receiver.url, schedule_delay_millis=60_000)
+    provider, tracer = make_tracer(processor)
+    for index in range(5):
+        with tracer.start_as_current_span(f"queued-{index}"):
+            pass
+    provider.shutdown()
+    assert len(receiver.calls()) == 5
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_forked_child_exports_its_own_spans_only(receiver: LocalWeaveServer) -> None:
+    processor = make_processor(receiver.url, schedule_delay_millis=60_000)
+    provider, tracer = make_tracer(processor)
+    with tracer.start_as_current_span("parent-before-fork"):
+        pass  # still queued when the child is forked
+    pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            with tracer.start_as_current_span("from-child"):
+                pass
+            ok = processor.force_flush(10_000)
+            code = 0 if ok and processor.stats().calls_exported == 1 else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with tracer.start_as_current_span("parent-after-fork"):
+        pass
+    assert processor.force_flush(10_000)
+    provider.shutdown()
+    names = sorted(call["op_name"] for call in receiver.calls())
+    assert names == ["from-child", "parent-after-fork", "parent-before-fork"]
+    starts = [r for r in receiver.requests() if r.path == "/call/start"]
+    assert len(starts) == 3  # nothing sent twice
+
+
+def test_queued_spans_are_delivered_at_interpreter_exit(receiver: LocalWeaveServer) -> None:
+    script = textwrap.dedent(
+        """
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.exporter.weave import WeaveSpanProcessor
+
+        provider = TracerProvider(shutdown_on_exit=False)  # only our own atexit hook runs
+        provider.add_span_processor(WeaveSpanProcessor(schedule_delay_millis=60_000))
+        with provider.get_tracer("exit").start_as_current_span("last-words"):
+            pass
+        """
+    )
+    env = {
+        **os.environ,
+        "WANDB_API_KEY": API_KEY,
+        "WEAVE_PROJECT": PROJECT,
+        "WF_TRACE_SERVER_URL": receiver.url,
+    }
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    assert [call["op_name"] for call in receiver.calls()] == ["last-words"]
+
+
+def test_processor_repr_hides_key(receiver: LocalWeaveServer) -> None:
+    processor = WeaveSpanProcessor(api_key=API_KEY, project=PROJECT, server_url=receiver.url)
+    try:
+        assert API_KEY not in repr(processor)
+        assert PROJECT in repr(processor)
+        assert API_KEY not in repr(processor.stats())
+    finally:
+        processor.shutdown()

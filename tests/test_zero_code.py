@@ -1,0 +1,102 @@
+"""``OTEL_TRACES_EXPORTER=weave opentelemetry-instrument python app.py``, for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from opentelemetry.exporter.weave import WeaveSpanExporter
+from opentelemetry.exporter.weave.testing import LocalWeaveServer
+
+from .conftest import API_KEY, PROJECT
+
+APP = textwrap.dedent(
+    """
+    from opentelemetry import trace
+
+    tracer = trace.get_tracer("zero-code-app")
+    with tracer.start_as_current_span("handle_request"):
+        with tracer.start_as_current_span(
+            "chat gpt-4o-mini",
+            attributes={
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.usage.input_tokens": 21,
+                "gen_ai.usage.output_tokens": 9,
+            },
+        ):
+            pass
+    print("app done")
+    """
+)
+
+
+def instrument_command() -> Path:
+    command = Path(sys.executable).parent / "opentelemetry-instrument"
+    if not command.exists():
+        pytest.fail("opentelemetry-instrument is missing: install the [test] extra")
+    return command
+
+
+def test_entry_point_is_registered() -> None:
+    (entry,) = entry_points(group="opentelemetry_traces_exporter", name="weave")
+    assert entry.load() is WeaveSpanExporter
+
+
+def run_instrumented(app: Path, env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+    env.update(
+        {
+            "OTEL_TRACES_EXPORTER": "weave",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+            "OTEL_SERVICE_NAME": "zero-code-test",
+            **env_overrides,
+        }
+    )
+    return subprocess.run(
+        [str(instrument_command()), sys.executable, str(app)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_opentelemetry_instrument_exports_to_weave(
+    receiver: LocalWeaveServer, tmp_path: Path
+) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    result = run_instrumented(
+        app,
+        {"WANDB_API_KEY": API_KEY, "WEAVE_PROJECT": PROJECT, "WF_TRACE_SERVER_URL": receiver.url},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "app done" in result.stdout
+    calls = {call["op_name"]: call for call in receiver.calls(PROJECT)}
+    assert set(calls) == {"handle_request", "chat gpt-4o-mini"}
+    chat = calls["chat gpt-4o-mini"]
+    assert chat["parent_id"] == calls["handle_request"]["id"]
+    assert chat["summary"]["usage"]["gpt-4o-mini"]["total_tokens"] == 30
+    resource = chat["attributes"]["otel"]["resource"]
+    assert resource["service.name"] == "zero-code-test"
+    starts = [
+        json.loads(r.body)["start"]["id"] for r in receiver.requests() if r.path == "/call/start"
+    ]
+    assert len(starts) == 2
+
+
+def test_opentelemetry_instrument_without_key_says_so(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    result = run_instrumented(app, {"WEAVE_PROJECT": PROJECT})
+    assert "ConfigError: No Weave API key: set WANDB_API_KEY" in result.stderr
+    assert "app done" in result.stdout  # a bad setting stops the export, never the app
