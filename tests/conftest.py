@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,32 @@ ROUTE_VALIDATORS = {
     "/call/start": load_validator("call_start.schema.json"),
     "/call/end": load_validator("call_end.schema.json"),
 }
+CALLS_COMPLETE_VALIDATOR = load_validator("calls_complete.schema.json")
+CALLS_COMPLETE_ROUTE = re.compile(r"/v2/[^/]+/[^/]+/calls/complete")
+
+
+def contract_errors(path: str, body: Any) -> list[str]:
+    """What in ``body`` breaks the contract of the route it is posted to."""
+    if path in ROUTE_VALIDATORS:
+        return [_describe(path, error) for error in ROUTE_VALIDATORS[path].iter_errors(body)]
+    if CALLS_COMPLETE_ROUTE.fullmatch(path):
+        return [_describe(path, error) for error in CALLS_COMPLETE_VALIDATOR.iter_errors(body)]
+    if path == "/call/upsert_batch":
+        if not isinstance(body, dict) or set(body) != {"batch"}:
+            return [f"{path}: body must be exactly {{'batch': [...]}}"]
+        errors = []
+        for item in body["batch"]:
+            mode = item.get("mode")
+            if set(item) != {"mode", "req"} or mode not in ("start", "end"):
+                errors.append(f"{path}: bad item keys or mode: {sorted(item)}")
+            else:
+                errors.extend(contract_errors(f"/call/{mode}", item["req"]))
+        return errors
+    return [f"no contract for route {path}"]
+
+
+def _describe(path: str, error: jsonschema.ValidationError) -> str:
+    return f"{path}: {error.message} at {list(error.absolute_path)}"
 
 
 @pytest.fixture(autouse=True)
@@ -52,14 +79,7 @@ def contract_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     original_post = WeaveTransport.post
 
     def checked_post(self: WeaveTransport, path: str, body: bytes, deadline: float) -> PostResult:
-        validator = ROUTE_VALIDATORS.get(path)
-        if validator is None:
-            violations.append(f"no contract for route {path}")
-        else:
-            violations.extend(
-                f"{path}: {error.message} at {list(error.absolute_path)}"
-                for error in validator.iter_errors(json.loads(body))
-            )
+        violations.extend(contract_errors(path, json.loads(body)))
         return original_post(self, path, body, deadline)
 
     monkeypatch.setattr(WeaveTransport, "post", checked_post)

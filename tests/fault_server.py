@@ -1,7 +1,8 @@
 """A trace-service stand-in on 127.0.0.1 that answers what each test scripts.
 
-Responses are consumed per route in order; once a route's script runs out, it answers 200
-``{}``. Every request is recorded. ``HangingServer`` accepts connections and never answers.
+A ``responder`` may answer a request by its content; otherwise responses are consumed per route
+in order, and once a route's script runs out, it answers 200 ``{}``. Every request is recorded.
+``HangingServer`` accepts connections and never answers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,6 +40,8 @@ class Seen:
 class ScriptedServer:
     def __init__(self) -> None:
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
+        # Consulted before the scripts: answers a request by what it carries.
+        self.responder: Callable[[Seen], Reply | None] = lambda seen: None
         self._lock = threading.Lock()
         self.seen: list[Seen] = []
         server = self
@@ -79,8 +82,12 @@ class ScriptedServer:
 
     def _record_and_pick(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
         lowered = {name.lower(): value for name, value in headers.items()}
+        seen = Seen(path, lowered, body, time.monotonic())
         with self._lock:
-            self.seen.append(Seen(path, lowered, body, time.monotonic()))
+            self.seen.append(seen)
+            reply = self.responder(seen)
+            if reply is not None:
+                return reply
             script = self._scripts[path]
             return script.popleft() if script else Reply()
 

@@ -20,7 +20,7 @@ def test_defaults_from_minimal_environment() -> None:
     assert settings.project_id == "team/proj"
     assert (settings.entity, settings.project) == ("team", "proj")
     assert settings.server_url == "https://trace.wandb.ai"
-    assert settings.write_mode is WriteMode.CALL_END
+    assert settings.write_mode is WriteMode.AUTO
     assert settings.auth_scheme is AuthScheme.BASIC
     assert settings.http_timeout_seconds == 10.0
     assert settings.max_concurrency == 8

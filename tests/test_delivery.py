@@ -67,15 +67,18 @@ def transport_for(url: str, **options: object) -> WeaveTransport:
     return WeaveTransport(settings, FAST_RETRIES)
 
 
-def emit_tree(processor_url: str, **options: object) -> ExportStats:
-    """A root with three children through the processor; the processor's stats after flush."""
+def emit_tree(processor_url: str, delivered: bool = True, **options: object) -> ExportStats:
+    """A root with three children through the processor; the processor's stats after flush.
+
+    ``delivered``: whether force_flush must report everything delivered.
+    """
     processor = make_processor(processor_url, **options)
     provider, tracer = make_tracer(processor)
     with tracer.start_as_current_span("root"):
         for index in range(3):
             with tracer.start_as_current_span(f"child-{index}"):
                 pass
-    assert processor.force_flush(10_000)
+    assert processor.force_flush(10_000) is delivered
     stats = processor.stats()
     provider.shutdown()
     return stats
@@ -96,7 +99,7 @@ def test_no_end_when_its_start_was_refused(
     server: ScriptedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.script("/call/start", [Reply(400, {"reason": "op_name too long"})])
-    stats = emit_tree(server.url, max_concurrency=1)
+    stats = emit_tree(server.url, delivered=False, max_concurrency=1)
     start_ids = [s.json()["start"]["id"] for s in server.seen if s.path == "/call/start"]
     end_ids = [s.json()["end"]["id"] for s in server.seen if s.path == "/call/end"]
     refused = start_ids[0]
@@ -170,7 +173,7 @@ def test_final_4xx_is_not_retried_and_logged_once_with_reason(
 ) -> None:
     server.script("/call/start", [Reply(403, {"reason": "project is read-only"})] * 4)
     with caplog.at_level(logging.WARNING, logger="opentelemetry.exporter.weave"):
-        stats = emit_tree(server.url)
+        stats = emit_tree(server.url, delivered=False)
     assert server.paths() == ["/call/start"] * 4  # each call tried once, no retry, no end
     assert stats.calls_failed == 4
     refusals = [r for r in caplog.records if "project is read-only" in r.getMessage()]
@@ -212,7 +215,7 @@ def test_api_key_echoed_by_server_is_redacted(
 ) -> None:
     server.script("/call/start", [Reply(401, {"reason": f"bad key {API_KEY}"})] * 4)
     with caplog.at_level(logging.DEBUG):
-        emit_tree(server.url)
+        emit_tree(server.url, delivered=False)
     assert caplog.records
     assert API_KEY not in caplog.text
     assert "bad key ***" in caplog.text

@@ -12,6 +12,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,13 @@ PROJECT = "entity/project"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 ROOT_ID = "b7ad6b7169203331"
 CHILD_ID = "00f067aa0ba902b7"
+OTHER_ID = "53995c3f42cd8ad8"
 API_KEY = "local-test-key-0123456789"
+COMPLETE = f"/v2/{PROJECT}/calls/complete"
+CALLS_COMPLETE_MODE_REQUIRED = {
+    "reason": "This project requires the calls_complete write mode",
+    "error_code": "CALLS_COMPLETE_MODE_REQUIRED",
+}
 
 
 def start_body(call_id: str = ROOT_ID, project_id: str = PROJECT, **fields: Any) -> dict[str, Any]:
@@ -54,6 +62,37 @@ def end_body(call_id: str = ROOT_ID, project_id: str = PROJECT, **fields: Any) -
         "output": {"content": "hello"},
     }
     return {"end": end | fields}
+
+
+def batch_start(body: dict[str, Any]) -> dict[str, Any]:
+    return {"mode": "start", "req": body}
+
+
+def batch_end(body: dict[str, Any]) -> dict[str, Any]:
+    return {"mode": "end", "req": body}
+
+
+def complete_item(
+    call_id: str = ROOT_ID, project_id: str = PROJECT, **fields: Any
+) -> dict[str, Any]:
+    """The whole call that start_body() and end_body() send in halves."""
+    whole: dict[str, Any] = (
+        start_body(call_id, project_id)["start"] | end_body(call_id, project_id)["end"]
+    )
+    return whole | fields
+
+
+def compact(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def calls_via_v1(*bodies: dict[str, Any]) -> list[dict[str, Any]]:
+    """What calls() shows after these start and end bodies went, in order, to the v1 routes."""
+    with LocalWeaveServer() as reference, httpx.Client(base_url=reference.url) as http:
+        for body in bodies:
+            route = "/call/start" if "start" in body else "/call/end"
+            assert http.post(route, json=body).status_code == 200
+    return reference.calls()
 
 
 # HTTPValidationError, the 422 body of the service's OpenAPI.
@@ -271,6 +310,229 @@ def test_concurrent_starts_are_all_stored(server: LocalWeaveServer) -> None:
     assert len(server.requests()) == len(ids)
 
 
+# --- batches and whole calls ----------------------------------------------------------------
+
+
+def test_upsert_batch_applies_items_in_order_as_single_calls_would(
+    server: LocalWeaveServer, client: httpx.Client
+) -> None:
+    child_start = start_body(CHILD_ID, parent_id=ROOT_ID, display_name="Child")
+    child_end = end_body(CHILD_ID, exception='{"type": "ValueError"}')
+    # Ends before their starts, and the child started before the root.
+    sent = [end_body(), child_end, child_start, start_body()]
+    batch = [batch_start(body) if "start" in body else batch_end(body) for body in sent]
+
+    response = client.post("/call/upsert_batch", json={"batch": batch})
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "res": [
+            {},
+            {},
+            {"id": CHILD_ID, "trace_id": TRACE_ID},
+            {"id": ROOT_ID, "trace_id": TRACE_ID},
+        ]
+    }
+    assert [(c["id"], c["exception"]) for c in server.calls()] == [
+        (CHILD_ID, child_end["end"]["exception"]),
+        (ROOT_ID, None),
+    ]
+    assert server.calls() == calls_via_v1(*sent)
+    assert server.orphan_ends() == []
+
+
+def test_calls_complete_stores_whole_calls_exactly_as_start_plus_end(
+    server: LocalWeaveServer, client: httpx.Client
+) -> None:
+    # Values pydantic would re-serialise, and optional fields on both sides of the split.
+    child_start = start_body(
+        CHILD_ID,
+        parent_id=ROOT_ID,
+        display_name="Child",
+        started_at="2025-01-02T05:04:05+02:00",
+        wb_run_id="entity/project/run1",
+        wb_run_step=3,
+    )
+    child_end = end_body(
+        CHILD_ID, ended_at="2025-01-02T03:04:06Z", exception="boom", wb_run_step_end=4
+    )
+    items = [
+        start_body()["start"] | end_body()["end"],
+        child_start["start"] | child_end["end"],
+    ]
+
+    response = client.post(COMPLETE, json={"batch": items})
+
+    assert (response.status_code, response.json()) == (200, {})
+    expected = calls_via_v1(start_body(), child_start, end_body(), child_end)
+    assert [(c["id"], c["ended_at"], c["wb_run_step_end"]) for c in expected] == [
+        (ROOT_ID, end_body()["end"]["ended_at"], None),
+        (CHILD_ID, "2025-01-02T03:04:06Z", 4),
+    ]
+    assert server.calls() == expected
+    assert client.get("/calls", params={"project_id": PROJECT}).json() == {"calls": expected}
+    assert server.orphan_ends() == []
+
+
+def test_calls_complete_refuses_an_item_of_another_project(
+    server: LocalWeaveServer, client: httpx.Client
+) -> None:
+    batch = [complete_item(), complete_item(CHILD_ID, project_id="entity/other")]
+
+    response = client.post(COMPLETE, json={"batch": batch})
+    elsewhere = client.post("/v2/entity/other/calls/complete", json={"batch": batch[:1]})
+
+    assert response.status_code == 400
+    assert "'entity/other'" in response.json()["reason"]
+    assert f"'{PROJECT}'" in response.json()["reason"]
+    assert elsewhere.status_code == 400
+    assert server.calls() == []
+    assert server.start_writes() == {}
+
+
+# --- calls_complete projects and the body size limit ----------------------------------------
+
+
+def test_calls_complete_only_refuses_every_v1_write_and_stores_nothing() -> None:
+    with (
+        LocalWeaveServer(calls_complete_only=True) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        refused = [
+            http.post("/call/start", json=start_body()),
+            http.post("/call/end", json=end_body()),
+            http.post("/call/upsert_batch", json={"batch": [batch_start(start_body())]}),
+        ]
+        accepted = http.post(COMPLETE, json={"batch": [complete_item()]})
+
+    assert [(r.status_code, r.json()) for r in refused] == [(400, CALLS_COMPLETE_MODE_REQUIRED)] * 3
+    assert (accepted.status_code, accepted.json()) == (200, {})
+    assert server.start_writes() == {ROOT_ID: 1}
+    assert server.end_writes() == {ROOT_ID: 1}
+    assert server.orphan_ends() == []
+    assert [(r.path, r.status) for r in server.requests()] == [
+        ("/call/start", 400),
+        ("/call/end", 400),
+        ("/call/upsert_batch", 400),
+        (COMPLETE, 200),
+    ]
+
+
+def test_calls_complete_mode_is_checked_after_auth_and_before_validation() -> None:
+    with LocalWeaveServer(api_key=API_KEY, calls_complete_only=True) as server:
+        anonymous = httpx.post(f"{server.url}/call/start", json=start_body())
+        invalid = httpx.post(f"{server.url}/call/end", content=b"{not json", headers=bearer())
+
+    assert anonymous.status_code == 401
+    assert (invalid.status_code, invalid.json()) == (400, CALLS_COMPLETE_MODE_REQUIRED)
+
+
+def test_calls_complete_only_can_be_switched_while_serving(
+    server: LocalWeaveServer, client: httpx.Client
+) -> None:
+    assert server.calls_complete_only is False
+    before = client.post("/call/start", json=start_body())
+
+    server.calls_complete_only = True
+    during = client.post("/call/end", json=end_body())
+
+    server.calls_complete_only = False
+    after = client.post("/call/end", json=end_body())
+
+    assert [r.status_code for r in (before, during, after)] == [200, 400, 200]
+    assert during.json() == CALLS_COMPLETE_MODE_REQUIRED
+    assert server.end_writes() == {ROOT_ID: 1}
+
+
+def test_body_over_max_body_bytes_is_refused_with_413_and_not_stored() -> None:
+    below = compact(start_body(ROOT_ID))
+    limit = len(below) + 1
+    at = compact(start_body(CHILD_ID)) + b" "
+    above = compact(start_body(OTHER_ID)) + b"  "
+    assert (len(at), len(above)) == (limit, limit + 1)
+
+    with (
+        LocalWeaveServer(max_body_bytes=limit) as server,
+        httpx.Client(base_url=server.url, headers={"Content-Type": "application/json"}) as http,
+    ):
+        statuses = [http.post("/call/start", content=body).status_code for body in (below, at)]
+        refused = http.post("/call/start", content=above)
+
+    assert statuses == [200, 200]
+    assert refused.status_code == 413
+    assert refused.json() == {"reason": f"Request body too large: {limit + 1} bytes > {limit}"}
+    assert server.start_writes() == {ROOT_ID: 1, CHILD_ID: 1}
+    log = server.requests()
+    assert [r.status for r in log] == [200, 200, 413]
+    # The refused body was dropped unread; its size is still on record.
+    assert (log[2].body, log[2].headers["content-length"]) == (b"", str(limit + 1))
+
+
+def test_large_body_is_read_through_then_refused_with_413_before_auth() -> None:
+    # Megabytes past the limit, more than socket buffers hold: were the body left unread, the
+    # server's close would reset the connection under a client still sending it.
+    large = compact({"batch": [complete_item()] * 10000})
+    assert len(large) > 4_000_000
+    head = f"POST {COMPLETE} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(large)}\r\n\r\n"
+
+    with LocalWeaveServer(api_key=API_KEY, max_body_bytes=1000) as server:
+        with socket.create_connection(("127.0.0.1", port_of(server)), timeout=10.0) as raw:
+            raw.sendall(head.encode() + large)
+            status_line = raw.makefile("rb").readline()
+        small = httpx.post(
+            f"{server.url}{COMPLETE}", json={"batch": [complete_item()]}, headers=bearer()
+        )
+
+    # No credentials were sent: the size is checked before auth.
+    assert status_line.split()[1] == b"413"
+    assert small.status_code == 200
+    assert server.start_writes() == {ROOT_ID: 1}
+    assert [r.status for r in server.requests()] == [413, 200]
+
+
+def test_max_body_bytes_can_be_changed_while_serving(
+    server: LocalWeaveServer, client: httpx.Client
+) -> None:
+    assert server.max_body_bytes is None
+    server.max_body_bytes = 10
+    limited = client.post("/call/start", json=start_body())
+
+    server.max_body_bytes = None
+    unlimited = client.post("/call/start", json=start_body())
+
+    assert [r.status_code for r in (limited, unlimited)] == [413, 200]
+    assert server.start_writes() == {ROOT_ID: 1}
+
+
+def test_negative_max_body_bytes_is_refused(server: LocalWeaveServer) -> None:
+    with pytest.raises(ValueError, match="max_body_bytes"):
+        LocalWeaveServer(max_body_bytes=-1)
+    with pytest.raises(ValueError, match="max_body_bytes"):
+        server.max_body_bytes = -1
+    assert server.max_body_bytes is None
+
+
+# --- write counts ---------------------------------------------------------------------------
+
+
+def test_write_counts_show_every_start_and_end_by_any_route(
+    server: LocalWeaveServer, client: httpx.Client
+) -> None:
+    client.post("/call/start", json=start_body(ROOT_ID))
+    client.post("/call/start", json=start_body(ROOT_ID))  # a retry after a lost answer
+    client.post("/call/upsert_batch", json={"batch": [batch_start(start_body(CHILD_ID))]})
+    client.post(COMPLETE, json={"batch": [complete_item(OTHER_ID), complete_item(ROOT_ID)]})
+    client.post("/call/start", json=start_body(ROOT_ID, project_id="entity/other"))
+    client.post("/call/end", json=end_body("00000000000000aa"))
+
+    # Repeats replace the stored call, so calls() alone cannot show them.
+    assert [c["id"] for c in server.calls(PROJECT)] == [ROOT_ID, CHILD_ID, OTHER_ID]
+    assert server.start_writes(PROJECT) == {ROOT_ID: 3, CHILD_ID: 1, OTHER_ID: 1}
+    assert server.start_writes("entity/other") == {ROOT_ID: 1}
+    assert server.start_writes() == {ROOT_ID: 4, CHILD_ID: 1, OTHER_ID: 1}
+    assert server.end_writes() == {ROOT_ID: 1, OTHER_ID: 1, "00000000000000aa": 1}
+
+
 # --- validation -----------------------------------------------------------------------------
 
 
@@ -294,6 +556,38 @@ def test_concurrent_starts_are_all_stored(server: LocalWeaveServer) -> None:
             ["body", "end", "summary", "status_counts", "finished", "[key]"],
             "enum",
         ),
+        (
+            "/call/upsert_batch",
+            {"batch": [batch_start(start_body()), batch_start(start_body(CHILD_ID, op_name=""))]},
+            ["body", "batch", 1, "start", "req", "start", "op_name"],
+            "string_too_short",
+        ),
+        (
+            "/call/upsert_batch",
+            {"batch": [batch_start(start_body()), {"mode": "finish", "req": end_body()}]},
+            ["body", "batch", 1],
+            "union_tag_invalid",
+        ),
+        (
+            "/call/upsert_batch",
+            {"batch": [batch_end(end_body()) | {"extra": 1}]},
+            ["body", "batch", 0, "end", "extra"],
+            "extra_forbidden",
+        ),
+        ("/call/upsert_batch", {"batch": {}}, ["body", "batch"], "list_type"),
+        (
+            COMPLETE,
+            {"batch": [complete_item(), complete_item(CHILD_ID, ended_at=None)]},
+            ["body", "batch", 1, "ended_at"],
+            "datetime",
+        ),
+        (
+            COMPLETE,
+            {"batch": [{k: v for k, v in complete_item().items() if k != "summary"}]},
+            ["body", "batch", 0, "summary"],
+            "missing",
+        ),
+        (COMPLETE, {"batch": [], "extra": 1}, ["body", "extra"], "extra_forbidden"),
     ],
 )
 def test_invalid_body_is_refused_with_422_detail(
@@ -314,6 +608,7 @@ def test_invalid_body_is_refused_with_422_detail(
     assert any(e["loc"] == loc and e["type"].startswith(error_type) for e in detail), detail
     assert server.calls() == []
     assert server.orphan_ends() == []
+    assert server.start_writes() == {}
 
 
 @pytest.mark.parametrize(
@@ -323,6 +618,24 @@ def test_invalid_body_is_refused_with_422_detail(
         ("/call/start", start_body(trace_id=TRACE_ID.upper()), "trace_id"),
         ("/call/start", start_body(CHILD_ID, parent_id="B7AD6B7169203331"), "parent_id"),
         ("/call/end", end_body("B7AD6B7169203331"), "id"),
+        # In a batch, the valid items before the bad one are not stored either.
+        (
+            "/call/upsert_batch",
+            {"batch": [batch_start(start_body()), batch_end(end_body(CHILD_ID.upper()))]},
+            "id",
+        ),
+        (
+            "/call/upsert_batch",
+            {"batch": [batch_end(end_body()), batch_start(start_body(trace_id=TRACE_ID.upper()))]},
+            "trace_id",
+        ),
+        (COMPLETE, {"batch": [complete_item(ROOT_ID.upper())]}, "id"),
+        (COMPLETE, {"batch": [complete_item(trace_id=TRACE_ID.upper())]}, "trace_id"),
+        (
+            COMPLETE,
+            {"batch": [complete_item(), complete_item(CHILD_ID, parent_id=ROOT_ID.upper())]},
+            "parent_id",
+        ),
     ],
 )
 def test_uppercase_id_is_refused_with_400(
@@ -338,13 +651,23 @@ def test_uppercase_id_is_refused_with_400(
     assert response.json()["reason"].startswith(f"{field} must be lowercase")
     assert server.calls() == []
     assert server.orphan_ends() == []
+    assert server.start_writes() == {}
 
 
-def test_unknown_route_is_404_and_wrong_method_is_405(client: httpx.Client) -> None:
-    missing = client.post("/call/upsert_everything", json={})
-    wrong_method = client.get("/call/start")
+@pytest.mark.parametrize(
+    "path",
+    ["/call/upsert_everything", "/v2/entity/calls/complete", "/v2/a/b/c/calls/complete"],
+)
+def test_unknown_route_is_404(client: httpx.Client, path: str) -> None:
+    missing = client.post(path, json={"batch": []})
 
     assert (missing.status_code, missing.json()) == (404, {"detail": "Not Found"})
+
+
+@pytest.mark.parametrize("path", ["/call/start", "/call/upsert_batch", COMPLETE])
+def test_wrong_method_is_405(client: httpx.Client, path: str) -> None:
+    wrong_method = client.get(path)
+
     assert wrong_method.status_code == 405
     assert wrong_method.headers["allow"] == "POST"
 
@@ -554,6 +877,7 @@ def test_sqlite_file_keeps_calls_across_servers(tmp_path: Path) -> None:
     with LocalWeaveServer(db_path=db_path) as second:
         assert second.calls() == before
         assert [e["id"] for e in second.orphan_ends()] == [orphan_id]
+        assert second.start_writes() == {ROOT_ID: 1, CHILD_ID: 1}
         # New calls are placed after the stored ones.
         httpx.post(f"{second.url}/call/start", json=start_body(later_id))
         assert [c["id"] for c in second.calls()] == [ROOT_ID, CHILD_ID, later_id]
@@ -564,63 +888,102 @@ def test_sqlite_file_keeps_calls_across_servers(tmp_path: Path) -> None:
 # --- command line ---------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="stops the server with SIGTERM")
-def test_module_cli_serves_with_key_from_env_until_sigterm(tmp_path: Path) -> None:
+@dataclass
+class CliRun:
+    url: str
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+
+@contextmanager
+def cli_server(*args: str, env: dict[str, str] | None = None) -> Iterator[CliRun]:
+    """Run the module's CLI on a free port until /health answers; SIGTERM it after the block."""
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LOCAL_WEAVE_TEST_KEY": API_KEY}
-    db_path = tmp_path / "cli.sqlite"
-    command = [
-        sys.executable,
-        "-m",
-        "opentelemetry.exporter.weave.testing",
-        "--port",
-        str(port),
-        "--db",
-        str(db_path),
-        "--api-key-env",
-        "LOCAL_WEAVE_TEST_KEY",
-    ]
+    command = [sys.executable, "-m", "opentelemetry.exporter.weave.testing", "--port", str(port)]
     proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*command, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    run = CliRun(f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + 20.0
         health: httpx.Response | None = None
         while health is None and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
             try:
-                health = httpx.get(f"{url}/health", timeout=1.0)
+                health = httpx.get(f"{run.url}/health", timeout=1.0)
             except httpx.TransportError:
                 time.sleep(0.05)
         assert health is not None, "the CLI server did not answer /health in time"
         assert health.json() == {"status": "ok"}
-
-        refused = httpx.post(f"{url}/call/start", json=start_body())
-        accepted = httpx.post(f"{url}/call/start", json=start_body(), headers=bearer())
-        assert (refused.status_code, accepted.status_code) == (401, 200)
-
+        yield run
         proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=10.0)
+        run.stdout, run.stderr = proc.communicate(timeout=10.0)
+        run.returncode = proc.returncode
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
 
-    assert proc.returncode == 0, stderr
-    assert url in stdout
-    assert API_KEY not in stdout + stderr
+
+@pytest.mark.skipif(sys.platform == "win32", reason="stops the server with SIGTERM")
+def test_module_cli_serves_with_key_from_env_until_sigterm(tmp_path: Path) -> None:
+    env = {**os.environ, "LOCAL_WEAVE_TEST_KEY": API_KEY}
+    db_path = tmp_path / "cli.sqlite"
+
+    with cli_server("--db", str(db_path), "--api-key-env", "LOCAL_WEAVE_TEST_KEY", env=env) as run:
+        refused = httpx.post(f"{run.url}/call/start", json=start_body())
+        accepted = httpx.post(f"{run.url}/call/start", json=start_body(), headers=bearer())
+
+    assert (refused.status_code, accepted.status_code) == (401, 200)
+    assert run.returncode == 0, run.stderr
+    assert run.url in run.stdout
+    assert API_KEY not in run.stdout + run.stderr
     # The call went to the --db file, readable by a later server.
     assert [c["id"] for c in LocalWeaveServer(db_path=str(db_path)).calls()] == [ROOT_ID]
 
 
-def test_module_cli_refuses_an_unset_key_variable() -> None:
+@pytest.mark.skipif(sys.platform == "win32", reason="stops the server with SIGTERM")
+def test_module_cli_serves_a_calls_complete_project_with_a_body_limit(tmp_path: Path) -> None:
+    db_path = tmp_path / "cli.sqlite"
+    item = compact({"batch": [complete_item()]})
+    limit = str(len(item))
+    over = item + b" "
+    headers = {"Content-Type": "application/json"}
+
+    with cli_server(
+        "--db", str(db_path), "--calls-complete-only", "--max-body-bytes", limit
+    ) as run:
+        v1 = httpx.post(f"{run.url}/call/start", json=start_body())
+        too_large = httpx.post(f"{run.url}{COMPLETE}", content=over, headers=headers)
+        accepted = httpx.post(f"{run.url}{COMPLETE}", content=item, headers=headers)
+
+    assert (v1.status_code, v1.json()) == (400, CALLS_COMPLETE_MODE_REQUIRED)
+    assert too_large.status_code == 413
+    assert too_large.json() == {"reason": f"Request body too large: {len(over)} bytes > {limit}"}
+    assert accepted.status_code == 200
+    assert run.returncode == 0, run.stderr
+    assert "calls_complete only" in run.stdout
+    assert f"bodies up to {limit} bytes" in run.stdout
+    [call] = LocalWeaveServer(db_path=str(db_path)).calls()
+    assert (call["id"], call["ended_at"]) == (ROOT_ID, end_body()["end"]["ended_at"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--api-key-env", "LOCAL_WEAVE_UNSET_KEY"], "LOCAL_WEAVE_UNSET_KEY"),
+        (["--max-body-bytes", "-1"], "max_body_bytes must be None or at least 0"),
+        (["--max-body-bytes", "lots"], "--max-body-bytes"),
+    ],
+)
+def test_module_cli_refuses_bad_arguments(args: list[str], message: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "LOCAL_WEAVE_UNSET_KEY"}
     command = [sys.executable, "-m", "opentelemetry.exporter.weave.testing", "--port", "0"]
 
     # A subprocess with a timeout, so a server that starts anyway fails the test, not hangs it.
     result = subprocess.run(
-        [*command, "--api-key-env", "LOCAL_WEAVE_UNSET_KEY"],
+        [*command, *args],
         env=env,
         capture_output=True,
         check=False,
@@ -629,4 +992,4 @@ def test_module_cli_refuses_an_unset_key_variable() -> None:
     )
 
     assert result.returncode == 2
-    assert "LOCAL_WEAVE_UNSET_KEY" in result.stderr
+    assert message in result.stderr

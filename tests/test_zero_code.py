@@ -86,6 +86,9 @@ def test_opentelemetry_instrument_exports_to_weave(
     chat = calls["chat gpt-4o-mini"]
     assert chat["parent_id"] == calls["handle_request"]["id"]
     assert chat["summary"]["usage"]["gpt-4o-mini"]["total_tokens"] == 30
+    root_summary = calls["handle_request"]["summary"]  # rolled up across export() calls
+    assert root_summary["usage"]["gpt-4o-mini"]["total_tokens"] == 30
+    assert root_summary["status_counts"] == {"success": 2, "error": 0}
     resource = chat["attributes"]["otel"]["resource"]
     assert resource["service.name"] == "zero-code-test"
     starts = [

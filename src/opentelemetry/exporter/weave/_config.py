@@ -13,6 +13,8 @@ from pydantic import SecretStr
 __all__ = ["AuthScheme", "ConfigError", "WeaveOptions", "WeaveSettings", "WriteMode"]
 
 DEFAULT_TRACE_SERVER_URL = "https://trace.wandb.ai"
+# The service refuses bodies over 32 MiB; Weave's own SDK stays under 31 MiB.
+DEFAULT_MAX_REQUEST_BYTES = 31 * 1024 * 1024
 WANDB_PUBLIC_BASE_URL = "https://api.wandb.ai"
 
 _T = TypeVar("_T")
@@ -24,7 +26,12 @@ class ConfigError(ValueError):
 
 
 class WriteMode(str, Enum):
+    """How calls are written: see the README's "Write modes" section."""
+
+    AUTO = "auto"
     CALL_END = "call_end"
+    UPSERT_BATCH = "upsert_batch"
+    CALLS_COMPLETE = "calls_complete"
 
 
 class AuthScheme(str, Enum):
@@ -46,6 +53,9 @@ class WeaveOptions(TypedDict, total=False):
     max_queue_size: int
     max_export_batch_size: int
     export_timeout_millis: float
+    max_request_bytes: int
+    rollup_max_pending: int
+    rollup_max_age_seconds: float
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ class WeaveSettings:
     api_key: SecretStr = field(repr=False)
     project_id: str
     server_url: str
-    write_mode: WriteMode = WriteMode.CALL_END
+    write_mode: WriteMode = WriteMode.AUTO
     auth_scheme: AuthScheme = AuthScheme.BASIC
     http_timeout_seconds: float = 10.0
     max_concurrency: int = 8
@@ -66,6 +76,9 @@ class WeaveSettings:
     max_queue_size: int = 2048
     max_export_batch_size: int = 512
     export_timeout_millis: float = 30000.0
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    rollup_max_pending: int = 10_000
+    rollup_max_age_seconds: float = 3600.0
 
     @property
     def entity(self) -> str:
@@ -91,6 +104,9 @@ class WeaveSettings:
         max_queue_size: int | None = None,
         max_export_batch_size: int | None = None,
         export_timeout_millis: float | None = None,
+        max_request_bytes: int | None = None,
+        rollup_max_pending: int | None = None,
+        rollup_max_age_seconds: float | None = None,
     ) -> WeaveSettings:
         """Resolve every setting: a keyword argument wins over its environment variable."""
         env = _Env(os.environ if environ is None else environ)
@@ -117,7 +133,7 @@ class WeaveSettings:
                 write_mode,
                 "write_mode",
                 "WEAVE_OTEL_WRITE_MODE",
-                WriteMode.CALL_END,
+                WriteMode.AUTO,
                 _enum(WriteMode),
             ),
             auth_scheme=env.setting(
@@ -151,6 +167,27 @@ class WeaveSettings:
                 "export_timeout_millis",
                 "OTEL_BSP_EXPORT_TIMEOUT",
                 30000.0,
+                _positive_float,
+            ),
+            max_request_bytes=env.setting(
+                max_request_bytes,
+                "max_request_bytes",
+                "WEAVE_OTEL_MAX_REQUEST_BYTES",
+                DEFAULT_MAX_REQUEST_BYTES,
+                _positive_int,
+            ),
+            rollup_max_pending=env.setting(
+                rollup_max_pending,
+                "rollup_max_pending",
+                "WEAVE_OTEL_ROLLUP_MAX_PENDING",
+                10_000,
+                _positive_int,
+            ),
+            rollup_max_age_seconds=env.setting(
+                rollup_max_age_seconds,
+                "rollup_max_age_seconds",
+                "WEAVE_OTEL_ROLLUP_MAX_AGE",
+                3600.0,
                 _positive_float,
             ),
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -12,10 +11,16 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from opentelemetry.exporter.weave._config import WeaveSettings
-from opentelemetry.exporter.weave._delivery import CallEndDelivery, DeliveryReport
+from opentelemetry.exporter.weave._delivery import (
+    CallFailure,
+    DeliveryReport,
+    FailureKind,
+    delivery_for,
+)
 from opentelemetry.exporter.weave._mapping import WeaveCall, format_span_id, span_to_call
+from opentelemetry.exporter.weave._rollup import SummaryRollup
 from opentelemetry.exporter.weave._stats import ExportStats, StatsCounter
-from opentelemetry.exporter.weave._transport import WeaveTransport, is_retryable_status
+from opentelemetry.exporter.weave._transport import WeaveTransport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -25,6 +30,8 @@ if TYPE_CHECKING:
 __all__ = ["WeaveSpanExporter"]
 
 logger = logging.getLogger("opentelemetry.exporter.weave")
+
+_NAMED_CALLS = 5
 
 
 class WeaveSpanExporter(SpanExporter):
@@ -42,8 +49,13 @@ class WeaveSpanExporter(SpanExporter):
             raise TypeError("pass either settings or keyword options, not both")
         self._settings = settings if settings is not None else WeaveSettings.from_env(**options)
         self._transport = WeaveTransport(self._settings)
-        self._delivery = CallEndDelivery(self._transport, self._settings.max_concurrency)
+        self._delivery = delivery_for(self._transport, self._settings)
         self._counter = StatsCounter()
+        self._rollup = SummaryRollup(
+            self._settings.rollup_max_pending,
+            self._settings.rollup_max_age_seconds,
+            on_evict=lambda count: self._counter.add("rollup_parents_evicted", count),
+        )
         self._is_shut_down = False
 
     def __repr__(self) -> str:
@@ -82,18 +94,26 @@ class WeaveSpanExporter(SpanExporter):
             report = self._delivery.deliver(calls, deadline)
         except Exception:  # the app must never see our failure
             logger.exception("Weave export failed; %d calls not delivered", len(calls))
-            self._counter.add("calls_failed", len(calls))
+            self._counter.add("calls_undeliverable", len(calls))
             return DeliveryReport(delivered=0)
-        self._counter.add("calls_exported", report.delivered)
-        self._counter.add("calls_failed", len(report.failures))
-        _log_failures(report)
+        self._record(report)
+        _log_failures(report.failures)
         return report
+
+    def _record(self, report: DeliveryReport) -> None:
+        add = self._counter.add
+        add("calls_exported", report.delivered)
+        add("calls_truncated", report.truncated)
+        add("requests_retried", report.retries)
+        add("batches_split", report.splits)
+        for failure in report.failures:
+            add(f"calls_{failure.kind.value}")
 
     def _map(self, spans: Sequence[ReadableSpan]) -> list[WeaveCall]:
         calls: list[WeaveCall] = []
         for span in spans:
             try:
-                calls.append(span_to_call(span, self._settings.project_id))
+                calls.append(self._rollup.roll_up(span_to_call(span, self._settings.project_id)))
             except Exception:
                 self._counter.add("spans_unmappable")
                 span_id = format_span_id(span.context.span_id) if span.context else "?"
@@ -116,27 +136,36 @@ class WeaveSpanExporter(SpanExporter):
         return True
 
 
-def _log_failures(report: DeliveryReport) -> None:
-    """One line per distinct answer, not one per call."""
-    groups = Counter(
-        (failure.route, failure.result.status_code, failure.result.reason)
-        for failure in report.failures
-    )
-    for (route, status_code, reason), count in groups.items():
-        if status_code is not None and not is_retryable_status(status_code):
-            logger.error(
-                "Weave refused %d call(s) at %s with HTTP %d (final, not retried): %s",
-                count,
-                route,
-                status_code,
-                reason,
-            )
-        else:
-            answer = "no answer" if status_code is None else f"HTTP {status_code}"
+def _log_failures(failures: tuple[CallFailure, ...]) -> None:
+    """One line per distinct answer, naming the first calls it cost, not one line per call."""
+    groups: dict[tuple[str, int | None, str, FailureKind], list[CallFailure]] = {}
+    for failure in failures:
+        key = (failure.route, failure.result.status_code, failure.result.reason, failure.kind)
+        groups.setdefault(key, []).append(failure)
+    for (route, status_code, reason, kind), group in groups.items():
+        spans = ", ".join(
+            f"{failure.call.start.op_name!r} ({failure.call.start.id})"
+            for failure in group[:_NAMED_CALLS]
+        )
+        more = f" and {len(group) - _NAMED_CALLS} more" if len(group) > _NAMED_CALLS else ""
+        answer = "no answer" if status_code is None else f"HTTP {status_code}"
+        if kind is FailureKind.UNDELIVERABLE:
             logger.warning(
-                "Weave did not take %d call(s) at %s before the export deadline (%s): %s",
-                count,
+                "Weave did not take %d call(s) at %s before the export deadline (%s: %s): %s%s",
+                len(group),
                 route,
                 answer,
                 reason,
+                spans,
+                more,
+            )
+        else:
+            logger.error(
+                "Weave refused %d call(s) at %s with %s (final, not retried): %s: %s%s",
+                len(group),
+                route,
+                answer,
+                reason,
+                spans,
+                more,
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -22,15 +22,20 @@ from pydantic import (
 )
 
 __all__ = [
+    "CallBatchEndMode",
+    "CallBatchStartMode",
     "CallEndReq",
     "CallEndRes",
     "CallStartReq",
     "CallStartRes",
+    "CallsCompleteReq",
+    "CompletedCallSchemaForInsert",
     "EndedCallSchemaForInsert",
     "LLMUsageSchema",
     "StartedCallSchemaForInsert",
     "SummaryInsertMap",
     "TraceStatus",
+    "UpsertBatchReq",
 ]
 
 OP_NAME_MAX_LENGTH = 128
@@ -129,3 +134,56 @@ class CallEndReq(BaseModel):
 
 class CallEndRes(BaseModel):
     pass
+
+
+class CallBatchStartMode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["start"] = "start"
+    req: CallStartReq
+
+
+class CallBatchEndMode(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["end"] = "end"
+    req: CallEndReq
+
+
+class UpsertBatchReq(BaseModel):
+    """``POST /call/upsert_batch``: many starts and ends in one request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch: list[Annotated[CallBatchStartMode | CallBatchEndMode, Field(discriminator="mode")]]
+
+
+class CompletedCallSchemaForInsert(BaseModel):
+    """A whole call, start and end fields together, for the v2 ``calls/complete`` route."""
+
+    project_id: str
+    id: str
+    trace_id: str
+    op_name: Annotated[str, Field(min_length=1, max_length=OP_NAME_MAX_LENGTH)]
+    display_name: str | None = None
+    parent_id: str | None = None
+    thread_id: str | None = None
+    turn_id: str | None = None
+    started_at: UtcDatetime
+    ended_at: UtcDatetime
+    attributes: dict[str, Any]
+    inputs: dict[str, Any]
+    output: Any = None
+    exception: str | None = None
+    summary: SummaryInsertMap
+    wb_run_id: str | None = None
+    wb_run_step: int | None = None
+    wb_run_step_end: int | None = None
+
+
+class CallsCompleteReq(BaseModel):
+    """``POST /v2/{entity}/{project}/calls/complete``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch: list[CompletedCallSchemaForInsert]

@@ -121,14 +121,24 @@ class WeaveSpanProcessor(SpanProcessor):
                 self._condition.notify()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Export everything queued now; False if that did not finish within the timeout."""
+        """Export everything queued now.
+
+        True only if it was all delivered within the timeout; False if the timeout passed or
+        a call failed (the counters in :meth:`stats` say which).
+        """
         request = _FlushRequest(deadline=time.monotonic() + timeout_millis / 1000)
+        failed_before = self._lost_count()
         with self._condition:
             if self._shutdown_deadline is not None or not self._worker.is_alive():
                 return not self._queue
             self._flush_requests.append(request)
             self._condition.notify()
-        return request.done.wait(max(0.0, request.deadline - time.monotonic()))
+        finished = request.done.wait(max(0.0, request.deadline - time.monotonic()))
+        return finished and self._lost_count() == failed_before
+
+    def _lost_count(self) -> int:
+        stats = self._exporter.stats()
+        return stats.calls_failed + stats.spans_unmappable
 
     def shutdown(self) -> None:
         """Export what is queued, within the export timeout, then release connections."""

@@ -12,7 +12,12 @@ __all__ = ["ExportStats", "RateLimitedWarning", "StatsCounter"]
 
 @dataclass(frozen=True)
 class ExportStats:
-    """A snapshot of the counters. Every span handed over ends in exactly one outcome."""
+    """A snapshot of the counters.
+
+    Every span handed to the processor ends in exactly one of: queued then exported,
+    dropped (queue full, after shutdown), unmappable, or a failed call (rejected, too large,
+    undeliverable).
+    """
 
     spans_enqueued: int = 0
     """Spans accepted by the processor's queue."""
@@ -23,11 +28,28 @@ class ExportStats:
     spans_unmappable: int = 0
     """Spans whose mapping failed (a bug: reported, never silent)."""
     calls_exported: int = 0
-    """Calls the service accepted (start and end)."""
-    calls_failed: int = 0
-    """Calls not delivered: refused by the service, or unreachable until the deadline."""
+    """Calls the service accepted."""
+    calls_rejected: int = 0
+    """Calls the service refused with a final answer (4xx other than 408/409/413/429)."""
+    calls_too_large: int = 0
+    """Calls refused with 413 on their own, even after truncation."""
+    calls_undeliverable: int = 0
+    """Calls still failing (5xx, 429, no connection) when the export deadline came."""
+    calls_truncated: int = 0
+    """Calls sent with their largest fields cut to fit the request size limit."""
+    requests_retried: int = 0
+    """HTTP requests sent again after a retryable failure."""
+    batches_split: int = 0
+    """Requests halved after a 413 or 422 answer."""
+    rollup_parents_evicted: int = 0
+    """Parents whose children's totals were given up waiting for (never ended, too old)."""
     export_batches: int = 0
     """Batches handed to the exporter."""
+
+    @property
+    def calls_failed(self) -> int:
+        """Calls not delivered, for whatever reason."""
+        return self.calls_rejected + self.calls_too_large + self.calls_undeliverable
 
 
 class StatsCounter:

@@ -11,6 +11,7 @@ import json
 import random
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from opentelemetry.exporter.weave._version import __version__
 
 __all__ = ["PostResult", "RetryPolicy", "WeaveTransport", "is_retryable_status"]
 
+RETRY_ID_HEADER = "X-Weave-Retry-Id"
 _REASON_MAX_CHARS = 500
 _REDACTED = "***"
 
@@ -56,6 +58,12 @@ class PostResult:
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def error_code(self) -> str | None:
+        """The service's machine-readable ``error_code``, when its answer has one."""
+        code = self.body.get("error_code") if isinstance(self.body, dict) else None
+        return code if isinstance(code, str) else None
 
 
 def is_retryable_status(status_code: int) -> bool:
@@ -112,17 +120,22 @@ class WeaveTransport:
     def post(self, path: str, body: bytes, deadline: float) -> PostResult:
         """POST with retries until success, a final answer, or ``deadline`` (monotonic)."""
         attempt = 0
+        retry_headers: dict[str, str] = {}
+        result = PostResult(None, "export deadline reached before a try", 0)
         while True:
-            attempt += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closed.is_set():
-                return PostResult(None, "export deadline reached before a try", attempt - 1)
+                return result  # the last answer is the reason that matters
+            attempt += 1
+            if attempt == 2:  # the same id on every retry lets the service drop duplicates
+                retry_headers = {RETRY_ID_HEADER: uuid.uuid4().hex}
             retry_after = None
             try:
                 with suppressed_instrumentation():
                     response = self._client.post(
                         path,
                         content=body,
+                        headers=retry_headers,
                         timeout=min(self._settings.http_timeout_seconds, remaining),
                     )
             except httpx.HTTPError as exc:

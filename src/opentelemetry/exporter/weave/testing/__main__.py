@@ -33,6 +33,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="VAR",
         help="require the API key held in environment variable VAR",
     )
+    parser.add_argument(
+        "--calls-complete-only",
+        action="store_true",
+        help="act as a new 'calls_complete' project: refuse the v1 write routes with 400",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        metavar="N",
+        help="answer 413 to a request body larger than N bytes (default: no limit)",
+    )
     args = parser.parse_args(argv)
     api_key: str | None = None
     if args.api_key_env is not None:
@@ -40,14 +51,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not api_key:
             parser.error(f"environment variable {args.api_key_env} is unset or empty")
 
-    server = LocalWeaveServer(args.host, args.port, api_key=api_key, db_path=args.db)
+    try:
+        server = LocalWeaveServer(
+            args.host,
+            args.port,
+            api_key=api_key,
+            db_path=args.db,
+            calls_complete_only=args.calls_complete_only,
+            max_body_bytes=args.max_body_bytes,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         server.start()
     except OSError as exc:
         parser.exit(1, f"cannot listen on {args.host}:{args.port}: {exc}\n")
     signal.signal(signal.SIGTERM, _interrupt)
-    auth = "API key required" if api_key is not None else "no auth"
-    print(f"Local Weave receiver on {server.url} ({auth}); Ctrl-C to stop", flush=True)
+    notes = ["API key required" if api_key is not None else "no auth"]
+    if args.calls_complete_only:
+        notes.append("calls_complete only")
+    if args.max_body_bytes is not None:
+        notes.append(f"bodies up to {args.max_body_bytes} bytes")
+    print(f"Local Weave receiver on {server.url} ({', '.join(notes)}); Ctrl-C to stop", flush=True)
     try:
         while True:
             # time.sleep wakes for signals on every platform; Event.wait() does not on Windows.

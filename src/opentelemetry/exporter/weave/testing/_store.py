@@ -6,7 +6,7 @@ import json
 import sqlite3
 import threading
 import weakref
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry.exporter.weave._models import StartedCallSchemaForInsert
 
@@ -23,20 +23,30 @@ CREATE TABLE IF NOT EXISTS calls (
     end_json TEXT,
     start_seq INTEGER,
     end_seq INTEGER,
+    start_writes INTEGER NOT NULL DEFAULT 0,
+    end_writes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (project_id, id)
 )
 """
 
 # A repeated half (a client retrying after a lost response) replaces the stored one but keeps
-# its first position, so retries do not reorder calls.
+# its first position, so retries do not reorder calls. Every write is counted, so a test can
+# still tell that a half was sent twice.
 _UPSERT = """
-INSERT INTO calls (project_id, id, {json_col}, {seq_col}) VALUES (?, ?, ?, ?)
+INSERT INTO calls (project_id, id, {half}_json, {half}_seq, {half}_writes) VALUES (?, ?, ?, ?, 1)
 ON CONFLICT (project_id, id) DO UPDATE SET
-    {json_col} = excluded.{json_col},
-    {seq_col} = COALESCE(calls.{seq_col}, excluded.{seq_col})
+    {half}_json = excluded.{half}_json,
+    {half}_seq = COALESCE(calls.{half}_seq, excluded.{half}_seq),
+    {half}_writes = calls.{half}_writes + 1
 """
-_UPSERT_START = _UPSERT.format(json_col="start_json", seq_col="start_seq")
-_UPSERT_END = _UPSERT.format(json_col="end_json", seq_col="end_seq")
+_UPSERT_START = _UPSERT.format(half="start")
+_UPSERT_END = _UPSERT.format(half="end")
+
+_WRITE_COUNTS = """
+SELECT id, SUM({half}_writes) FROM calls
+WHERE {half}_writes > 0 AND (?1 IS NULL OR project_id = ?1)
+GROUP BY id ORDER BY id
+"""
 
 
 class CallStore:
@@ -63,10 +73,21 @@ class CallStore:
         self._last_seq: int = row[0]
 
     def put_start(self, project_id: str, id: str, start: dict[str, Any]) -> None:
-        self._put(_UPSERT_START, project_id, id, start)
+        self._put(project_id, id, (_UPSERT_START, start))
 
     def put_end(self, project_id: str, id: str, end: dict[str, Any]) -> None:
-        self._put(_UPSERT_END, project_id, id, end)
+        self._put(project_id, id, (_UPSERT_END, end))
+
+    def put_complete(self, project_id: str, id: str, call: dict[str, Any]) -> None:
+        """Store a whole call as the start and the end a v1 client would have sent.
+
+        Both halves are written under one lock, so no reader sees the call without its end.
+        """
+        start = {key: value for key, value in call.items() if key not in _END_FIELDS}
+        end = {"project_id": call["project_id"], "id": call["id"]} | {
+            key: value for key, value in call.items() if key in _END_FIELDS
+        }
+        self._put(project_id, id, (_UPSERT_START, start), (_UPSERT_END, end))
 
     def calls(self, project_id: str | None = None) -> list[dict[str, Any]]:
         """Merged calls that have a start, in start order.
@@ -95,11 +116,26 @@ class CallStore:
         )
         return [json.loads(end) for (end,) in rows]
 
-    def _put(self, statement: str, project_id: str, id: str, half: dict[str, Any]) -> None:
-        encoded = json.dumps(half)
+    def start_writes(self, project_id: str | None = None) -> dict[str, int]:
+        """How many times each call's start was written (ids never started are absent)."""
+        return self._write_counts("start", project_id)
+
+    def end_writes(self, project_id: str | None = None) -> dict[str, int]:
+        """How many times each call's end was written (ids never ended are absent)."""
+        return self._write_counts("end", project_id)
+
+    def _write_counts(
+        self, half: Literal["start", "end"], project_id: str | None
+    ) -> dict[str, int]:
+        rows = self._select(_WRITE_COUNTS.format(half=half), project_id)
+        return dict(rows)
+
+    def _put(self, project_id: str, id: str, *halves: tuple[str, dict[str, Any]]) -> None:
+        encoded = [(statement, json.dumps(half)) for statement, half in halves]
         with self._lock:
-            self._last_seq += 1
-            self._conn.execute(statement, (project_id, id, encoded, self._last_seq))
+            for statement, half_json in encoded:
+                self._last_seq += 1
+                self._conn.execute(statement, (project_id, id, half_json, self._last_seq))
 
     def _select(self, query: str, project_id: str | None) -> list[tuple[Any, ...]]:
         with self._lock:

@@ -1,0 +1,120 @@
+"""Summary roll-up as Weave's SDK does it: a call's summary holds its whole subtree.
+
+A call's ``summary.usage`` is its own usage plus the sum of its children's (already rolled-up)
+summaries, and ``summary.status_counts`` counts the call and all its descendants. Children end
+before their parents, so when a call is mapped, the totals of its ended children are waiting
+for it here, whatever batch they were exported in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from opentelemetry.exporter.weave._mapping import WeaveCall
+from opentelemetry.exporter.weave._models import LLMUsageSchema, TraceStatus
+
+__all__ = ["SummaryRollup"]
+
+_Usage = dict[str, dict[str, int]]
+
+
+@dataclass
+class _SubtreeTotals:
+    """What the ended children of one not-yet-ended call add up to."""
+
+    created_at: float
+    usage: _Usage = field(default_factory=dict)
+    status_counts: dict[TraceStatus, int] = field(default_factory=dict)
+
+    def add(self, usage: _Usage, status_counts: dict[TraceStatus, int]) -> None:
+        for model, counts in usage.items():
+            totals = self.usage.setdefault(model, {})
+            for key, value in counts.items():
+                totals[key] = totals.get(key, 0) + value
+        for status, count in status_counts.items():
+            self.status_counts[status] = self.status_counts.get(status, 0) + count
+
+
+class SummaryRollup:
+    """Rolls children's summaries into their parents, with bounded memory.
+
+    Totals wait for parents that have not ended yet; a parent that never ends here (lost,
+    unsampled, filtered, or in another process) must not keep them forever, so the oldest are
+    evicted past ``max_pending`` entries or ``max_age_seconds``, and counted.
+    """
+
+    def __init__(
+        self,
+        max_pending: int,
+        max_age_seconds: float,
+        on_evict: Callable[[int], None] = lambda count: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_pending = max_pending
+        self._max_age = max_age_seconds
+        self._on_evict = on_evict
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._pending: OrderedDict[str, _SubtreeTotals] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def roll_up(self, call: WeaveCall) -> WeaveCall:
+        """``call`` with its subtree's totals in its summary; remembers them for its parent."""
+        own = call.end.summary
+        now = self._clock()
+        with self._lock:
+            children = self._pending.pop(call.start.id, None)
+            subtree = _SubtreeTotals(now)
+            subtree.add(_usage_counts(own.usage), own.status_counts or {})
+            if children is not None:
+                subtree.add(children.usage, children.status_counts)
+            if call.start.parent_id is not None:
+                parent = self._pending.get(call.start.parent_id)
+                if parent is None:
+                    parent = self._pending[call.start.parent_id] = _SubtreeTotals(now)
+                parent.add(subtree.usage, subtree.status_counts)
+            evicted = self._evict(now)
+        if evicted:
+            self._on_evict(evicted)
+        if children is None:
+            return call  # no descendants ended here: its own summary is already complete
+        summary = own.model_copy(
+            update={
+                "usage": {
+                    model: LLMUsageSchema.model_validate(counts)
+                    for model, counts in subtree.usage.items()
+                }
+                or None,
+                "status_counts": subtree.status_counts,
+            }
+        )
+        return WeaveCall(start=call.start, end=call.end.model_copy(update={"summary": summary}))
+
+    def _evict(self, now: float) -> int:
+        evicted = 0
+        while self._pending:
+            oldest = next(iter(self._pending.values()))
+            if len(self._pending) <= self._max_pending and now - oldest.created_at < self._max_age:
+                break
+            self._pending.popitem(last=False)
+            evicted += 1
+        return evicted
+
+
+def _usage_counts(usage: dict[str, LLMUsageSchema] | None) -> _Usage:
+    if not usage:
+        return {}
+    return {
+        model: {
+            key: value
+            for key, value in entry.model_dump().items()
+            if isinstance(value, int) and not isinstance(value, bool)
+        }
+        for model, entry in usage.items()
+    }

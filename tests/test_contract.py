@@ -1,0 +1,82 @@
+"""The wire models against the given OpenAPI, and the contract check against bad bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from opentelemetry.exporter.weave._models import (
+    CallEndReq,
+    EndedCallSchemaForInsert,
+    LLMUsageSchema,
+    SummaryInsertMap,
+    TraceStatus,
+)
+
+from .conftest import CONTRACT_DIR, ROUTE_VALIDATORS
+
+OPENAPI = json.loads((CONTRACT_DIR / "call_end.schema.json").read_text())["components"]["schemas"]
+
+VALID_END = {
+    "end": {
+        "project_id": "e/p",
+        "id": "0123456789abcdef",
+        "ended_at": "2026-01-02T03:04:05.678901+00:00",
+        "summary": {"usage": {"m": {"input_tokens": 1}}, "status_counts": {"success": 1}},
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [
+        (CallEndReq, "CallEndReq"),
+        (EndedCallSchemaForInsert, "EndedCallSchemaForInsert"),
+        (SummaryInsertMap, "SummaryInsertMap"),
+        (LLMUsageSchema, "LLMUsageSchema"),
+    ],
+)
+def test_models_have_the_openapi_fields(model: type[BaseModel], name: str) -> None:
+    ours = model.model_json_schema(mode="validation")
+    theirs = OPENAPI[name]
+    assert set(ours["properties"]) == set(theirs["properties"])
+    assert set(ours.get("required", [])) == set(theirs.get("required", []))
+    forbids_extra = theirs.get("additionalProperties") is False
+    assert (model.model_config.get("extra") == "forbid") is forbids_extra
+
+
+def test_trace_status_values() -> None:
+    assert {status.value for status in TraceStatus} == set(OPENAPI["TraceStatus"]["enum"])
+
+
+def test_request_wrapper_refuses_unknown_keys_like_the_service() -> None:
+    with pytest.raises(ValidationError):
+        CallEndReq.model_validate({**VALID_END, "extra": 1})
+    CallEndReq.model_validate(VALID_END)
+
+
+def test_valid_body_passes_the_schema() -> None:
+    assert list(ROUTE_VALIDATORS["/call/end"].iter_errors(VALID_END)) == []
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda end: end.pop("summary"), id="missing-summary"),
+        pytest.param(lambda end: end.update(ended_at="yesterday"), id="bad-date-time"),
+        pytest.param(lambda end: end.update(exception={"type": "x"}), id="exception-not-string"),
+        pytest.param(
+            lambda end: end["summary"].update(status_counts={"done": 1}), id="bad-trace-status"
+        ),
+        pytest.param(
+            lambda end: end["summary"]["usage"]["m"].update(input_tokens="1"), id="token-as-string"
+        ),
+    ],
+)
+def test_contract_check_catches_bad_bodies(mutate: Any) -> None:
+    body = json.loads(json.dumps(VALID_END))
+    mutate(body["end"])
+    assert list(ROUTE_VALIDATORS["/call/end"].iter_errors(body)) != []

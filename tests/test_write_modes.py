@@ -1,0 +1,316 @@
+"""Write modes, the automatic upgrade, roll-up and size limits, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import Status, StatusCode, Tracer
+
+from opentelemetry.exporter.weave import WeaveSpanExporter, WriteMode
+from opentelemetry.exporter.weave.testing import LocalWeaveServer
+
+from .conftest import API_KEY, PROJECT, make_processor, make_tracer
+from .fault_server import Reply, ScriptedServer, Seen
+
+Record = Callable[[Callable[[Tracer], None]], list[ReadableSpan]]
+ALL_MODES = [mode.value for mode in WriteMode]
+V2_ROUTE = f"/v2/{PROJECT}/calls/complete"
+
+
+def exporter_for(url: str, **options: Any) -> WeaveSpanExporter:
+    return WeaveSpanExporter(api_key=API_KEY, project=PROJECT, server_url=url, **options)
+
+
+@pytest.fixture
+def exporters() -> Iterator[Callable[..., WeaveSpanExporter]]:
+    made: list[WeaveSpanExporter] = []
+
+    def make(url: str, **options: Any) -> WeaveSpanExporter:
+        made.append(exporter_for(url, **options))
+        return made[-1]
+
+    yield make
+    for exporter in made:
+        exporter.shutdown()
+
+
+def llm(tracer: Tracer, model: str, tokens: tuple[int, int], context: Any = None) -> None:
+    attributes = {
+        "gen_ai.response.model": model,
+        "gen_ai.usage.input_tokens": tokens[0],
+        "gen_ai.usage.output_tokens": tokens[1],
+        "gen_ai.input.messages": json.dumps([{"role": "user", "content": f"ask {model}"}]),
+    }
+    with tracer.start_as_current_span(f"chat {model}", context=context, attributes=attributes):
+        pass
+
+
+def emit_sample(tracer: Tracer) -> None:
+    with tracer.start_as_current_span("agent"):
+        llm(tracer, "gpt-4o", (10, 5))
+        with tracer.start_as_current_span("tool") as tool:
+            tool.set_status(Status(StatusCode.ERROR, "tool broke"))
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_every_mode_stores_the_same_calls(
+    record_spans: Record, exporters: Callable[..., WeaveSpanExporter], mode: str
+) -> None:
+    spans = record_spans(emit_sample)
+    with LocalWeaveServer(api_key=API_KEY) as reference_server:
+        exporters(reference_server.url, write_mode="call_end").export(spans)
+        reference = sorted(reference_server.calls(), key=lambda call: call["id"])
+    with LocalWeaveServer(api_key=API_KEY) as server:
+        exporter = exporters(server.url, write_mode=mode)
+        exporter.export(spans)
+        stored = sorted(server.calls(), key=lambda call: call["id"])
+        routes = {request.path for request in server.requests()}
+    assert len(stored) == 3
+    assert stored == reference
+    expected_routes = {
+        "call_end": {"/call/start", "/call/end"},
+        "auto": {"/call/start", "/call/end"},
+        "upsert_batch": {"/call/upsert_batch"},
+        "calls_complete": {V2_ROUTE},
+    }[mode]
+    assert routes == expected_routes
+    assert exporter.stats().calls_exported == 3
+
+
+@pytest.mark.parametrize(("mode", "requests"), [("upsert_batch", 1), ("calls_complete", 1)])
+def test_batched_modes_send_one_request_per_batch(
+    record_spans: Record, exporters: Callable[..., WeaveSpanExporter], mode: str, requests: int
+) -> None:
+    spans = record_spans(lambda tracer: [emit_sample(tracer) for _ in range(20)])
+    with LocalWeaveServer(api_key=API_KEY) as server:
+        exporters(server.url, write_mode=mode).export(spans)
+        assert len(server.calls()) == 60
+        assert len(server.requests()) == requests
+
+
+def test_upsert_batch_sends_starts_before_ends(
+    record_spans: Record, exporters: Callable[..., WeaveSpanExporter]
+) -> None:
+    spans = record_spans(emit_sample)
+    with ScriptedServer() as server:
+        exporters(server.url, write_mode="upsert_batch").export(spans)
+    (request,) = server.seen
+    modes = [item["mode"] for item in request.json()["batch"]]
+    assert modes == ["start"] * 3 + ["end"] * 3
+
+
+def test_auto_upgrades_once_and_loses_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with LocalWeaveServer(api_key=API_KEY, calls_complete_only=True) as server:
+        processor = make_processor(server.url, max_concurrency=2)
+        provider, tracer = make_tracer(processor)
+        with caplog.at_level(logging.INFO, logger="opentelemetry.exporter.weave"):
+            emit_sample(tracer)
+            assert processor.force_flush(10_000)
+            emit_sample(tracer)  # a later batch goes straight to v2
+            assert processor.force_flush(10_000)
+        provider.shutdown()
+        calls = server.calls()
+        writes = server.start_writes()
+        requests = server.requests()
+    assert len(calls) == 6
+    assert sorted(writes.values()) == [1] * 6  # nothing doubled
+    refused = [r for r in requests if r.status == 400]
+    assert refused
+    assert all(r.path == "/call/start" for r in refused)
+    v2 = [r for r in requests if r.path == V2_ROUTE]
+    assert [r.status for r in v2] == [200, 200]
+    assert requests.index(v2[0]) > requests.index(refused[-1])
+    upgrades = [r for r in caplog.records if "accepts only complete calls" in r.getMessage()]
+    assert len(upgrades) == 1
+    assert upgrades[0].levelno == logging.INFO
+    assert "CALLS_COMPLETE_MODE_REQUIRED" in upgrades[0].getMessage()
+    stats = processor.stats()
+    assert (stats.calls_exported, stats.calls_failed) == (6, 0)
+
+
+def test_explicit_v1_mode_on_a_v2_project_is_refused_not_upgraded(
+    record_spans: Record, exporters: Callable[..., WeaveSpanExporter]
+) -> None:
+    spans = record_spans(emit_sample)
+    with LocalWeaveServer(api_key=API_KEY, calls_complete_only=True) as server:
+        exporter = exporters(server.url, write_mode="upsert_batch")
+        exporter.export(spans)
+        assert server.calls() == []
+    assert exporter.stats().calls_rejected == 3
+
+
+def emit_three_levels(tracer: Tracer, flush: Callable[[], None]) -> None:
+    """root → (agent → (gpt-4o, claude-3, failing tool)), root → gpt-4o; leaves flushed first."""
+    root = tracer.start_span("root")
+    root_context = trace.set_span_in_context(root)
+    agent = tracer.start_span("agent", context=root_context)
+    agent_context = trace.set_span_in_context(agent)
+    llm(tracer, "gpt-4o", (10, 5), agent_context)
+    llm(tracer, "claude-3", (7, 3), agent_context)
+    with tracer.start_as_current_span("tool", context=agent_context) as tool:
+        tool.set_status(Status(StatusCode.ERROR, "tool broke"))
+    flush()  # the leaves are exported long before their ancestors
+    agent.end()
+    flush()
+    llm(tracer, "gpt-4o", (1, 1), root_context)
+    flush()
+    root.end()
+    flush()
+
+
+def assert_rolled_up(calls: list[dict[str, Any]]) -> None:
+    by_name = {call["op_name"]: call for call in calls if call["op_name"] != "chat gpt-4o"}
+    root, agent = by_name["root"]["summary"], by_name["agent"]["summary"]
+    assert root["usage"] == {
+        "gpt-4o": {"input_tokens": 11, "output_tokens": 6, "total_tokens": 17, "requests": 2},
+        "claude-3": {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10, "requests": 1},
+    }
+    assert root["status_counts"] == {"success": 5, "error": 1}
+    assert agent["usage"] == {
+        "gpt-4o": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15, "requests": 1},
+        "claude-3": {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10, "requests": 1},
+    }
+    assert agent["status_counts"] == {"success": 3, "error": 1}
+    assert by_name["root"]["exception"] is None  # shown as descendant_error, not error
+    assert by_name["tool"]["summary"]["status_counts"] == {"success": 0, "error": 1}
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_roll_up_across_batches_in_every_mode(mode: str) -> None:
+    with LocalWeaveServer(api_key=API_KEY) as server:
+        processor = make_processor(server.url, write_mode=mode, schedule_delay_millis=60_000)
+        provider, tracer = make_tracer(processor)
+        emit_three_levels(tracer, lambda: processor.force_flush(10_000))
+        provider.shutdown()
+        calls = server.calls()
+    assert len(calls) == 6
+    assert processor.stats().export_batches == 4
+    assert_rolled_up(calls)
+
+
+def test_roll_up_through_the_plain_exporter(
+    record_spans: Record, exporters: Callable[..., WeaveSpanExporter]
+) -> None:
+    """The zero-code path: the SDK's BatchSpanProcessor calls export() batch by batch."""
+    spans = record_spans(lambda tracer: emit_three_levels(tracer, lambda: None))
+    with LocalWeaveServer(api_key=API_KEY) as server:
+        exporter = exporters(server.url)
+        for span in spans:  # one span per export() call, in end order
+            exporter.export([span])
+        assert_rolled_up(server.calls())
+
+
+def test_413_halves_the_batch_until_it_fits(
+    record_spans: Record, exporters: Callable[..., WeaveSpanExporter]
+) -> None:
+    spans = record_spans(lambda tracer: [emit_sample(tracer) for _ in range(8)])
+    with ScriptedServer() as probe:
+        exporters(probe.url, write_mode="calls_complete").export(spans)
+    whole_batch = len(probe.seen[0].body)
+    with LocalWeaveServer(api_key=API_KEY, max_body_bytes=whole_batch // 3) as server:
+        exporter = exporters(server.url, write_mode="calls_complete")
+        exporter.export(spans)
+        assert len(server.calls()) == 24
+        assert sorted(server.start_writes().values()) == [1] * 24
+    statuses = [request.status for request in server.requests()]
+    assert statuses == [413, 413, 200, 200, 413, 200, 200]  # whole, half, quarters
+    stats = exporter.stats()
+    assert stats.batches_split == 3
+    assert (stats.calls_exported, stats.calls_failed) == (24, 0)
+
+
+def test_requests_stay_under_the_size_limit(
+    record_spans: Record, exporters: Callable[..., WeaveSpanExporter]
+) -> None:
+    spans = record_spans(lambda tracer: [emit_sample(tracer) for _ in range(30)])
+    with ScriptedServer() as server:
+        exporters(server.url, write_mode="upsert_batch", max_request_bytes=20_000).export(spans)
+    assert len(server.seen) > 1
+    assert all(len(request.body) <= 20_000 for request in server.seen)
+    stored = sum(len(request.json()["batch"]) for request in server.seen)
+    assert stored == 180  # 90 starts and 90 ends
+
+
+def test_422_isolates_the_bad_call(
+    record_spans: Record,
+    exporters: Callable[..., WeaveSpanExporter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def emit(tracer: Tracer) -> None:
+        for index in range(8):
+            with tracer.start_as_current_span(f"call-{index}", attributes={"n": index}):
+                pass
+        with tracer.start_as_current_span("poisoned", attributes={"poison": True}):
+            pass
+
+    def refuse_poison(seen: Seen) -> Reply | None:
+        if b'"poison"' in seen.body:
+            return Reply(422, {"detail": [{"loc": ["body"], "msg": "bad value", "type": "x"}]})
+        return None
+
+    spans = record_spans(emit)
+    with ScriptedServer() as server:
+        server.responder = refuse_poison
+        exporter = exporters(server.url, write_mode="calls_complete")
+        with caplog.at_level(logging.WARNING, logger="opentelemetry.exporter.weave"):
+            exporter.export(spans)
+    accepted = [
+        item["op_name"]
+        for request in server.seen
+        if b'"poison"' not in request.body
+        for item in request.json()["batch"]
+    ]
+    assert sorted(accepted) == sorted(f"call-{index}" for index in range(8))
+    stats = exporter.stats()
+    assert (stats.calls_exported, stats.calls_rejected) == (8, 1)
+    assert stats.batches_split >= 3
+    (line,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert "'poisoned'" in line
+    assert f"({spans[-1].context.span_id:016x})" in line
+    assert "bad value" in line
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_oversized_call_is_truncated_with_a_marker(
+    record_spans: Record, exporters: Callable[..., WeaveSpanExporter], mode: str
+) -> None:
+    huge = json.dumps([{"role": "user", "content": "z" * 60_000}])
+
+    def emit(tracer: Tracer) -> None:
+        attributes = {"gen_ai.input.messages": huge, "note": "small"}
+        with tracer.start_as_current_span("big", attributes=attributes):
+            pass
+
+    spans = record_spans(emit)
+    with LocalWeaveServer(api_key=API_KEY) as server:
+        exporter = exporters(server.url, write_mode=mode, max_request_bytes=20_000)
+        exporter.export(spans)
+        (call,) = server.calls()
+    marker = call["inputs"]["messages"]
+    assert isinstance(marker, str)
+    assert "truncated by opentelemetry-exporter-weave: inputs.messages was" in marker
+    assert marker.startswith('[{"role": "user", "content": "zzz')
+    assert call["attributes"]["note"] == "small"  # only what had to go was cut
+    assert exporter.stats().calls_truncated >= 1
+    assert exporter.stats().calls_exported == 1
+
+
+def test_retries_carry_one_idempotency_id(
+    record_spans: Record, exporters: Callable[..., WeaveSpanExporter]
+) -> None:
+    spans = record_spans(emit_sample)
+    with ScriptedServer() as server:
+        server.script(V2_ROUTE, [Reply(503), Reply(502)])
+        exporter = exporters(server.url, write_mode="calls_complete")
+        exporter.export(spans)
+    first, second, third = server.seen
+    assert "x-weave-retry-id" not in first.headers
+    assert second.headers["x-weave-retry-id"] == third.headers["x-weave-retry-id"]
+    assert len(second.headers["x-weave-retry-id"]) == 32
+    assert exporter.stats().requests_retried == 2
