@@ -14,6 +14,7 @@ or export with no code at all::
 from opentelemetry.exporter.weave._config import (
     AuthScheme,
     ConfigError,
+    SpanSet,
     WeaveOptions,
     WeaveSettings,
     WriteMode,
@@ -28,6 +29,7 @@ __all__ = [
     "AuthScheme",
     "ConfigError",
     "ExportStats",
+    "SpanSet",
     "WeaveCall",
     "WeaveOptions",
     "WeaveSettings",

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TypedDict, TypeVar
 
+from opentelemetry.sdk.trace import ReadableSpan
 from pydantic import SecretStr
 
-__all__ = ["AuthScheme", "ConfigError", "WeaveOptions", "WeaveSettings", "WriteMode"]
+__all__ = ["AuthScheme", "ConfigError", "SpanSet", "WeaveOptions", "WeaveSettings", "WriteMode"]
 
 DEFAULT_TRACE_SERVER_URL = "https://trace.wandb.ai"
 # The service refuses bodies over 32 MiB; Weave's own SDK stays under 31 MiB.
@@ -32,6 +33,14 @@ class WriteMode(str, Enum):
     CALL_END = "call_end"
     UPSERT_BATCH = "upsert_batch"
     CALLS_COMPLETE = "calls_complete"
+
+
+class SpanSet(str, Enum):
+    """Which spans become calls (``WEAVE_OTEL_SPANS``)."""
+
+    ALL = "all"
+    GENAI = "genai"
+    """Spans of any LLM convention, and their ancestors."""
 
 
 class AuthScheme(str, Enum):
@@ -56,6 +65,8 @@ class WeaveOptions(TypedDict, total=False):
     max_request_bytes: int
     rollup_max_pending: int
     rollup_max_age_seconds: float
+    spans: str | SpanSet
+    span_filter: Callable[[ReadableSpan], bool]
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,10 @@ class WeaveSettings:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     rollup_max_pending: int = 10_000
     rollup_max_age_seconds: float = 3600.0
+    spans: SpanSet = SpanSet.ALL
+    span_filter: Callable[[ReadableSpan], bool] | None = None
+    """Overrides ``spans``: a span is exported when this returns True (or an exported
+    descendant of it ended before it)."""
 
     @property
     def entity(self) -> str:
@@ -107,6 +122,8 @@ class WeaveSettings:
         max_request_bytes: int | None = None,
         rollup_max_pending: int | None = None,
         rollup_max_age_seconds: float | None = None,
+        spans: str | SpanSet | None = None,
+        span_filter: Callable[[ReadableSpan], bool] | None = None,
     ) -> WeaveSettings:
         """Resolve every setting: a keyword argument wins over its environment variable."""
         env = _Env(os.environ if environ is None else environ)
@@ -190,6 +207,8 @@ class WeaveSettings:
                 3600.0,
                 _positive_float,
             ),
+            spans=env.setting(spans, "spans", "WEAVE_OTEL_SPANS", SpanSet.ALL, _enum(SpanSet)),
+            span_filter=_callable_or_none(span_filter),
         )
 
 
@@ -260,6 +279,14 @@ def _enum(enum_type: type[_E]) -> Callable[[object], _E]:
             raise ValueError(f"must be one of {choices}") from None
 
     return parse
+
+
+def _callable_or_none(
+    span_filter: Callable[[ReadableSpan], bool] | None,
+) -> Callable[[ReadableSpan], bool] | None:
+    if span_filter is not None and not callable(span_filter):
+        raise ConfigError(f"span_filter: must be a callable taking a span (got {span_filter!r})")
+    return span_filter
 
 
 def _resolve_api_key(env: _Env, api_key: str | None) -> SecretStr:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from opentelemetry.exporter.weave._config import WeaveSettings
+from opentelemetry.exporter.weave._config import SpanSet, WeaveSettings
 from opentelemetry.exporter.weave._delivery import (
     CallFailure,
     DeliveryReport,
@@ -19,6 +19,7 @@ from opentelemetry.exporter.weave._delivery import (
 )
 from opentelemetry.exporter.weave._mapping import WeaveCall, format_span_id, span_to_call
 from opentelemetry.exporter.weave._rollup import SummaryRollup
+from opentelemetry.exporter.weave._selection import LEFT_OUT, SpanSelection, is_genai_span
 from opentelemetry.exporter.weave._stats import ExportStats, StatsCounter
 from opentelemetry.exporter.weave._transport import WeaveTransport
 
@@ -51,6 +52,7 @@ class WeaveSpanExporter(SpanExporter):
         self._transport = WeaveTransport(self._settings)
         self._delivery = delivery_for(self._transport, self._settings)
         self._counter = StatsCounter()
+        self._selection = _selection_for(self._settings)
         self._rollup = SummaryRollup(
             self._settings.rollup_max_pending,
             self._settings.rollup_max_age_seconds,
@@ -113,12 +115,31 @@ class WeaveSpanExporter(SpanExporter):
         calls: list[WeaveCall] = []
         for span in spans:
             try:
-                calls.append(self._rollup.roll_up(span_to_call(span, self._settings.project_id)))
+                call = self._map_one(span)
             except Exception:
                 self._counter.add("spans_unmappable")
                 span_id = format_span_id(span.context.span_id) if span.context else "?"
                 logger.exception("Could not map span %r (%s) to a Weave call", span.name, span_id)
+            else:
+                if call is None:
+                    self._counter.add("spans_filtered")
+                else:
+                    calls.append(call)
         return calls
+
+    def _map_one(self, span: ReadableSpan) -> WeaveCall | None:
+        """The span's call, rolled up and re-parented; None for a span filtered out."""
+        call = span_to_call(span, self._settings.project_id)
+        if self._selection is not None:
+            parent_id = self._selection.parent_of(span)
+            if parent_id is LEFT_OUT:
+                return None
+            if parent_id != call.start.parent_id:
+                start = call.start.model_copy(update={"parent_id": parent_id})
+                call = WeaveCall(start=start, end=call.end)
+        # A remote parent lives in another process: nothing here will ever end it.
+        parent_is_local = span.parent is None or not span.parent.is_remote
+        return self._rollup.roll_up(call, into_parent=parent_is_local)
 
     def reset_after_fork(self) -> None:
         """Fresh connections and counters for a forked child."""
@@ -134,6 +155,14 @@ class WeaveSpanExporter(SpanExporter):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         # Nothing is buffered here: export() returns only once its calls are delivered.
         return True
+
+
+def _selection_for(settings: WeaveSettings) -> SpanSelection | None:
+    if settings.span_filter is not None:
+        return SpanSelection(settings.span_filter, settings.rollup_max_pending)
+    if settings.spans is SpanSet.GENAI:
+        return SpanSelection(is_genai_span, settings.rollup_max_pending)
+    return None  # every span: nothing to track
 
 
 def _log_failures(failures: tuple[CallFailure, ...]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -13,7 +14,13 @@ from typing import Any
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import StatusCode
 
-from opentelemetry.exporter.weave._conventions import KEYS
+from opentelemetry.exporter.weave._conventions import (
+    CONTENT_EVENTS,
+    FLATTENED_SUFFIX,
+    JSON_MIME_TYPE,
+    KEYS,
+    MIME_TYPE_KEYS,
+)
 from opentelemetry.exporter.weave._models import (
     OP_NAME_MAX_LENGTH,
     EndedCallSchemaForInsert,
@@ -31,17 +38,6 @@ OTEL_ATTRIBUTES_KEY = "otel"
 _EXCEPTION_EVENT = "exception"
 _SHORTENED_HASH_CHARS = 8
 _NANOS_PER_SECOND = 1_000_000_000
-
-# Keys whose value becomes a call field of its own, so it is not repeated in `attributes`.
-_CALL_FIELD_KEYS = frozenset(
-    KEYS.inputs
-    + KEYS.outputs
-    + KEYS.display_name
-    + KEYS.thread_id
-    + KEYS.wb_run_id
-    + KEYS.wb_run_step
-    + KEYS.wb_run_step_end
-)
 
 
 @dataclass(frozen=True)
@@ -71,25 +67,27 @@ def op_name_for(span_name: str) -> str:
 
 def span_to_call(span: ReadableSpan, project_id: str) -> WeaveCall:
     """Map one finished span. Never raises on odd attribute values: they are sanitised."""
-    attributes: Mapping[str, Any] = span.attributes or {}
+    reader = _SpanReader(span)
     span_id = format_span_id(span.context.span_id) if span.context else "0" * 16
     started_at = _utc(span.start_time or 0)
     ended_at = _utc(span.end_time) if span.end_time is not None else started_at
     exception = _exception_json(span)
     is_error = exception is not None
+    inputs = _inputs(reader)
+    output = reader.take_content(KEYS.outputs)
     start = StartedCallSchemaForInsert(
         project_id=project_id,
         id=span_id,
         op_name=op_name_for(span.name),
-        display_name=_first_str(attributes, KEYS.display_name),
+        display_name=reader.take_str(KEYS.display_name),
         trace_id=format_trace_id(span.context.trace_id) if span.context else "0" * 32,
         parent_id=format_span_id(span.parent.span_id) if span.parent else None,
-        thread_id=_first_str(attributes, KEYS.thread_id),
+        thread_id=reader.take_str(KEYS.thread_id),
         started_at=started_at,
-        attributes=_call_attributes(span, attributes),
-        inputs=_inputs(attributes),
-        wb_run_id=_wb_run_id(attributes, project_id),
-        wb_run_step=_first_int(attributes, KEYS.wb_run_step),
+        inputs=inputs,
+        wb_run_id=_wb_run_id(reader.take_str(KEYS.wb_run_id), project_id),
+        wb_run_step=reader.take_int(KEYS.wb_run_step),
+        attributes={},  # below, once every call field has taken its attributes
     )
     end = EndedCallSchemaForInsert(
         project_id=project_id,
@@ -97,17 +95,135 @@ def span_to_call(span: ReadableSpan, project_id: str) -> WeaveCall:
         started_at=started_at,
         ended_at=ended_at,
         exception=exception,
-        output=_decoded(_first(attributes, KEYS.outputs)),
+        output=output,
         summary=SummaryInsertMap(
-            usage=_usage(attributes),
+            usage=_usage(reader),
             status_counts={
                 TraceStatus.SUCCESS: 0 if is_error else 1,
                 TraceStatus.ERROR: 1 if is_error else 0,
             },
         ),
-        wb_run_step_end=_first_int(attributes, KEYS.wb_run_step_end),
+        wb_run_step_end=reader.take_int(KEYS.wb_run_step_end),
     )
+    start.attributes = _call_attributes(span, reader)
     return WeaveCall(start=start, end=end)
+
+
+class _SpanReader:
+    """Reads a span's attributes by convention keys, remembering which became call fields.
+
+    Content on ``gen_ai.content.*`` events is read as if it were on the span, after the span's
+    own attributes.
+    """
+
+    def __init__(self, span: ReadableSpan) -> None:
+        self.attributes: Mapping[str, Any] = span.attributes or {}
+        event_content = {
+            key: value
+            for event in span.events
+            if event.name in CONTENT_EVENTS
+            for key, value in (event.attributes or {}).items()
+        }
+        self._lookup: Mapping[str, Any] = (
+            ChainMap(dict(self.attributes), event_content) if event_content else self.attributes
+        )
+        self.consumed: set[str] = set()
+
+    def peek(self, keys: Iterable[str]) -> tuple[str, Any] | None:
+        """The first key present and its value; a ``prefix.*`` key rebuilds flattened ones."""
+        for key in keys:
+            if key.endswith(FLATTENED_SUFFIX):
+                rebuilt = _rebuild_flattened(self._lookup, key[: -len(FLATTENED_SUFFIX)])
+                if rebuilt is not None:
+                    return key, rebuilt
+            elif (value := self._lookup.get(key)) is not None:
+                return key, value
+        return None
+
+    def peek_str(self, keys: Iterable[str]) -> str | None:
+        found = self.peek(keys)
+        return None if found is None else _as_str(found[1])
+
+    def _take(self, keys: Iterable[str]) -> tuple[str, Any] | None:
+        found = self.peek(keys)
+        if found is not None:
+            key = found[0]
+            if key.endswith(FLATTENED_SUFFIX):
+                prefix = key[: -len(FLATTENED_SUFFIX) + 1]
+                self.consumed.update(k for k in self.attributes if k.startswith(prefix))
+            else:
+                self.consumed.add(key)
+        return found
+
+    def take_str(self, keys: Iterable[str]) -> str | None:
+        found = self._take(keys)
+        return None if found is None else _as_str(found[1])
+
+    def take_int(self, keys: Iterable[str]) -> int | None:
+        for key in keys:
+            value = _as_int(self._lookup.get(key))
+            if value is not None:
+                self.consumed.add(key)
+                return value
+        return None
+
+    def peek_int(self, keys: Iterable[str]) -> int | None:
+        for key in keys:
+            value = _as_int(self._lookup.get(key))
+            if value is not None:
+                return value
+        return None
+
+    def take_content(self, keys: Iterable[str]) -> Any:
+        """Message or payload content as JSON: JSON text decoded unless its mime type says not."""
+        found = self._take(keys)
+        if found is None:
+            return None
+        key, value = found
+        mime_type = self._lookup.get(MIME_TYPE_KEYS.get(key, ""))
+        if isinstance(mime_type, str) and mime_type.strip().lower() != JSON_MIME_TYPE:
+            return json_safe(value)  # declared text: even text that parses as JSON stays text
+        if isinstance(value, (list, tuple)):  # a sequence attribute: one JSON text per message
+            return json_safe([decode_json_text(item) for item in value])
+        return json_safe(decode_json_text(value))
+
+
+def _rebuild_flattened(attributes: Mapping[str, Any], prefix: str) -> list[Any] | None:
+    """``prefix.0.role``, ``prefix.0.content``, … as ``[{"role": …, "content": …}, …]``."""
+    start = prefix + "."
+    tree: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if not key.startswith(start):
+            continue
+        path = key[len(start) :].split(".")
+        if not path[0].isdigit():
+            continue
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break  # `a.0` and `a.0.b` both set: keep the first, drop the clash
+            node = child
+        else:
+            node.setdefault(path[-1], decode_json_text(value))
+    if not tree:
+        return None
+    rebuilt = _as_lists(tree)
+    items = rebuilt if isinstance(rebuilt, list) else [rebuilt]
+    # OpenInference nests each entry one level down: `llm.input_messages.0.message.role`.
+    if all(isinstance(item, dict) and item.keys() == {"message"} for item in items):
+        items = [item["message"] for item in items]
+    return items
+
+
+def _as_lists(node: Any) -> Any:
+    """Nested dicts whose keys are all indexes, as lists in index order."""
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _as_lists(child) for key, child in node.items()}
+    if converted and all(key.isdigit() for key in converted):
+        return [converted[key] for key in sorted(converted, key=int)]
+    return converted
 
 
 def _utc(nanoseconds: int) -> datetime:
@@ -115,28 +231,11 @@ def _utc(nanoseconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=remainder // 1000)
 
 
-def _first(attributes: Mapping[str, Any], keys: Iterable[str]) -> Any:
-    for key in keys:
-        value = attributes.get(key)
-        if value is not None:
-            return value
-    return None
-
-
-def _first_str(attributes: Mapping[str, Any], keys: Iterable[str]) -> str | None:
-    value = _first(attributes, keys)
+def _as_str(value: object) -> str | None:
     if value is None:
         return None
     text = clean_str(value if isinstance(value, str) else str(json_safe(value)))
     return text or None
-
-
-def _first_int(attributes: Mapping[str, Any], keys: Iterable[str]) -> int | None:
-    for key in keys:
-        value = _as_int(attributes.get(key))
-        if value is not None:
-            return value
-    return None
 
 
 def _as_int(value: object) -> int | None:
@@ -154,18 +253,19 @@ def _as_int(value: object) -> int | None:
     return None
 
 
-def _decoded(value: object) -> Any:
-    return None if value is None else json_safe(decode_json_text(value))
-
-
-def _inputs(attributes: Mapping[str, Any]) -> dict[str, Any]:
-    value = _decoded(_first(attributes, KEYS.inputs))
+def _inputs(reader: _SpanReader) -> dict[str, Any]:
+    value = reader.take_content(KEYS.inputs)
     if value is None:
-        return {}
-    if isinstance(value, dict):
-        return value
-    # Weave shows a chat view for `inputs.messages`; anything else keeps a neutral name.
-    return {"messages" if _looks_like_messages(value) else "input": value}
+        inputs: dict[str, Any] = {}
+    elif isinstance(value, dict):
+        inputs = value
+    else:
+        # Weave shows a chat view for `inputs.messages`; anything else keeps a neutral name.
+        inputs = {"messages" if _looks_like_messages(value) else "input": value}
+    instructions = reader.take_content(KEYS.system_instructions)
+    if instructions is not None:
+        inputs.setdefault("system_instructions", instructions)
+    return inputs
 
 
 def _looks_like_messages(value: object) -> bool:
@@ -176,13 +276,13 @@ def _looks_like_messages(value: object) -> bool:
     )
 
 
-def _usage(attributes: Mapping[str, Any]) -> dict[str, LLMUsageSchema] | None:
-    input_tokens = _first_int(attributes, KEYS.input_tokens)
-    output_tokens = _first_int(attributes, KEYS.output_tokens)
-    total_tokens = _first_int(attributes, KEYS.total_tokens)
-    cache_read = _first_int(attributes, KEYS.cache_read_input_tokens)
-    cache_write = _first_int(attributes, KEYS.cache_creation_input_tokens)
-    reasoning = _first_int(attributes, KEYS.reasoning_tokens)
+def _usage(reader: _SpanReader) -> dict[str, LLMUsageSchema] | None:
+    input_tokens = reader.peek_int(KEYS.input_tokens)
+    output_tokens = reader.peek_int(KEYS.output_tokens)
+    total_tokens = reader.peek_int(KEYS.total_tokens)
+    cache_read = reader.peek_int(KEYS.cache_read_input_tokens)
+    cache_write = reader.peek_int(KEYS.cache_creation_input_tokens)
+    reasoning = reader.peek_int(KEYS.reasoning_tokens)
     counts = (input_tokens, output_tokens, total_tokens, cache_read, cache_write, reasoning)
     if all(count is None for count in counts):
         return None
@@ -199,7 +299,7 @@ def _usage(attributes: Mapping[str, Any]) -> dict[str, LLMUsageSchema] | None:
         cache_creation_input_tokens=cache_write,
         **extra,
     )
-    model = _first_str(attributes, KEYS.model) or UNKNOWN_MODEL
+    model = reader.peek_str(KEYS.model) or UNKNOWN_MODEL
     return {model: usage}
 
 
@@ -213,12 +313,12 @@ def _exception_json(span: ReadableSpan) -> str | None:
     event = _last_exception_event(span.events)
     if event is not None:
         event_attributes = event.attributes or {}
-        error_type = _first_str(event_attributes, ("exception.type",)) or "Exception"
-        message = _first_str(event_attributes, ("exception.message",)) or ""
-        traceback = _first_str(event_attributes, ("exception.stacktrace",)) or ""
+        error_type = _as_str(event_attributes.get("exception.type")) or "Exception"
+        message = _as_str(event_attributes.get("exception.message")) or ""
+        traceback = _as_str(event_attributes.get("exception.stacktrace")) or ""
     else:
         span_attributes = span.attributes or {}
-        error_type = _first_str(span_attributes, ("error.type",)) or "Error"
+        error_type = _as_str(span_attributes.get("error.type")) or "Error"
         message = clean_str(span.status.description or "") or error_type
         traceback = ""
     return json.dumps(
@@ -234,23 +334,24 @@ def _last_exception_event(events: Iterable[Event]) -> Event | None:
     return found
 
 
-def _wb_run_id(attributes: Mapping[str, Any], project_id: str) -> str | None:
-    run_id = _first_str(attributes, KEYS.wb_run_id)
+def _wb_run_id(run_id: str | None, project_id: str) -> str | None:
     if run_id is None or "/" in run_id:
         return run_id
     return f"{project_id}/{run_id}"
 
 
-def _call_attributes(span: ReadableSpan, attributes: Mapping[str, Any]) -> dict[str, Any]:
+def _call_attributes(span: ReadableSpan, reader: _SpanReader) -> dict[str, Any]:
     """The span's own attributes, minus those that became call fields, plus OTel context."""
     call_attributes = {
         clean_str(key): json_safe(value)
-        for key, value in attributes.items()
-        if key not in _CALL_FIELD_KEYS
+        for key, value in reader.attributes.items()
+        if key not in reader.consumed
     }
     scope = span.instrumentation_scope
     call_attributes[OTEL_ATTRIBUTES_KEY] = {
         "span_kind": span.kind.name,
+        "llm_span_kind": reader.peek_str(KEYS.span_kind),
+        "llm_provider": reader.peek_str(KEYS.provider),
         "status": {
             "code": span.status.status_code.name,
             "description": clean_str(span.status.description or "") or None,

@@ -64,8 +64,11 @@ class SummaryRollup:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def roll_up(self, call: WeaveCall) -> WeaveCall:
-        """``call`` with its subtree's totals in its summary; remembers them for its parent."""
+    def roll_up(self, call: WeaveCall, into_parent: bool = True) -> WeaveCall:
+        """``call`` with its subtree's totals in its summary.
+
+        With ``into_parent``, the totals also wait here for the call's parent.
+        """
         own = call.end.summary
         now = self._clock()
         with self._lock:
@@ -74,7 +77,7 @@ class SummaryRollup:
             subtree.add(_usage_counts(own.usage), own.status_counts or {})
             if children is not None:
                 subtree.add(children.usage, children.status_counts)
-            if call.start.parent_id is not None:
+            if into_parent and call.start.parent_id is not None:
                 parent = self._pending.get(call.start.parent_id)
                 if parent is None:
                     parent = self._pending[call.start.parent_id] = _SubtreeTotals(now)

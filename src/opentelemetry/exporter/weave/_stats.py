@@ -14,8 +14,8 @@ __all__ = ["ExportStats", "RateLimitedWarning", "StatsCounter"]
 class ExportStats:
     """A snapshot of the counters.
 
-    Every span handed to the processor ends in exactly one of: queued then exported,
-    dropped (queue full, after shutdown), unmappable, or a failed call (rejected, too large,
+    Every span handed to the processor ends in exactly one of: exported, dropped (queue
+    full, after shutdown), filtered, unmappable, or a failed call (rejected, too large,
     undeliverable).
     """
 
@@ -27,6 +27,8 @@ class ExportStats:
     """Spans ended after shutdown(), or still queued when shutdown's deadline passed."""
     spans_unmappable: int = 0
     """Spans whose mapping failed (a bug: reported, never silent)."""
+    spans_filtered: int = 0
+    """Spans left out by the span filter (``WEAVE_OTEL_SPANS`` or ``span_filter``)."""
     calls_exported: int = 0
     """Calls the service accepted."""
     calls_rejected: int = 0

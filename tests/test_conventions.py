@@ -1,0 +1,355 @@
+"""Field-by-field mapping of each convention family, on spans from a real TracerProvider.
+
+The README's "Conventions" table states what these tests assert.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from opentelemetry.trace import Tracer
+
+from .test_mapping import Record, one_span, wire
+
+USER = {"role": "user", "content": "What is the capital of France?"}
+ASSISTANT = {"role": "assistant", "content": "Paris."}
+
+
+def otel(start: dict[str, Any]) -> dict[str, Any]:
+    context: dict[str, Any] = start["attributes"]["otel"]
+    return context
+
+
+def test_otel_genai_current(record_spans: Record) -> None:
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.response.model": "gpt-4o-2024-08-06",
+                "gen_ai.input.messages": json.dumps([USER]),
+                "gen_ai.output.messages": json.dumps([ASSISTANT]),
+                "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Be brief"}]),
+                "gen_ai.conversation.id": "conv-42",
+                "gen_ai.usage.input_tokens": 20,
+                "gen_ai.usage.output_tokens": 3,
+                "gen_ai.usage.cache_read.input_tokens": 8,
+                "gen_ai.usage.cache_write.input_tokens": 2,
+                "gen_ai.usage.reasoning.output_tokens": 1,
+            },
+            name="chat gpt-4o",
+        )
+    )
+    assert start["op_name"] == "chat gpt-4o"
+    assert start["inputs"] == {
+        "messages": [USER],
+        "system_instructions": [{"type": "text", "content": "Be brief"}],
+    }
+    assert end["output"] == [ASSISTANT]
+    assert start["thread_id"] == "conv-42"
+    assert end["summary"]["usage"] == {
+        "gpt-4o-2024-08-06": {
+            "input_tokens": 20,
+            "output_tokens": 3,
+            "total_tokens": 23,
+            "requests": 1,
+            "cache_read_input_tokens": 8,
+            "cache_creation_input_tokens": 2,
+            "reasoning_tokens": 1,
+        }
+    }
+    assert otel(start)["llm_provider"] == "openai"
+    assert otel(start)["llm_span_kind"] == "chat"
+    for moved in ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.conversation.id"):
+        assert moved not in start["attributes"]
+    assert start["attributes"]["gen_ai.request.model"] == "gpt-4o"
+
+
+def test_otel_genai_deprecated_names(record_spans: Record) -> None:
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "gen_ai.system": "anthropic",
+                "gen_ai.request.model": "claude-3-5-sonnet",
+                "gen_ai.usage.prompt_tokens": 30,
+                "gen_ai.usage.completion_tokens": 10,
+                "gen_ai.usage.cache_creation_input_tokens": 5,
+            },
+        )
+    )
+    assert otel(start)["llm_provider"] == "anthropic"
+    assert end["summary"]["usage"]["claude-3-5-sonnet"] == {
+        "input_tokens": 30,
+        "output_tokens": 10,
+        "total_tokens": 40,
+        "requests": 1,
+        "cache_creation_input_tokens": 5,
+    }
+
+
+def test_otel_genai_structured_messages(record_spans: Record) -> None:
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "gen_ai.input.messages": (json.dumps(USER), json.dumps(USER)),
+                "gen_ai.output.messages": (json.dumps(ASSISTANT),),
+            },
+        )
+    )
+    assert start["inputs"] == {"messages": [USER, USER]}
+    assert end["output"] == [ASSISTANT]
+
+
+def test_otel_genai_tool_call(record_spans: Record) -> None:
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": "get_weather",
+                "gen_ai.tool.call.id": "call_1",
+                "gen_ai.tool.call.arguments": json.dumps({"city": "Paris"}),
+                "gen_ai.tool.call.result": json.dumps({"celsius": 21}),
+            },
+            name="execute_tool get_weather",
+        )
+    )
+    assert start["display_name"] == "get_weather"
+    assert start["inputs"] == {"city": "Paris"}
+    assert end["output"] == {"celsius": 21}
+    assert otel(start)["llm_span_kind"] == "execute_tool"
+    assert "summary" in end
+    assert "usage" not in end["summary"]
+
+
+def test_otel_genai_agent(record_spans: Record) -> None:
+    start, _ = wire(
+        one_span(
+            record_spans,
+            {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "Travel planner"},
+            name="invoke_agent Travel planner",
+        )
+    )
+    assert start["display_name"] == "Travel planner"
+    assert otel(start)["llm_span_kind"] == "invoke_agent"
+
+
+def test_openllmetry_flattened_messages(record_spans: Record) -> None:
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "gen_ai.system": "openai",
+                "llm.request.type": "chat",
+                "gen_ai.request.model": "gpt-4o-mini",
+                "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+                "gen_ai.prompt.0.role": "system",
+                "gen_ai.prompt.0.content": "Be brief",
+                "gen_ai.prompt.1.role": "user",
+                "gen_ai.prompt.1.content": USER["content"],
+                "gen_ai.completion.0.role": "assistant",
+                "gen_ai.completion.0.content": "Paris.",
+                "gen_ai.completion.0.finish_reason": "stop",
+                "gen_ai.usage.prompt_tokens": 13,
+                "gen_ai.usage.completion_tokens": 7,
+                "llm.usage.total_tokens": 20,
+            },
+            name="openai.chat",
+        )
+    )
+    assert start["inputs"] == {
+        "messages": [{"role": "system", "content": "Be brief"}, USER],
+    }
+    assert end["output"] == [{"role": "assistant", "content": "Paris.", "finish_reason": "stop"}]
+    assert end["summary"]["usage"] == {
+        "gpt-4o-mini-2024-07-18": {
+            "input_tokens": 13,
+            "output_tokens": 7,
+            "total_tokens": 20,
+            "requests": 1,
+        }
+    }
+    assert not [key for key in start["attributes"] if key.startswith("gen_ai.prompt.")]
+    assert otel(start)["llm_provider"] == "openai"
+
+
+def test_openllmetry_workflow_entity(record_spans: Record) -> None:
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "traceloop.span.kind": "workflow",
+                "traceloop.entity.name": "answer_question",
+                "traceloop.entity.input": json.dumps({"args": ["France"], "kwargs": {}}),
+                "traceloop.entity.output": json.dumps("Paris"),
+            },
+            name="answer_question.workflow",
+        )
+    )
+    assert start["display_name"] == "answer_question"
+    assert start["inputs"] == {"args": ["France"], "kwargs": {}}
+    assert end["output"] == '"Paris"'  # a JSON string stays the text it was sent as
+    assert otel(start)["llm_span_kind"] == "workflow"
+
+
+def test_openinference_llm_span(record_spans: Record) -> None:
+    request = {"messages": [USER], "model": "gpt-4o-mini"}
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "openinference.span.kind": "LLM",
+                "input.value": json.dumps(request),
+                "input.mime_type": "application/json",
+                "output.value": '{"looks": "like json"}',
+                "output.mime_type": "text/plain",
+                "llm.model_name": "gpt-4o-mini-2024-07-18",
+                "llm.provider": "openai",
+                "llm.input_messages.0.message.role": "user",
+                "llm.input_messages.0.message.content": USER["content"],
+                "llm.token_count.prompt": 13,
+                "llm.token_count.completion": 7,
+                "llm.token_count.total": 20,
+                "session.id": "session-7",
+            },
+            name="ChatCompletion",
+        )
+    )
+    assert start["inputs"] == request
+    assert end["output"] == '{"looks": "like json"}'  # text/plain is kept as text
+    assert start["thread_id"] == "session-7"
+    assert end["summary"]["usage"]["gpt-4o-mini-2024-07-18"]["total_tokens"] == 20
+    assert otel(start)["llm_span_kind"] == "LLM"
+    assert otel(start)["llm_provider"] == "openai"
+    assert "llm.input_messages.0.message.role" in start["attributes"]  # not the input read
+
+
+def test_openinference_flattened_messages(record_spans: Record) -> None:
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "openinference.span.kind": "LLM",
+                "llm.input_messages.0.message.role": "system",
+                "llm.input_messages.0.message.content": "Be brief",
+                "llm.input_messages.1.message.role": "user",
+                "llm.input_messages.1.message.content": USER["content"],
+                "llm.output_messages.0.message.role": "assistant",
+                "llm.output_messages.0.message.content": "Paris.",
+                "llm.output_messages.0.message.tool_calls.0.tool_call.function.name": "lookup",
+            },
+        )
+    )
+    assert start["inputs"] == {"messages": [{"role": "system", "content": "Be brief"}, USER]}
+    assert end["output"] == [
+        {
+            "role": "assistant",
+            "content": "Paris.",
+            "tool_calls": [{"tool_call": {"function": {"name": "lookup"}}}],
+        }
+    ]
+
+
+def test_openinference_tool_and_json_output(record_spans: Record) -> None:
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "openinference.span.kind": "TOOL",
+                "tool.name": "search",
+                "input.value": "plain words",
+                "output.value": json.dumps({"hits": 3}),
+                "output.mime_type": "application/json",
+            },
+        )
+    )
+    assert start["display_name"] == "search"
+    assert start["inputs"] == {"input": "plain words"}
+    assert end["output"] == {"hits": 3}
+
+
+def test_vercel_ai_sdk(record_spans: Record) -> None:
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "ai.operationId": "ai.generateText",
+                "ai.model.id": "gpt-4o-mini",
+                "ai.model.provider": "openai.chat",
+                "ai.response.model": "gpt-4o-mini-2024-07-18",
+                "ai.prompt": json.dumps({"system": "Be brief", "prompt": USER["content"]}),
+                "ai.response.text": "Paris.",
+                "ai.usage.promptTokens": 13,
+                "ai.usage.completionTokens": 7,
+                "ai.telemetry.functionId": "capital-finder",
+            },
+            name="ai.generateText",
+        )
+    )
+    assert start["inputs"] == {"system": "Be brief", "prompt": USER["content"]}
+    assert end["output"] == "Paris."
+    assert start["display_name"] == "capital-finder"
+    assert end["summary"]["usage"] == {
+        "gpt-4o-mini-2024-07-18": {
+            "input_tokens": 13,
+            "output_tokens": 7,
+            "total_tokens": 20,
+            "requests": 1,
+        }
+    }
+    assert otel(start)["llm_provider"] == "openai.chat"
+    assert otel(start)["llm_span_kind"] == "ai.generateText"
+
+
+def test_vercel_ai_sdk_v5_usage_names(record_spans: Record) -> None:
+    _, end = wire(
+        one_span(
+            record_spans,
+            {
+                "ai.model.id": "claude-3-haiku",
+                "ai.usage.inputTokens": 9,
+                "ai.usage.outputTokens": 4,
+                "ai.usage.totalTokens": 13,
+                "ai.usage.cachedInputTokens": 6,
+                "ai.usage.reasoningTokens": 2,
+            },
+        )
+    )
+    assert end["summary"]["usage"]["claude-3-haiku"] == {
+        "input_tokens": 9,
+        "output_tokens": 4,
+        "total_tokens": 13,
+        "requests": 1,
+        "cache_read_input_tokens": 6,
+        "reasoning_tokens": 2,
+    }
+
+
+def test_content_on_span_events(record_spans: Record) -> None:
+    def emit(tracer: Tracer) -> None:
+        with tracer.start_as_current_span("chat", attributes={"gen_ai.system": "openai"}) as span:
+            span.add_event("gen_ai.content.prompt", {"gen_ai.prompt": json.dumps([USER])})
+            span.add_event(
+                "gen_ai.content.completion", {"gen_ai.completion": json.dumps([ASSISTANT])}
+            )
+
+    (span,) = record_spans(emit)
+    start, end = wire(span)
+    assert start["inputs"] == {"messages": [USER]}
+    assert end["output"] == [ASSISTANT]
+
+
+def test_span_attributes_win_over_event_content(record_spans: Record) -> None:
+    def emit(tracer: Tracer) -> None:
+        attributes = {"gen_ai.prompt": json.dumps([USER])}
+        with tracer.start_as_current_span("chat", attributes=attributes) as span:
+            span.add_event("gen_ai.content.prompt", {"gen_ai.prompt": "from the event"})
+
+    (span,) = record_spans(emit)
+    start, _ = wire(span)
+    assert start["inputs"] == {"messages": [USER]}
