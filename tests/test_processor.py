@@ -146,8 +146,8 @@ def test_full_queue_drops_are_counted_and_warned(caplog: pytest.LogCaptureFixtur
     assert stats.spans_dropped_queue_full == 2
     assert stats.calls_exported == 8
     assert started == sorted([f"first-{i}" for i in range(4)] + [f"second-{i}" for i in range(4)])
-    warnings = [r.getMessage() for r in caplog.records if "queue full" in r.getMessage()]
-    assert warnings == ["Weave span queue full (max_queue_size=4): 2 spans dropped so far"]
+    warnings = [r.getMessage() for r in caplog.records if "lost spans" in r.getMessage()]
+    assert warnings == ["Weave exporter lost spans; totals since start: queue_full=2 (see stats())"]
 
 
 def test_force_flush_honours_timeout_against_hanging_server() -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from opentelemetry.sdk.trace import ReadableSpan
 from pydantic import SecretStr
@@ -20,6 +21,7 @@ WANDB_PUBLIC_BASE_URL = "https://api.wandb.ai"
 
 _T = TypeVar("_T")
 _E = TypeVar("_E", bound=Enum)
+_C = TypeVar("_C", bound=Callable[..., Any])
 
 
 class ConfigError(ValueError):
@@ -67,6 +69,10 @@ class WeaveOptions(TypedDict, total=False):
     rollup_max_age_seconds: float
     spans: str | SpanSet
     span_filter: Callable[[ReadableSpan], bool]
+    redact: bool
+    redact_keys: Sequence[str]
+    redaction_callback: Callable[[str, Any], Any]
+    on_drop: Callable[[str, int], None]
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,12 @@ class WeaveSettings:
     span_filter: Callable[[ReadableSpan], bool] | None = None
     """Overrides ``spans``: a span is exported when this returns True (or an exported
     descendant of it ended before it)."""
+    redact: bool = True
+    redact_keys: tuple[str, ...] = ()
+    """Extra secret key patterns (regular expressions), besides the default ones."""
+    redaction_callback: Callable[[str, Any], Any] | None = None
+    on_drop: Callable[[str, int], None] | None = None
+    """Called from the export worker with a reason and a count whenever calls are lost."""
 
     @property
     def entity(self) -> str:
@@ -124,6 +136,10 @@ class WeaveSettings:
         rollup_max_age_seconds: float | None = None,
         spans: str | SpanSet | None = None,
         span_filter: Callable[[ReadableSpan], bool] | None = None,
+        redact: bool | str | None = None,
+        redact_keys: Sequence[str] | str | None = None,
+        redaction_callback: Callable[[str, Any], Any] | None = None,
+        on_drop: Callable[[str, int], None] | None = None,
     ) -> WeaveSettings:
         """Resolve every setting: a keyword argument wins over its environment variable."""
         env = _Env(os.environ if environ is None else environ)
@@ -208,7 +224,13 @@ class WeaveSettings:
                 _positive_float,
             ),
             spans=env.setting(spans, "spans", "WEAVE_OTEL_SPANS", SpanSet.ALL, _enum(SpanSet)),
-            span_filter=_callable_or_none(span_filter),
+            span_filter=_callable_or_none("span_filter", span_filter),
+            redact=env.setting(redact, "redact", "WEAVE_OTEL_REDACT", True, _switch),
+            redact_keys=env.setting(
+                redact_keys, "redact_keys", "WEAVE_OTEL_REDACT_KEYS", (), _patterns
+            ),
+            redaction_callback=_callable_or_none("redaction_callback", redaction_callback),
+            on_drop=_callable_or_none("on_drop", on_drop),
         )
 
 
@@ -281,12 +303,36 @@ def _enum(enum_type: type[_E]) -> Callable[[object], _E]:
     return parse
 
 
-def _callable_or_none(
-    span_filter: Callable[[ReadableSpan], bool] | None,
-) -> Callable[[ReadableSpan], bool] | None:
-    if span_filter is not None and not callable(span_filter):
-        raise ConfigError(f"span_filter: must be a callable taking a span (got {span_filter!r})")
-    return span_filter
+def _callable_or_none(name: str, function: _C | None) -> _C | None:
+    if function is not None and not callable(function):
+        raise ConfigError(f"{name}: must be a callable (got {function!r})")
+    return function
+
+
+_SWITCH_VALUES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+
+def _switch(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in _SWITCH_VALUES:
+        return _SWITCH_VALUES[raw.strip().lower()]
+    raise ValueError("must be on or off")
+
+
+def _patterns(raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        patterns = tuple(part.strip() for part in raw.split(",") if part.strip())
+    elif isinstance(raw, (list, tuple)) and all(isinstance(part, str) for part in raw):
+        patterns = tuple(raw)
+    else:
+        raise ValueError("must be regular expressions, comma-separated")
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+    return patterns
 
 
 def _resolve_api_key(env: _Env, api_key: str | None) -> SecretStr:

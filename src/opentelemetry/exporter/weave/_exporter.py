@@ -18,9 +18,10 @@ from opentelemetry.exporter.weave._delivery import (
     delivery_for,
 )
 from opentelemetry.exporter.weave._mapping import WeaveCall, format_span_id, span_to_call
+from opentelemetry.exporter.weave._redaction import Redactor
 from opentelemetry.exporter.weave._rollup import SummaryRollup
 from opentelemetry.exporter.weave._selection import LEFT_OUT, SpanSelection, is_genai_span
-from opentelemetry.exporter.weave._stats import ExportStats, StatsCounter
+from opentelemetry.exporter.weave._stats import ExportStats, LossReporter, StatsCounter
 from opentelemetry.exporter.weave._transport import WeaveTransport
 
 if TYPE_CHECKING:
@@ -53,6 +54,10 @@ class WeaveSpanExporter(SpanExporter):
         self._delivery = delivery_for(self._transport, self._settings)
         self._counter = StatsCounter()
         self._selection = _selection_for(self._settings)
+        self._redactor = Redactor(
+            self._settings.redact, self._settings.redact_keys, self._settings.redaction_callback
+        )
+        self._loss_reporter = LossReporter(self._counter, logger, self._settings.on_drop)
         self._rollup = SummaryRollup(
             self._settings.rollup_max_pending,
             self._settings.rollup_max_age_seconds,
@@ -66,6 +71,10 @@ class WeaveSpanExporter(SpanExporter):
     @property
     def settings(self) -> WeaveSettings:
         return self._settings
+
+    def report_losses(self) -> None:
+        """Warn about (rate-limited) and call ``on_drop`` for calls lost since last time."""
+        self._loss_reporter.report()
 
     @property
     def counter(self) -> StatsCounter:
@@ -100,6 +109,7 @@ class WeaveSpanExporter(SpanExporter):
             return DeliveryReport(delivered=0)
         self._record(report)
         _log_failures(report.failures)
+        self._loss_reporter.report()
         return report
 
     def _record(self, report: DeliveryReport) -> None:
@@ -130,6 +140,8 @@ class WeaveSpanExporter(SpanExporter):
     def _map_one(self, span: ReadableSpan) -> WeaveCall | None:
         """The span's call, rolled up and re-parented; None for a span filtered out."""
         call = span_to_call(span, self._settings.project_id)
+        if self._redactor.active:
+            call = self._redactor.apply(call)
         if self._selection is not None:
             parent_id = self._selection.parent_of(span)
             if parent_id is LEFT_OUT:
@@ -145,6 +157,7 @@ class WeaveSpanExporter(SpanExporter):
         """Fresh connections and counters for a forked child."""
         self._transport.reset_after_fork()
         self._counter = StatsCounter()
+        self._loss_reporter = LossReporter(self._counter, logger, self._settings.on_drop)
 
     def shutdown(self) -> None:
         if self._is_shut_down:

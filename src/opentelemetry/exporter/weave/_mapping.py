@@ -205,7 +205,7 @@ def _rebuild_flattened(attributes: Mapping[str, Any], prefix: str) -> list[Any] 
                 break  # `a.0` and `a.0.b` both set: keep the first, drop the clash
             node = child
         else:
-            node.setdefault(path[-1], decode_json_text(value))
+            node.setdefault(path[-1], value)  # leaves stay as sent: message text is text
     if not tree:
         return None
     rebuilt = _as_lists(tree)

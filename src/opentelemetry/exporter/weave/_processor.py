@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from opentelemetry.exporter.weave._config import WeaveSettings
 from opentelemetry.exporter.weave._exporter import WeaveSpanExporter
-from opentelemetry.exporter.weave._stats import ExportStats, RateLimitedWarning
+from opentelemetry.exporter.weave._stats import ExportStats
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -53,7 +53,6 @@ class WeaveSpanProcessor(SpanProcessor):
         self._batch_size = settings.max_export_batch_size
         self._schedule_delay = settings.schedule_delay_millis / 1000
         self._export_timeout = settings.export_timeout_millis / 1000
-        self._drop_warning = RateLimitedWarning(logger)
         self._init_state()
         self._register_hooks()
 
@@ -62,7 +61,6 @@ class WeaveSpanProcessor(SpanProcessor):
         self._queue: deque[ReadableSpan] = deque()
         self._flush_requests: list[_FlushRequest] = []
         self._shutdown_deadline: float | None = None
-        self._dropped_reported = 0
         self._worker = threading.Thread(target=self._run, name="WeaveSpanProcessor", daemon=True)
         self._worker.start()
 
@@ -195,11 +193,4 @@ class WeaveSpanProcessor(SpanProcessor):
             self._exporter.counter.add("spans_dropped_after_shutdown", len(batch))
         elif batch:
             self._exporter.export_until(batch, deadline)
-        dropped = self._exporter.stats().spans_dropped_queue_full
-        if dropped > self._dropped_reported:
-            self._dropped_reported = dropped
-            self._drop_warning.warn(
-                "Weave span queue full (max_queue_size=%d): %d spans dropped so far",
-                self._max_queue_size,
-                dropped,
-            )
+        self._exporter.report_losses()  # also the queue's drops, which no export reports

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
-__all__ = ["ExportStats", "RateLimitedWarning", "StatsCounter"]
+__all__ = ["LOSS_COUNTERS", "ExportStats", "LossReporter", "RateLimitedWarning", "StatsCounter"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,62 @@ class StatsCounter:
     def snapshot(self) -> ExportStats:
         with self._lock:
             return ExportStats(**self._counts)
+
+
+LOSS_COUNTERS = {
+    "queue_full": "spans_dropped_queue_full",
+    "after_shutdown": "spans_dropped_after_shutdown",
+    "unmappable": "spans_unmappable",
+    "rejected": "calls_rejected",
+    "too_large": "calls_too_large",
+    "undeliverable": "calls_undeliverable",
+}
+"""Each reason ``on_drop`` is called with, and the counter that counts it."""
+
+
+class LossReporter:
+    """Turns growth of the loss counters into ``on_drop`` calls and a rate-limited warning.
+
+    Runs on export worker threads only, never on the app's.
+    """
+
+    def __init__(
+        self,
+        counter: StatsCounter,
+        logger: logging.Logger,
+        on_drop: Callable[[str, int], None] | None,
+    ) -> None:
+        self._counter = counter
+        self._on_drop = on_drop
+        self._warning = RateLimitedWarning(logger)
+        self._logger = logger
+        self._reported = dict.fromkeys(LOSS_COUNTERS, 0)
+        self._lock = threading.Lock()
+        self._callback_failed = False
+
+    def report(self) -> None:
+        stats = self._counter.snapshot()
+        totals = {reason: getattr(stats, name) for reason, name in LOSS_COUNTERS.items()}
+        with self._lock:
+            new = {r: n - self._reported[r] for r, n in totals.items() if n > self._reported[r]}
+            self._reported = totals
+        if not new:
+            return
+        self._warning.warn(
+            "Weave exporter lost spans; totals since start: %s (see stats())",
+            ", ".join(f"{reason}={count}" for reason, count in totals.items() if count),
+        )
+        if self._on_drop is not None:
+            for reason, count in new.items():
+                self._notify(self._on_drop, reason, count)
+
+    def _notify(self, on_drop: Callable[[str, int], None], reason: str, count: int) -> None:
+        try:
+            on_drop(reason, count)
+        except Exception:
+            if not self._callback_failed:
+                self._callback_failed = True
+                self._logger.exception("The Weave on_drop callback raised; it is called still")
 
 
 class RateLimitedWarning:

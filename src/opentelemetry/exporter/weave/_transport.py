@@ -7,8 +7,11 @@ produces spans of its own (an instrumented httpx would otherwise trace each POST
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
+import logging
 import random
+import ssl
 import threading
 import time
 import uuid
@@ -26,8 +29,11 @@ from opentelemetry.exporter.weave._version import __version__
 
 __all__ = ["PostResult", "RetryPolicy", "WeaveTransport", "is_retryable_status"]
 
+logger = logging.getLogger("opentelemetry.exporter.weave")
+
 RETRY_ID_HEADER = "X-Weave-Retry-Id"
 _REASON_MAX_CHARS = 500
+_MAX_CAUSE_DEPTH = 16
 _REDACTED = "***"
 
 
@@ -88,6 +94,12 @@ class WeaveTransport:
         self._secret = settings.api_key.get_secret_value()
         self._closed = threading.Event()
         self._client = self._new_client()
+        if _sends_credentials_in_clear(settings.server_url):
+            logger.warning(
+                "Weave server_url %s is plain http:// to a non-loopback host: the API key "
+                "crosses the network unencrypted; use https://",
+                settings.server_url,
+            )
 
     def __repr__(self) -> str:
         return f"WeaveTransport(server_url={self._settings.server_url!r})"
@@ -142,6 +154,8 @@ class WeaveTransport:
                 result = PostResult(
                     None, f"{type(exc).__name__}: {self._redact(str(exc))}", attempt
                 )
+                if _is_certificate_error(exc):  # retrying cannot make a certificate trusted
+                    return result
             except RuntimeError as exc:  # the client was closed under us by shutdown()
                 return PostResult(None, f"client closed: {self._redact(str(exc))}", attempt)
             else:
@@ -169,6 +183,30 @@ class WeaveTransport:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, _REDACTED) if self._secret in text else text
+
+
+def _sends_credentials_in_clear(url: str) -> bool:
+    parsed = httpx.URL(url)
+    if parsed.scheme != "http":
+        return False
+    host = parsed.host.strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        return True
+
+
+def _is_certificate_error(exc: BaseException) -> bool:
+    cause: BaseException | None = exc
+    for _ in range(_MAX_CAUSE_DEPTH):  # bounded: exception chains can loop
+        if cause is None:
+            return False
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _authorization(scheme: AuthScheme, api_key: str) -> str:

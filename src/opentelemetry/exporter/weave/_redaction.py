@@ -1,0 +1,164 @@
+"""Scrubbing secrets out of calls before they leave the process.
+
+The default scrubber replaces the value of any secret-looking key (``api_key``,
+``authorization``, ``password``, …) and any secret-looking substring of a value (bearer
+tokens, provider API keys, JWTs, credentials in URLs) with ``[REDACTED]``, in inputs, output,
+attributes and the exception text. A user callback runs after it. Should the callback raise,
+the call is still exported — its timing, status and usage — with its content (inputs, output,
+attributes) replaced by a marker: failing closed, so a broken callback cannot leak what it
+was meant to remove, nor drop the call silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opentelemetry.exporter.weave._mapping import OTEL_ATTRIBUTES_KEY, WeaveCall
+
+__all__ = ["REDACTED", "RedactionCallback", "Redactor"]
+
+logger = logging.getLogger("opentelemetry.exporter.weave")
+
+REDACTED = "[REDACTED]"
+
+RedactionCallback = Callable[[str, Any], Any]
+"""``callback(field, value) -> value`` for field ``"inputs"``, ``"output"``, ``"attributes"``."""
+
+DEFAULT_SECRET_KEYS = (
+    r"api[-_.]?key",
+    r"x[-_]api[-_]key",
+    r"authorization",
+    r"proxy[-_]authorization",
+    r"(access|auth|bearer|id|refresh|session|csrf|xsrf)[-_.]?token",
+    r"client[-_.]?secret",
+    r"secret([-_.]?key)?",
+    r"password",
+    r"passwd",
+    r"passphrase",
+    r"private[-_.]?key",
+    r"credentials?",
+    r"cookie",
+    r"set[-_]cookie",
+)
+
+_SECRET_VALUES = re.compile(
+    "|".join(
+        (
+            r"(?i:bearer)\s+[A-Za-z0-9._~+/=-]{20,}",
+            r"\bsk-[A-Za-z0-9_-]{16,}",  # OpenAI, Anthropic (sk-ant-…), many others
+            r"\bAKIA[0-9A-Z]{16}\b",  # AWS access key id
+            r"\bAIza[0-9A-Za-z_-]{35}",  # Google API key
+            r"\bgh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+            r"\bxox[abprs]-[A-Za-z0-9-]{10,}",  # Slack tokens
+            r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
+            r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",  # user:password in a URL
+        )
+    )
+)
+
+
+def _key_pattern(keys: Iterable[str]) -> re.Pattern[str]:
+    # Whole words of a key only: `id_token` is a secret, `valid_tokens` is not.
+    words = "|".join(f"(?:{key})" for key in keys)
+    return re.compile(rf"(?<![a-z0-9])(?:{words})(?![a-z0-9])", re.IGNORECASE)
+
+
+class Redactor:
+    """The default scrubber (unless switched off), then the user's callback (if any)."""
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        extra_keys: Iterable[str] = (),
+        callback: RedactionCallback | None = None,
+    ) -> None:
+        self._enabled = enabled
+        self._secret_keys = _key_pattern((*DEFAULT_SECRET_KEYS, *extra_keys))
+        self._callback = callback
+        self._callback_failed_types: set[type[BaseException]] = set()
+
+    @property
+    def active(self) -> bool:
+        return self._enabled or self._callback is not None
+
+    def apply(self, call: WeaveCall) -> WeaveCall:
+        inputs: Any = call.start.inputs
+        output: Any = call.end.output
+        attributes: Any = call.start.attributes
+        exception = call.end.exception
+        if self._enabled:
+            inputs = self.scrub(inputs)
+            output = self.scrub(output)
+            attributes = self.scrub(attributes)
+            exception = None if exception is None else self.scrub(exception)
+        if self._callback is not None:
+            try:
+                inputs = self._callback("inputs", inputs)
+                output = self._callback("output", output)
+                attributes = self._callback("attributes", attributes)
+            except Exception as error:
+                self._report_callback_failure(call, error)
+                marker = f"[removed: the redaction callback raised {type(error).__name__}]"
+                inputs, output = {"redaction_failed": marker}, marker
+                attributes = {OTEL_ATTRIBUTES_KEY: call.start.attributes.get(OTEL_ATTRIBUTES_KEY)}
+                attributes["redaction_failed"] = marker
+        if not isinstance(inputs, dict):
+            inputs = {"input": inputs}
+        if not isinstance(attributes, dict):
+            attributes = {"attributes": attributes}
+        start = call.start.model_copy(update={"inputs": inputs, "attributes": attributes})
+        end = call.end.model_copy(update={"output": output, "exception": exception})
+        return WeaveCall(start=start, end=end)
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` with secret-looking keys' values and secret-looking substrings redacted."""
+        if isinstance(value, str):
+            return _SECRET_VALUES.sub(REDACTED, value) if _might_hold_secret(value) else value
+        if isinstance(value, dict):
+            return {
+                key: REDACTED
+                if self._secret_keys.search(key) and not isinstance(item, (dict, list))
+                else self.scrub(item)
+                for key, item in value.items()
+            }
+        if isinstance(value, list):
+            return [self.scrub(item) for item in value]
+        return value
+
+    def _report_callback_failure(self, call: WeaveCall, error: Exception) -> None:
+        if type(error) in self._callback_failed_types:
+            return
+        self._callback_failed_types.add(type(error))
+        logger.error(
+            "The Weave redaction callback raised %s on call %r (%s): calls it fails on are "
+            "exported without inputs, output or attributes",
+            type(error).__name__,
+            call.start.op_name,
+            call.start.id,
+            exc_info=error,
+        )
+
+
+def _might_hold_secret(text: str) -> bool:
+    # Every value pattern needs one of these; most strings skip the regex entirely.
+    return any(marker in text for marker in _VALUE_MARKERS)
+
+
+_VALUE_MARKERS = (
+    "earer",
+    "EARER",
+    "sk-",
+    "AKIA",
+    "AIza",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "xox",
+    "eyJ",
+    "://",
+)

@@ -1,0 +1,129 @@
+"""Property-based: whatever a span carries, nothing raises and every body is valid JSON that
+passes the contract schema."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from opentelemetry.exporter.weave import WeaveSettings, span_to_call
+from opentelemetry.exporter.weave._conventions import KEYS
+from opentelemetry.exporter.weave._delivery import (
+    CallEndDelivery,
+    CallsCompleteDelivery,
+    UpsertBatchDelivery,
+)
+from opentelemetry.exporter.weave._redaction import Redactor
+from opentelemetry.exporter.weave._transport import WeaveTransport
+
+from .conftest import contract_errors
+
+MEMORY = InMemorySpanExporter()
+PROVIDER = TracerProvider(
+    span_limits=SpanLimits(max_attributes=10_000, max_attribute_length=None),
+    shutdown_on_exit=False,
+)
+PROVIDER.add_span_processor(SimpleSpanProcessor(MEMORY))
+TRACER = PROVIDER.get_tracer("hostile")
+SETTINGS = WeaveSettings.from_env(
+    {}, api_key="k", project="e/p", server_url="http://127.0.0.1:9", max_request_bytes=200_000
+)
+TRANSPORT = WeaveTransport(SETTINGS)
+ENCODERS = {
+    "call_end": CallEndDelivery(TRANSPORT, SETTINGS),
+    "upsert_batch": UpsertBatchDelivery(TRANSPORT, SETTINGS),
+    "calls_complete": CallsCompleteDelivery(TRANSPORT, SETTINGS),
+}
+
+CONVENTION_KEYS = sorted(
+    {key.removesuffix(".*") + (".0.content" if key.endswith(".*") else "") for key in KEYS.inputs}
+    | set(KEYS.outputs)
+    | set(KEYS.input_tokens)
+    | set(KEYS.model)
+    | set(KEYS.display_name)
+    | set(KEYS.thread_id)
+    | set(KEYS.wb_run_id)
+    | set(KEYS.wb_run_step)
+    | {"gen_ai.prompt.0.role", "llm.input_messages.0.message.content", "input.mime_type"}
+)
+
+any_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=200)
+hostile_json = st.one_of(
+    st.integers(1, 5000).map(lambda depth: "[" * depth + "]" * depth),
+    st.integers(1, 5000).map(lambda depth: '{"a":' * depth + "1" + "}" * depth),
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.integers() | any_text,
+        lambda children: (
+            st.lists(children, max_size=5) | st.dictionaries(any_text, children, max_size=5)
+        ),
+        max_leaves=30,
+    ).map(lambda value: json.dumps(value, allow_nan=True)),
+    st.just('{"a": NaN, "b": -Infinity, "c": 1e999}'),
+    st.just('{"a": "\\ud800 lone surrogate", "\\u0000": "nul"}'),
+)
+primitive = st.one_of(
+    any_text,
+    hostile_json,
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+attribute_value = st.one_of(
+    primitive,
+    st.lists(any_text, max_size=5),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=5),
+    st.lists(st.integers(min_value=-(2**63), max_value=2**63 - 1), max_size=5),
+    st.lists(st.booleans(), max_size=5),
+)
+attribute_key = st.one_of(st.sampled_from(CONVENTION_KEYS), any_text.filter(bool))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=any_text,
+    attributes=st.dictionaries(attribute_key, attribute_value, max_size=40),
+    many=st.integers(0, 2000),
+    failed=st.booleans(),
+    event_attributes=st.dictionaries(attribute_key, attribute_value, max_size=5),
+)
+def test_any_span_maps_to_valid_bodies(
+    name: str,
+    attributes: dict[str, Any],
+    many: int,
+    failed: bool,
+    event_attributes: dict[str, Any],
+) -> None:
+    MEMORY.clear()
+    with TRACER.start_as_current_span(name) as span:
+        span.set_attributes(attributes)
+        span.set_attributes({f"bulk.{index}": index for index in range(many)})
+        span.add_event("gen_ai.content.prompt", event_attributes)
+        if failed:
+            span.record_exception(ValueError(name))
+            span.set_status(Status(StatusCode.ERROR, name))
+    (finished,) = MEMORY.get_finished_spans()
+
+    call = Redactor().apply(span_to_call(finished, "e/p"))
+
+    assert (call.end.exception is not None) is failed
+    for mode, delivery in ENCODERS.items():
+        parts = delivery.encode(call)
+        for part in parts:
+            json.loads(part)  # valid JSON, whatever went in
+        if mode == "call_end":
+            start_body, end_body = parts
+            assert contract_errors("/call/start", json.loads(start_body)) == []
+            assert contract_errors("/call/end", json.loads(end_body)) == []
+        elif mode == "calls_complete":
+            body = {"batch": [json.loads(parts[0])]}
+            assert contract_errors("/v2/e/p/calls/complete", body) == []
+        else:
+            items = [json.loads(part) for part in parts]
+            assert contract_errors("/call/upsert_batch", {"batch": items}) == []
