@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import settings as hypothesis_settings
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -19,6 +20,11 @@ from opentelemetry.exporter.weave._transport import PostResult, WeaveTransport
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
 CONTRACT_DIR = Path(__file__).parent / "contract"
+
+# In CI the property-based tests run the same examples every time: a red build is reproducible.
+hypothesis_settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 API_KEY = "test-secret-key-0123456789"
 PROJECT = "test-entity/test-project"
 

@@ -205,31 +205,44 @@ def test_shutdown_delivers_what_is_queued(receiver: LocalWeaveServer) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_forked_child_exports_its_own_spans_only(receiver: LocalWeaveServer) -> None:
+def test_preforking_server_children_export_their_own_spans_only(
+    receiver: LocalWeaveServer,
+) -> None:
+    """A preloading server: the parent has spans queued, then forks its workers."""
     processor = make_processor(receiver.url, schedule_delay_millis=60_000)
     provider, tracer = make_tracer(processor)
-    with tracer.start_as_current_span("parent-before-fork"):
-        pass  # still queued when the child is forked
-    pid = os.fork()
-    if pid == 0:  # the child
-        code = 1
-        try:
-            with tracer.start_as_current_span("from-child"):
-                pass
-            ok = processor.force_flush(10_000)
-            code = 0 if ok and processor.stats().calls_exported == 1 else 2
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    for index in range(3):
+        with tracer.start_as_current_span(f"parent-before-fork-{index}"):
+            pass  # still queued when the workers are forked
+    children = []
+    for worker in range(3):
+        pid = os.fork()
+        if pid == 0:  # a worker
+            code = 1
+            try:
+                with tracer.start_as_current_span(f"from-worker-{worker}"):
+                    pass
+                ok = processor.force_flush(10_000)
+                stats = processor.stats()
+                code = 0 if ok and (stats.spans_enqueued, stats.calls_exported) == (1, 1) else 2
+            finally:
+                os._exit(code)
+        children.append(pid)
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
     with tracer.start_as_current_span("parent-after-fork"):
         pass
     assert processor.force_flush(10_000)
     provider.shutdown()
     names = sorted(call["op_name"] for call in receiver.calls())
-    assert names == ["from-child", "parent-after-fork", "parent-before-fork"]
-    starts = [r for r in receiver.requests() if r.path == "/call/start"]
-    assert len(starts) == 3  # nothing sent twice
+    assert names == sorted(
+        [f"from-worker-{worker}" for worker in range(3)]
+        + [f"parent-before-fork-{index}" for index in range(3)]
+        + ["parent-after-fork"]
+    )
+    assert sorted(receiver.start_writes().values()) == [1] * 7  # nothing sent twice
+    assert processor.stats().calls_exported == 4  # the parent's own, not its workers'
 
 
 def test_queued_spans_are_delivered_at_interpreter_exit(receiver: LocalWeaveServer) -> None:
