@@ -192,22 +192,11 @@ def _log_failures(failures: tuple[CallFailure, ...]) -> None:
         more = f" and {len(group) - _NAMED_CALLS} more" if len(group) > _NAMED_CALLS else ""
         answer = "no answer" if status_code is None else f"HTTP {status_code}"
         if kind is FailureKind.UNDELIVERABLE:
-            logger.warning(
-                "Weave did not take %d call(s) at %s before the export deadline (%s: %s): %s%s",
-                len(group),
-                route,
-                answer,
-                reason,
-                spans,
-                more,
+            level = logging.WARNING
+            template = (
+                "Weave did not take %d call(s) at %s before the export deadline (%s: %s): %s%s"
             )
         else:
-            logger.error(
-                "Weave refused %d call(s) at %s with %s (final, not retried): %s: %s%s",
-                len(group),
-                route,
-                answer,
-                reason,
-                spans,
-                more,
-            )
+            level = logging.ERROR
+            template = "Weave refused %d call(s) at %s with %s (final, not retried): %s: %s%s"
+        logger.log(level, template, len(group), route, answer, reason, spans, more)
