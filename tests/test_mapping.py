@@ -215,6 +215,27 @@ def test_error_span_without_event_uses_error_type_and_description(record_spans: 
     }
 
 
+def test_error_type_given_as_a_class_repr(record_spans: Record) -> None:
+    def emit(tracer: Tracer) -> None:
+        attributes = {"error.type": "<class 'openai.BadRequestError'>"}
+        with tracer.start_as_current_span("chat", attributes=attributes) as span:
+            span.set_status(Status(StatusCode.ERROR))
+
+    (span,) = record_spans(emit)
+    _, end = wire(span)
+    assert json.loads(end["exception"])["type"] == "openai.BadRequestError"
+
+
+def test_failed_http_span_says_its_status(record_spans: Record) -> None:
+    def emit(tracer: Tracer) -> None:
+        with tracer.start_as_current_span("POST", attributes={"http.status_code": 400}) as span:
+            span.set_status(Status(StatusCode.ERROR))
+
+    (span,) = record_spans(emit)
+    _, end = wire(span)
+    assert json.loads(end["exception"]) == {"type": "Error", "message": "HTTP 400", "traceback": ""}
+
+
 def test_error_span_with_nothing_still_has_exception(record_spans: Record) -> None:
     def emit(tracer: Tracer) -> None:
         with tracer.start_as_current_span("op") as span:

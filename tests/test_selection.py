@@ -21,16 +21,19 @@ def emit_web_request(tracer: Tracer) -> None:
     with tracer.start_as_current_span("GET /ask", kind=SpanKind.SERVER):
         with tracer.start_as_current_span("SELECT users", kind=SpanKind.CLIENT):
             pass
-        with tracer.start_as_current_span(
-            "chat gpt-4o",
-            kind=SpanKind.CLIENT,
-            attributes={
-                "gen_ai.operation.name": "chat",
-                "gen_ai.response.model": "gpt-4o",
-                "gen_ai.usage.input_tokens": 5,
-                "gen_ai.usage.output_tokens": 2,
-            },
-        ), tracer.start_as_current_span("POST", kind=SpanKind.CLIENT) as http:
+        with (
+            tracer.start_as_current_span(
+                "chat gpt-4o",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.response.model": "gpt-4o",
+                    "gen_ai.usage.input_tokens": 5,
+                    "gen_ai.usage.output_tokens": 2,
+                },
+            ),
+            tracer.start_as_current_span("POST", kind=SpanKind.CLIENT) as http,
+        ):
             http.set_attribute("http.request.method", "POST")
         with tracer.start_as_current_span(
             "execute_tool lookup", attributes={"gen_ai.tool.name": "lookup"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -318,12 +319,33 @@ def _exception_json(span: ReadableSpan) -> str | None:
         traceback = _as_str(event_attributes.get("exception.stacktrace")) or ""
     else:
         span_attributes = span.attributes or {}
-        error_type = _as_str(span_attributes.get("error.type")) or "Error"
-        message = clean_str(span.status.description or "") or error_type
+        error_type = _class_name(_as_str(span_attributes.get("error.type"))) or "Error"
+        message = clean_str(span.status.description or "") or _http_status_message(
+            span_attributes, error_type
+        )
         traceback = ""
     return json.dumps(
         {"type": error_type, "message": message, "traceback": traceback}, ensure_ascii=False
     )
+
+
+_CLASS_REPR = re.compile(r"<class '([^']+)'>")
+_HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")
+
+
+def _class_name(error_type: str | None) -> str | None:
+    """``x.Y`` for ``<class 'x.Y'>``, which some instrumentations record as the error type."""
+    if error_type is None:
+        return None
+    match = _CLASS_REPR.fullmatch(error_type)
+    return match.group(1) if match else error_type
+
+
+def _http_status_message(attributes: Mapping[str, Any], error_type: str) -> str:
+    for key in _HTTP_STATUS_KEYS:
+        if (status := _as_int(attributes.get(key))) is not None:
+            return f"HTTP {status}"
+    return error_type
 
 
 def _last_exception_event(events: Iterable[Event]) -> Event | None:
