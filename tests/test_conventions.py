@@ -8,7 +8,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from opentelemetry.trace import Tracer
+
+from opentelemetry.exporter.weave._conventions import KEYS
+from opentelemetry.exporter.weave._selection import is_genai_span
 
 from .test_mapping import Record, one_span, wire
 
@@ -353,3 +357,92 @@ def test_span_attributes_win_over_event_content(record_spans: Record) -> None:
     (span,) = record_spans(emit)
     start, _ = wire(span)
     assert start["inputs"] == {"messages": [USER]}
+
+
+def test_flattened_clash_and_stray_keys_stay_in_attributes(record_spans: Record) -> None:
+    start, _ = wire(
+        one_span(
+            record_spans,
+            {
+                "gen_ai.prompt.0": "first",
+                "gen_ai.prompt.0.content": "clashes with the key above",
+                "gen_ai.prompt.foo": "not an index",
+                "gen_ai.prompt.1.content": "second",
+            },
+        )
+    )
+    assert start["inputs"] == {"input": ["first", {"content": "second"}]}
+    assert start["attributes"]["gen_ai.prompt.0.content"] == "clashes with the key above"
+    assert start["attributes"]["gen_ai.prompt.foo"] == "not an index"
+    assert "gen_ai.prompt.0" not in start["attributes"]
+    assert "gen_ai.prompt.1.content" not in start["attributes"]
+
+
+@pytest.mark.parametrize("key", [key for key in KEYS.inputs if not key.endswith(".*")])
+def test_every_input_key_feeds_inputs(record_spans: Record, key: str) -> None:
+    start, _ = wire(one_span(record_spans, {key: '{"question": "why?"}'}))
+    assert start["inputs"] == {"question": "why?"}
+    assert key not in start["attributes"]
+
+
+@pytest.mark.parametrize("key", [key for key in KEYS.outputs if not key.endswith(".*")])
+def test_every_output_key_feeds_output(record_spans: Record, key: str) -> None:
+    _, end = wire(one_span(record_spans, {key: '["an", "answer"]'}))
+    assert end["output"] == ["an", "answer"]
+
+
+@pytest.mark.parametrize(
+    ("field", "keys"),
+    [
+        ("display_name", KEYS.display_name),
+        ("thread_id", KEYS.thread_id),
+    ],
+)
+def test_every_call_field_key(record_spans: Record, field: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        start, _ = wire(one_span(record_spans, {key: "value-of-" + key}))
+        assert start[field] == "value-of-" + key
+
+
+@pytest.mark.parametrize(
+    ("field", "otel_key"), [("span_kind", "llm_span_kind"), ("provider", "llm_provider")]
+)
+def test_every_kind_and_provider_key(record_spans: Record, field: str, otel_key: str) -> None:
+    for key in getattr(KEYS, field):
+        start, _ = wire(one_span(record_spans, {key: "value-of-" + key}))
+        assert otel(start)[otel_key] == "value-of-" + key
+        assert start["attributes"][key] == "value-of-" + key  # context, so kept as well
+
+
+@pytest.mark.parametrize("key", KEYS.model)
+def test_every_model_key(record_spans: Record, key: str) -> None:
+    _, end = wire(one_span(record_spans, {key: "model-x", "gen_ai.usage.input_tokens": 1}))
+    assert list(end["summary"]["usage"]) == ["model-x"]
+
+
+@pytest.mark.parametrize(
+    ("field", "keys"),
+    [
+        ("input_tokens", KEYS.input_tokens),
+        ("output_tokens", KEYS.output_tokens),
+        ("total_tokens", KEYS.total_tokens),
+        ("cache_read_input_tokens", KEYS.cache_read_input_tokens),
+        ("cache_creation_input_tokens", KEYS.cache_creation_input_tokens),
+        ("reasoning_tokens", KEYS.reasoning_tokens),
+    ],
+)
+def test_every_token_key(record_spans: Record, field: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        _, end = wire(one_span(record_spans, {key: 17}))
+        assert end["summary"]["usage"]["unknown"][field] == 17, key
+
+
+def test_wandb_keys_mark_a_span_as_genai(record_spans: Record) -> None:
+    (span,) = record_spans(
+        lambda tracer: tracer.start_span("x", attributes={"wandb.thread_id": "t"}).end()
+    )
+    assert is_genai_span(span)
+    (plain,) = record_spans(
+        lambda tracer: tracer.start_span("y", attributes={"http.method": "GET"}).end()
+    )
+    assert not is_genai_span(plain)

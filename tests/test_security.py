@@ -124,6 +124,8 @@ def test_failing_callback_exports_the_call_without_content(
     assert call["output"] == marker
     assert call["attributes"]["redaction_failed"] == marker
     assert "openai.api_key" not in call["attributes"]
+    assert OPENAI_KEY not in json.dumps(call)  # not in the exception event either
+    assert call["attributes"]["otel"]["events"][0]["name"] == "exception"
     assert call["summary"]["usage"]["gpt-4o"]["input_tokens"] == 12  # the call still counts
     assert call["exception"] is not None
     failures = [r for r in caplog.records if "redaction callback raised" in r.getMessage()]

@@ -46,7 +46,7 @@ class Convention:
 
 WEAVE = Convention(
     name="weave",
-    detect_prefixes=("weave.",),
+    detect_prefixes=("weave.", "wandb."),
     span_kind=("weave.span.kind",),
     display_name=("wandb.display_name",),
     thread_id=("wandb.thread_id",),

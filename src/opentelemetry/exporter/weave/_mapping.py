@@ -10,7 +10,7 @@ from collections import ChainMap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import StatusCode
@@ -130,35 +130,30 @@ class _SpanReader:
         )
         self.consumed: set[str] = set()
 
-    def peek(self, keys: Iterable[str]) -> tuple[str, Any] | None:
+    def peek(self, keys: Iterable[str]) -> _Found | None:
         """The first key present and its value; a ``prefix.*`` key rebuilds flattened ones."""
         for key in keys:
             if key.endswith(FLATTENED_SUFFIX):
                 rebuilt = _rebuild_flattened(self._lookup, key[: -len(FLATTENED_SUFFIX)])
                 if rebuilt is not None:
-                    return key, rebuilt
+                    return rebuilt
             elif (value := self._lookup.get(key)) is not None:
-                return key, value
+                return _Found(key, value, (key,))
         return None
 
     def peek_str(self, keys: Iterable[str]) -> str | None:
         found = self.peek(keys)
-        return None if found is None else _as_str(found[1])
+        return None if found is None else _as_str(found.value)
 
-    def _take(self, keys: Iterable[str]) -> tuple[str, Any] | None:
+    def _take(self, keys: Iterable[str]) -> _Found | None:
         found = self.peek(keys)
         if found is not None:
-            key = found[0]
-            if key.endswith(FLATTENED_SUFFIX):
-                prefix = key[: -len(FLATTENED_SUFFIX) + 1]
-                self.consumed.update(k for k in self.attributes if k.startswith(prefix))
-            else:
-                self.consumed.add(key)
+            self.consumed.update(found.read_keys)
         return found
 
     def take_str(self, keys: Iterable[str]) -> str | None:
         found = self._take(keys)
-        return None if found is None else _as_str(found[1])
+        return None if found is None else _as_str(found.value)
 
     def take_int(self, keys: Iterable[str]) -> int | None:
         for key in keys:
@@ -180,7 +175,7 @@ class _SpanReader:
         found = self._take(keys)
         if found is None:
             return None
-        key, value = found
+        key, value = found.key, found.value
         mime_type = self._lookup.get(MIME_TYPE_KEYS.get(key, ""))
         if isinstance(mime_type, str) and mime_type.strip().lower() != JSON_MIME_TYPE:
             return json_safe(value)  # declared text: even text that parses as JSON stays text
@@ -189,10 +184,19 @@ class _SpanReader:
         return json_safe(decode_json_text(value))
 
 
-def _rebuild_flattened(attributes: Mapping[str, Any], prefix: str) -> list[Any] | None:
+class _Found(NamedTuple):
+    key: str
+    """The convention key that matched (``prefix.*`` for a rebuilt list)."""
+    value: Any
+    read_keys: tuple[str, ...]
+    """The span attributes the value was made of."""
+
+
+def _rebuild_flattened(attributes: Mapping[str, Any], prefix: str) -> _Found | None:
     """``prefix.0.role``, ``prefix.0.content``, … as ``[{"role": …, "content": …}, …]``."""
     start = prefix + "."
     tree: dict[str, Any] = {}
+    read_keys: list[str] = []
     for key, value in attributes.items():
         if not key.startswith(start):
             continue
@@ -203,18 +207,20 @@ def _rebuild_flattened(attributes: Mapping[str, Any], prefix: str) -> list[Any] 
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                break  # `a.0` and `a.0.b` both set: keep the first, drop the clash
+                break  # `a.0` and `a.0.b` both set: keep the first, leave the other be
             node = child
         else:
-            node.setdefault(path[-1], value)  # leaves stay as sent: message text is text
-    if not tree:
+            if path[-1] not in node:
+                node[path[-1]] = value  # leaves stay as sent: message text is text
+                read_keys.append(key)
+    if not read_keys:
         return None
     rebuilt = _as_lists(tree)
     items = rebuilt if isinstance(rebuilt, list) else [rebuilt]
     # OpenInference nests each entry one level down: `llm.input_messages.0.message.role`.
     if all(isinstance(item, dict) and item.keys() == {"message"} for item in items):
         items = [item["message"] for item in items]
-    return items
+    return _Found(prefix + FLATTENED_SUFFIX, items, tuple(read_keys))
 
 
 def _as_lists(node: Any) -> Any:

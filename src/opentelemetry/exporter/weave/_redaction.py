@@ -95,6 +95,7 @@ class Redactor:
             attributes = self.scrub(attributes)
             exception = None if exception is None else self.scrub(exception)
         if self._callback is not None:
+            before_callback = attributes
             try:
                 inputs = self._callback("inputs", inputs)
                 output = self._callback("output", output)
@@ -103,8 +104,11 @@ class Redactor:
                 self._report_callback_failure(call, error)
                 marker = f"[removed: the redaction callback raised {type(error).__name__}]"
                 inputs, output = {"redaction_failed": marker}, marker
-                attributes = {OTEL_ATTRIBUTES_KEY: call.start.attributes.get(OTEL_ATTRIBUTES_KEY)}
-                attributes["redaction_failed"] = marker
+                # The OTel context (events, status, resource) as the default scrubber left it.
+                attributes = {
+                    OTEL_ATTRIBUTES_KEY: before_callback.get(OTEL_ATTRIBUTES_KEY),
+                    "redaction_failed": marker,
+                }
         if not isinstance(inputs, dict):
             inputs = {"input": inputs}
         if not isinstance(attributes, dict):
