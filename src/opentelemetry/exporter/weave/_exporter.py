@@ -193,9 +193,7 @@ def _log_failures(failures: tuple[CallFailure, ...]) -> None:
         answer = "no answer" if status_code is None else f"HTTP {status_code}"
         if kind is FailureKind.UNDELIVERABLE:
             level = logging.WARNING
-            template = (
-                "Weave did not take %d call(s) at %s before the export deadline (%s: %s): %s%s"
-            )
+            template = "Weave did not take %d call(s) at %s (%s: %s): %s%s"
         else:
             level = logging.ERROR
             template = "Weave refused %d call(s) at %s with %s (final, not retried): %s: %s%s"

@@ -15,12 +15,13 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+import httpcore
 import httpx
 from opentelemetry import context
 
@@ -109,14 +110,16 @@ class WeaveTransport:
             max_connections=self._settings.max_concurrency,
             max_keepalive_connections=self._settings.max_concurrency,
         )
+        transport = httpx.HTTPTransport(limits=limits)
+        _bound_every_io_by_the_attempt_deadline(transport)
         return httpx.Client(
+            transport=transport,
             base_url=self._settings.server_url,
             headers={
                 "Authorization": _authorization(self._settings.auth_scheme, self._secret),
                 "Content-Type": "application/json",
                 "User-Agent": f"opentelemetry-exporter-weave/{__version__}",
             },
-            limits=limits,
             timeout=self._settings.http_timeout_seconds,
         )
 
@@ -142,6 +145,9 @@ class WeaveTransport:
             if attempt == 2:  # the same id on every retry lets the service drop duplicates
                 retry_headers = {RETRY_ID_HEADER: uuid.uuid4().hex}
             retry_after = None
+            _attempt.deadline = min(
+                time.monotonic() + self._settings.http_timeout_seconds, deadline
+            )
             try:
                 with suppressed_instrumentation():
                     response = self._client.post(
@@ -163,6 +169,8 @@ class WeaveTransport:
                 if result.ok or not is_retryable_status(response.status_code):
                     return result
                 retry_after = _retry_after_seconds(response.headers.get("retry-after"))
+            finally:
+                _attempt.deadline = None
             if retry_after is None:
                 delay = self._retry_policy.backoff(attempt - 1)
             else:
@@ -183,6 +191,87 @@ class WeaveTransport:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, _REDACTED) if self._secret in text else text
+
+
+# The deadline of the request attempt running on this thread. httpx's timeouts bound each
+# network operation, not the request: a server trickling its answer a byte at a time would
+# hold an export far past its deadline. Every connect, read and write checks this instead.
+_attempt = threading.local()
+
+
+def _within_attempt(timeout: float | None, timed_out: type[Exception]) -> float | None:
+    deadline: float | None = getattr(_attempt, "deadline", None)
+    if deadline is None:
+        return timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise timed_out("the request's deadline passed")
+    return remaining if timeout is None else min(timeout, remaining)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _within_attempt(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _within_attempt(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _within_attempt(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _within_attempt(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
+        return _DeadlineStream(stream)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _within_attempt(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, bounded, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _bound_every_io_by_the_attempt_deadline(transport: httpx.HTTPTransport) -> None:
+    # httpx offers no hook for this; its pool (an httpcore pool) takes a network backend.
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    else:
+        logger.debug("httpx internals changed: request deadlines are per operation only")
 
 
 def _sends_credentials_in_clear(url: str) -> bool:
