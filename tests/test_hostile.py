@@ -66,6 +66,8 @@ hostile_json = st.one_of(
         max_leaves=30,
     ).map(lambda value: json.dumps(value, allow_nan=True)),
     st.just('{"a": NaN, "b": -Infinity, "c": 1e999}'),
+    st.just("[1e999, -1E999]"),
+    st.just("[1" + "0" * 400 + ".5]"),
     st.just('{"a": "\\ud800 lone surrogate", "\\u0000": "nul"}'),
 )
 primitive = st.one_of(

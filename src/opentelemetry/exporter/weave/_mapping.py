@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import StatusCode
 
@@ -30,7 +31,7 @@ from opentelemetry.exporter.weave._models import (
     SummaryInsertMap,
     TraceStatus,
 )
-from opentelemetry.exporter.weave._sanitize import clean_str, decode_json_text, json_safe
+from opentelemetry.exporter.weave._sanitize import clean_str, json_safe, safe_json_from
 
 __all__ = ["UNKNOWN_MODEL", "WeaveCall", "format_span_id", "op_name_for", "span_to_call"]
 
@@ -118,7 +119,8 @@ class _SpanReader:
     """
 
     def __init__(self, span: ReadableSpan) -> None:
-        self.attributes: Mapping[str, Any] = span.attributes or {}
+        # One copy: the SDK's attribute mapping takes a lock on every lookup.
+        self.attributes: dict[str, Any] = dict(span.attributes or {})
         event_content = {
             key: value
             for event in span.events
@@ -126,7 +128,7 @@ class _SpanReader:
             for key, value in (event.attributes or {}).items()
         }
         self._lookup: Mapping[str, Any] = (
-            ChainMap(dict(self.attributes), event_content) if event_content else self.attributes
+            ChainMap(self.attributes, event_content) if event_content else self.attributes
         )
         self.consumed: set[str] = set()
 
@@ -155,20 +157,24 @@ class _SpanReader:
         found = self._take(keys)
         return None if found is None else _as_str(found.value)
 
-    def take_int(self, keys: Iterable[str]) -> int | None:
+    def _find_int(self, keys: Iterable[str]) -> tuple[str, int] | None:
+        lookup = self._lookup
         for key in keys:
-            value = _as_int(self._lookup.get(key))
-            if value is not None:
-                self.consumed.add(key)
-                return value
+            raw = lookup.get(key)
+            if raw is not None and (value := _as_int(raw)) is not None:
+                return key, value
         return None
 
+    def take_int(self, keys: Iterable[str]) -> int | None:
+        found = self._find_int(keys)
+        if found is None:
+            return None
+        self.consumed.add(found[0])
+        return found[1]
+
     def peek_int(self, keys: Iterable[str]) -> int | None:
-        for key in keys:
-            value = _as_int(self._lookup.get(key))
-            if value is not None:
-                return value
-        return None
+        found = self._find_int(keys)
+        return None if found is None else found[1]
 
     def take_content(self, keys: Iterable[str]) -> Any:
         """Message or payload content as JSON: JSON text decoded unless its mime type says not."""
@@ -180,8 +186,8 @@ class _SpanReader:
         if isinstance(mime_type, str) and mime_type.strip().lower() != JSON_MIME_TYPE:
             return json_safe(value)  # declared text: even text that parses as JSON stays text
         if isinstance(value, (list, tuple)):  # a sequence attribute: one JSON text per message
-            return json_safe([decode_json_text(item) for item in value])
-        return json_safe(decode_json_text(value))
+            return [safe_json_from(item) for item in value]
+        return safe_json_from(value)
 
 
 class _Found(NamedTuple):
@@ -368,6 +374,27 @@ def _wb_run_id(run_id: str | None, project_id: str) -> str | None:
     return f"{project_id}/{run_id}"
 
 
+_resource_cache: dict[int, tuple[Resource, dict[str, Any]]] = {}
+_RESOURCE_CACHE_SIZE = 32
+
+
+def _resource_attributes(resource: Resource | None) -> dict[str, Any]:
+    """A process has a resource or a few, shared by all its spans: convert each once.
+
+    The same dict is returned for the same resource; callers must not change it.
+    """
+    if resource is None:
+        return {}
+    cached = _resource_cache.get(id(resource))
+    if cached is not None and cached[0] is resource:
+        return cached[1]
+    converted: dict[str, Any] = json_safe(dict(resource.attributes))
+    if len(_resource_cache) >= _RESOURCE_CACHE_SIZE:
+        _resource_cache.clear()
+    _resource_cache[id(resource)] = (resource, converted)
+    return converted
+
+
 def _call_attributes(span: ReadableSpan, reader: _SpanReader) -> dict[str, Any]:
     """The span's own attributes, minus those that became call fields, plus OTel context."""
     call_attributes = {
@@ -388,7 +415,7 @@ def _call_attributes(span: ReadableSpan, reader: _SpanReader) -> dict[str, Any]:
             "name": scope.name if scope else None,
             "version": scope.version if scope else None,
         },
-        "resource": json_safe(dict(span.resource.attributes)) if span.resource else {},
+        "resource": _resource_attributes(span.resource),
         "events": [
             {
                 "name": clean_str(event.name),

@@ -11,6 +11,7 @@ was meant to remove, nor drop the call silently.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -76,7 +77,10 @@ class Redactor:
         callback: RedactionCallback | None = None,
     ) -> None:
         self._enabled = enabled
-        self._secret_keys = _key_pattern((*DEFAULT_SECRET_KEYS, *extra_keys))
+        # Keys repeat from call to call (attribute names, `role`, `content`): match each once.
+        self._is_secret_key = functools.lru_cache(maxsize=4096)(
+            _key_pattern((*DEFAULT_SECRET_KEYS, *extra_keys)).search
+        )
         self._callback = callback
         self._callback_failed_types: set[type[BaseException]] = set()
 
@@ -113,9 +117,10 @@ class Redactor:
             inputs = {"input": inputs}
         if not isinstance(attributes, dict):
             attributes = {"attributes": attributes}
-        start = call.start.model_copy(update={"inputs": inputs, "attributes": attributes})
-        end = call.end.model_copy(update={"output": output, "exception": exception})
-        return WeaveCall(start=start, end=end)
+        # In place: the call was just mapped from its span and belongs to this export alone.
+        call.start.inputs, call.start.attributes = inputs, attributes
+        call.end.output, call.end.exception = output, exception
+        return call
 
     def scrub(self, value: Any) -> Any:
         """``value`` with secret-looking keys' values and secret-looking substrings redacted."""
@@ -124,7 +129,7 @@ class Redactor:
         if isinstance(value, dict):
             return {
                 key: REDACTED
-                if self._secret_keys.search(key) and not isinstance(item, (dict, list))
+                if self._is_secret_key(key) and not isinstance(item, (dict, list))
                 else self.scrub(item)
                 for key, item in value.items()
             }
@@ -147,22 +152,20 @@ class Redactor:
 
 
 def _might_hold_secret(text: str) -> bool:
-    # Every value pattern needs one of these; most strings skip the regex entirely.
-    return any(marker in text for marker in _VALUE_MARKERS)
-
-
-_VALUE_MARKERS = (
-    "earer",
-    "EARER",
-    "sk-",
-    "AKIA",
-    "AIza",
-    "ghp_",
-    "gho_",
-    "ghu_",
-    "ghs_",
-    "ghr_",
-    "xox",
-    "eyJ",
-    "://",
-)
+    # Every value pattern holds one of these; plain substring tests clear most strings at a
+    # fraction of the cost of running the patterns (or one alternation of these markers).
+    return (
+        "://" in text
+        or "sk-" in text
+        or "eyJ" in text
+        or "earer" in text
+        or "EARER" in text
+        or "AKIA" in text
+        or "AIza" in text
+        or "xox" in text
+        or "ghp_" in text
+        or "gho_" in text
+        or "ghu_" in text
+        or "ghs_" in text
+        or "ghr_" in text
+    )

@@ -7,7 +7,14 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "MAX_STRING_CHARS", "clean_str", "decode_json_text", "json_safe"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_STRING_CHARS",
+    "clean_str",
+    "decode_json_text",
+    "json_safe",
+    "safe_json_from",
+]
 
 MAX_DEPTH = 32
 MAX_STRING_CHARS = 1_000_000
@@ -61,10 +68,40 @@ def decode_json_text(value: object) -> Any:
     """
     if isinstance(value, str) and value[:64].lstrip()[:1] in ("{", "["):
         try:
-            return json.loads(value)
+            return json.loads(value, parse_float=_finite_or_text, parse_constant=_non_finite_text)
         except (ValueError, RecursionError):
             return value
     return value
+
+
+def safe_json_from(value: object) -> Any:
+    """``json_safe(decode_json_text(value))``, skipping the walk when the text cannot need it.
+
+    Decoding already turns NaN, infinities and overflowing numbers into text. ASCII JSON text
+    with no ``\\u`` escape (a lone surrogate) and fewer brackets than ``MAX_DEPTH`` then
+    decodes to safe JSON as it is: valid UTF-8, shallow, no string longer than the text. That
+    is most message lists.
+    """
+    if (
+        isinstance(value, str)
+        and len(value) <= MAX_STRING_CHARS
+        and value.isascii()
+        and "\\u" not in value
+        and value.count("[") + value.count("{") < MAX_DEPTH
+    ):
+        decoded = decode_json_text(value)
+        if decoded is not value:
+            return decoded
+    return json_safe(decode_json_text(value))
+
+
+def _finite_or_text(literal: str) -> float | str:
+    number = float(literal)
+    return number if math.isfinite(number) else _NON_FINITE.get(number, "NaN")
+
+
+def _non_finite_text(literal: str) -> str:
+    return {"-Infinity": "-Infinity", "Infinity": "Infinity"}.get(literal, "NaN")
 
 
 def _key(key: object) -> str:
