@@ -152,16 +152,21 @@ def test_full_queue_drops_are_counted_and_warned(caplog: pytest.LogCaptureFixtur
 
 def test_force_flush_honours_timeout_against_hanging_server() -> None:
     with HangingServer() as server:
-        processor = make_processor(server.url, http_timeout_seconds=30)
+        processor = make_processor(
+            server.url, http_timeout_seconds=30, export_timeout_millis=3000
+        )
         provider, tracer = make_tracer(processor)
         with tracer.start_as_current_span("stuck"):
             pass
         began = time.monotonic()
         flushed = processor.force_flush(500)
         elapsed = time.monotonic() - began
+        still_trying = processor.stats().calls_undeliverable == 0
         processor.shutdown()
     assert flushed is False
-    assert elapsed < 5  # bounded by the 0.5 s timeout, not the 30 s HTTP timeout
+    assert elapsed < 2.5  # bounded by the 0.5 s timeout, not the 3 s export or 30 s HTTP one
+    assert still_trying  # the export goes on after the flush stopped waiting for it
+    assert processor.stats().calls_undeliverable == 1
     provider.shutdown()
 
 

@@ -43,7 +43,9 @@ OP_NAME_MAX_LENGTH = 128
 
 def _utc_iso(value: datetime) -> str:
     # Always six fractional digits and an explicit offset, whatever the value.
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(timespec="microseconds")
 
 
 UtcDatetime = Annotated[AwareDatetime, PlainSerializer(_utc_iso, return_type=str, when_used="json")]

@@ -161,7 +161,7 @@ class WeaveSpanProcessor(SpanProcessor):
                 finished_flushes: list[_FlushRequest] = []
                 if not self._queue:
                     finished_flushes, self._flush_requests = self._flush_requests, []
-                deadline = self._export_deadline(finished_flushes)
+                deadline = self._export_deadline()
                 stopping = self._shutdown_deadline is not None and not self._queue
             try:
                 self._export(batch, deadline)
@@ -180,13 +180,13 @@ class WeaveSpanProcessor(SpanProcessor):
             and len(self._queue) < self._batch_size
         )
 
-    def _export_deadline(self, finished_flushes: list[_FlushRequest]) -> float:
-        deadlines = [time.monotonic() + self._export_timeout]
-        deadlines.extend(request.deadline for request in self._flush_requests)
-        deadlines.extend(request.deadline for request in finished_flushes)
+    def _export_deadline(self) -> float:
+        # A flush's timeout bounds how long its caller waits, not the export: a short flush
+        # against a slow service must not give up on spans the export timeout still allows.
+        deadline = time.monotonic() + self._export_timeout
         if self._shutdown_deadline is not None:
-            deadlines.append(self._shutdown_deadline)
-        return min(deadlines)
+            deadline = min(deadline, self._shutdown_deadline)
+        return deadline
 
     def _export(self, batch: list[ReadableSpan], deadline: float) -> None:
         if self._shutdown_deadline is not None and time.monotonic() >= self._shutdown_deadline:

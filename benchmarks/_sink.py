@@ -1,0 +1,221 @@
+"""A minimal loopback HTTP sink for both pipelines, run in a process of its own.
+
+It answers ``200`` to any POST on any path (HTTP/1.1, keep-alive), and counts what each
+pipeline delivered:
+
+- ``/call/end`` requests (``call_end`` mode: a call is delivered once its end is);
+- ``"mode": "end"`` items of ``/call/upsert_batch`` bodies;
+- items of ``/v2/{entity}/{project}/calls/complete`` bodies;
+- spans of OTLP ``/v1/traces`` protobuf requests (an empty 200 body is a success for the
+  OTLP exporter: it reads no response).
+
+The time a delivery is counted is taken when the body has been read, before the answer is
+sent and the body decoded, with ``time.monotonic()`` (CLOCK_MONOTONIC: comparable across
+processes on one machine).
+
+Control routes, for the driver and the measured process:
+
+- ``POST /_reset`` with ``{"expected": N}``: zero the counters;
+- ``GET /_wait?timeout=S``: answer once ``N`` items were counted (or ``S`` seconds passed),
+  with the counters as JSON;
+- ``GET /_stats``: the counters now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+_OK_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+_OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.reset(0)
+
+    def reset(self, expected: int) -> None:
+        self.expected = expected
+        self.delivered = 0
+        self.requests = 0
+        self.body_bytes = 0
+        self.undecodable = 0
+        self.first_at: float | None = None
+        self.done_at: float | None = None
+        self.done = asyncio.Event()
+        if expected <= 0:
+            self.done.set()
+
+    def record(self, received_at: float, path: str, body: bytes) -> None:
+        self.requests += 1
+        self.body_bytes += len(body)
+        if self.first_at is None:
+            self.first_at = received_at
+        try:
+            items = _delivered_items(path, body)
+        except Exception:  # a body this sink cannot count: answered all the same
+            self.undecodable += 1
+            return
+        if items:
+            self.delivered += items
+            if self.done_at is None and self.delivered >= self.expected:
+                self.done_at = received_at
+                self.done.set()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "expected": self.expected,
+            "delivered": self.delivered,
+            "requests": self.requests,
+            "body_bytes": self.body_bytes,
+            "undecodable": self.undecodable,
+            "first_at": self.first_at,
+            "done_at": self.done_at,
+        }
+
+
+def _delivered_items(path: str, body: bytes) -> int:
+    if path == "/call/end":
+        return 1
+    if path == "/call/upsert_batch":
+        batch = json.loads(body)["batch"]
+        return sum(1 for item in batch if item.get("mode") == "end")
+    if path.endswith("/calls/complete"):
+        return len(json.loads(body)["batch"])
+    if path == "/v1/traces":
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        request = ExportTraceServiceRequest.FromString(body)
+        return sum(
+            len(scope.spans)
+            for resource in request.resource_spans
+            for scope in resource.scope_spans
+        )
+    return 0
+
+
+class _Connection(asyncio.Protocol):
+    """HTTP/1.1 with keep-alive, parsed straight off the socket's bytes (no streams: fast)."""
+
+    def __init__(self, sink: _Sink) -> None:
+        self._sink = sink
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+        self._head: tuple[str, str, int, int, bool] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        assert self._transport is not None
+        while (request := self._next_request()) is not None:
+            method, target, body, close = request
+            self._sink.answer(self._transport, method, target, body, close)
+
+    def _next_request(self) -> tuple[str, str, bytes, bool] | None:
+        buffer = self._buffer
+        if self._head is None:
+            head_end = buffer.find(b"\r\n\r\n")
+            if head_end < 0:
+                return None
+            request_line, *header_lines = bytes(buffer[:head_end]).decode("latin-1").split("\r\n")
+            headers = {}
+            for line in header_lines:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            if headers.get("transfer-encoding", "").lower() == "chunked":
+                raise ValueError("chunked request bodies are not supported by this sink")
+            method, target, _ = request_line.split(" ", 2)
+            close = headers.get("connection", "").lower() == "close"
+            body_end = head_end + 4 + int(headers.get("content-length", "0"))
+            self._head = (method, target, head_end + 4, body_end, close)
+        method, target, body_start, body_end, close = self._head
+        if len(buffer) < body_end:
+            return None
+        body = bytes(buffer[body_start:body_end])
+        del buffer[:body_end]
+        self._head = None
+        return method, target, body, close
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.counters = _Counters()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def answer(
+        self, transport: asyncio.Transport, method: str, target: str, body: bytes, close: bool
+    ) -> None:
+        received_at = time.monotonic()
+        url = urlsplit(target)
+        if url.path.startswith("/_"):
+            task = asyncio.ensure_future(
+                self._control(transport, method, url.path, url.query, body)
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        # Answer first, then decode to count: the client never waits for our counting.
+        transport.write(_OK_EMPTY if url.path == "/v1/traces" else _OK_JSON)
+        if close:
+            transport.close()
+        if method == "POST":
+            self.counters.record(received_at, url.path, body)
+
+    async def _control(
+        self, transport: asyncio.Transport, method: str, path: str, query: str, body: bytes
+    ) -> None:
+        if path == "/_reset" and method == "POST":
+            self.counters.reset(int(json.loads(body)["expected"]))
+        elif path == "/_wait":
+            timeout = float(parse_qs(query).get("timeout", ["60"])[0])
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.counters.done.wait(), timeout)
+        payload = json.dumps(self.counters.as_dict()).encode()
+        transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+        )
+        transport.close()
+
+
+async def _serve(sock: socket.socket) -> None:
+    sink = _Sink()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: _Connection(sink), sock=sock, backlog=256)
+    async with server:
+        await server.serve_forever()
+
+
+def serve(conn: Connection) -> None:
+    """The sink process: bind a loopback port, send it on ``conn``, serve until killed."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(256)
+    conn.send(sock.getsockname()[1])
+    conn.close()
+    asyncio.run(_serve(sock))
+
+
+def control(port: int, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+    """One control request to the sink; its JSON answer."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    try:
+        body = json.dumps(payload).encode() if payload is not None else None
+        connection.request(method, path, body=body)
+        return json.loads(connection.getresponse().read())
+    finally:
+        connection.close()

@@ -1,0 +1,668 @@
+"""Benchmarks: this package's processor against the stock OTLP pipeline.
+
+    python benchmarks/run.py            # full run (a few minutes)
+    python benchmarks/run.py --quick    # short run
+
+Both pipelines get the same LLM-like spans and send them to the same loopback sink, which
+runs in a process of its own; every measured run is a fresh process, and the pipelines take
+turns (A, B, C, D, then B, C, D, A, ...). Printed: a table with ratios against the stock
+pipeline, whether each goal is met, and the machine. The figures are also written to
+``benchmarks/results.md``. Needs the ``bench`` extra: ``pip install -e '.[bench]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import logging
+import multiprocessing
+import os
+import platform
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from _sink import control, serve
+
+STOCK = "otlp"
+WEAVE_MODES = ("call_end", "upsert_batch", "calls_complete")
+PIPELINES = (STOCK, *WEAVE_MODES)
+LABELS = {
+    STOCK: "stock: BatchSpanProcessor + OTLPSpanExporter",
+    "call_end": "weave: call_end",
+    "upsert_batch": "weave: upsert_batch",
+    "calls_complete": "weave: calls_complete",
+}
+BATCH_SIZE = 512
+SCHEDULE_DELAY_MS = 5000.0
+EXPORT_TIMEOUT_MS = 30000.0
+EMIT_GOAL = 0.8
+DELIVERY_GOAL = 0.6
+MEMORY_RATE = 2000  # spans per second while the backend is down
+MEMORY_QUEUE = 2048  # both pipelines' default queue size
+# Short, so that several batches reach their deadline and are dropped during a memory run.
+MEMORY_EXPORT_TIMEOUT_MS = 3000.0
+FLAT_MIB = 2.0  # "flat": the last third's peak RSS is less than this above the middle third's
+_OTLP_MODULE = "opentelemetry.exporter.otlp.proto.http"
+RESULTS = Path(__file__).resolve().parent / "results.md"
+PACKAGES = (
+    "opentelemetry-exporter-weave",
+    "opentelemetry-sdk",
+    "opentelemetry-exporter-otlp-proto-http",
+    "protobuf",
+    "requests",
+    "pydantic",
+    "pydantic-core",
+    "httpx",
+)
+
+
+# ---------------------------------------------------------------- the measured processes
+
+
+def _clean_environment() -> None:
+    """No setting from this shell may change either pipeline."""
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "WEAVE_", "WANDB_", "WF_")):
+            del os.environ[name]
+
+
+def build_processor(
+    pipeline: str, base_url: str, max_queue_size: int, export_timeout_ms: float = EXPORT_TIMEOUT_MS
+) -> Any:
+    """The pipeline's span processor, both configured alike (batch, delay, timeout, queue)."""
+    if pipeline == STOCK:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        # The processor does not pass its export timeout on: the exporter has its own.
+        exporter = OTLPSpanExporter(
+            endpoint=f"{base_url}/v1/traces", timeout=export_timeout_ms / 1000
+        )
+        return BatchSpanProcessor(
+            exporter,
+            max_queue_size=max_queue_size,
+            schedule_delay_millis=SCHEDULE_DELAY_MS,
+            max_export_batch_size=BATCH_SIZE,
+            export_timeout_millis=export_timeout_ms,
+        )
+    from opentelemetry.exporter.weave import WeaveSpanProcessor
+
+    return WeaveSpanProcessor(
+        api_key="benchmark-key",
+        project="bench/bench",
+        server_url=base_url,
+        write_mode=pipeline,
+        max_queue_size=max_queue_size,
+        schedule_delay_millis=SCHEDULE_DELAY_MS,
+        max_export_batch_size=BATCH_SIZE,
+        export_timeout_millis=export_timeout_ms,
+    )
+
+
+def _provider(processor: Any) -> Any:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "benchmark-app"}))
+    provider.add_span_processor(processor)
+    return provider
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def throughput_child(pipeline: str, port: int, n: int, conn: Connection) -> None:
+    """One measured run: emit ``n`` spans, then wait for the sink to have them all."""
+    _clean_environment()
+    from _workload import Workload
+
+    processor = build_processor(pipeline, f"http://127.0.0.1:{port}", max_queue_size=n)
+    provider = _provider(processor)
+    tracer = provider.get_tracer("benchmark", "1.0")
+    workload = Workload()
+    gc.collect()
+    rss_before = _status_kib("VmRSS")
+
+    started = time.monotonic()
+    wall0, thread0, process0 = time.perf_counter(), time.thread_time(), time.process_time()
+    workload.emit(tracer, n)
+    wall1, thread1, process1 = time.perf_counter(), time.thread_time(), time.process_time()
+    # What an exiting app does: send what is left (with n a multiple of the batch size, little).
+    flushed = processor.force_flush(int(EXPORT_TIMEOUT_MS))
+    sink = control(port, "GET", "/_wait?timeout=300")
+    process2 = time.process_time()
+
+    result: dict[str, Any] = {
+        "pipeline": pipeline,
+        "n": n,
+        "emit_wall": wall1 - wall0,
+        "emit_thread_cpu": thread1 - thread0,
+        "emit_process_cpu": process1 - process0,
+        "total_process_cpu": process2 - process0,
+        "delivered_after": (sink["done_at"] - started) if sink["done_at"] else None,
+        "delivered": sink["delivered"],
+        "requests": sink["requests"],
+        "body_bytes": sink["body_bytes"],
+        "undecodable": sink["undecodable"],
+        "flushed": flushed,
+        "rss_before_kib": rss_before,
+        "rss_peak_kib": _status_kib("VmHWM"),
+    }
+    if pipeline != STOCK:
+        stats = processor.stats()
+        result["lost"] = stats.spans_dropped_queue_full + stats.calls_failed
+    provider.shutdown()
+    conn.send(result)
+    conn.close()
+
+
+def memory_child(pipeline: str, seconds: float, conn: Connection) -> None:
+    """Backend down: emit spans at a steady rate far past the queue size, sample RSS."""
+    _clean_environment()
+    logging.getLogger("opentelemetry").setLevel(logging.CRITICAL)  # retry warnings
+    from _workload import SPANS_PER_TRACE, Workload
+
+    with socket.socket() as probe:  # a port with nothing listening: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    processor = build_processor(
+        pipeline, f"http://127.0.0.1:{closed_port}", MEMORY_QUEUE, MEMORY_EXPORT_TIMEOUT_MS
+    )
+    provider = _provider(processor)
+    tracer = provider.get_tracer("benchmark", "1.0")
+    workload = Workload()
+    gc.collect()
+
+    samples: list[tuple[float, int, int]] = []
+    emitted = 0
+    start = time.perf_counter()
+    next_sample = start
+    while (now := time.perf_counter()) - start < seconds:
+        if now >= next_sample:
+            samples.append((now - start, _status_kib("VmRSS"), emitted))
+            next_sample += 0.25
+        workload.emit(tracer, SPANS_PER_TRACE)
+        emitted += SPANS_PER_TRACE
+        pause = start + emitted / MEMORY_RATE - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+    samples.append((time.perf_counter() - start, _status_kib("VmRSS"), emitted))
+    result: dict[str, Any] = {"pipeline": pipeline, "samples": samples, "emitted": emitted}
+    if pipeline != STOCK:
+        result["dropped"] = processor.stats().spans_dropped_queue_full
+    conn.send(result)
+    conn.close()
+    # Shutting down would wait out the export timeout against the dead backend.
+    os._exit(0)
+
+
+# ---------------------------------------------------------------- the driver
+
+
+def _in_process(ctx: Any, target: Callable[..., None], *args: Any) -> dict[str, Any]:
+    receiver, sender = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=target, args=(*args, sender))
+    process.start()
+    sender.close()
+    if not receiver.poll(600):
+        process.kill()
+        raise RuntimeError(f"{target.__name__}{args} did not finish in 600 s")
+    result: dict[str, Any] = receiver.recv()
+    process.join(60)
+    return result
+
+
+@dataclass
+class Summary:
+    pipeline: str
+    n: int
+    runs: list[dict[str, Any]]
+
+    def median(self, key: str) -> float:
+        return statistics.median(run[key] for run in self.runs)
+
+    def spread(self, key: str) -> float:
+        """Half the range, relative to the median."""
+        values = [run[key] for run in self.runs]
+        middle = statistics.median(values)
+        return (max(values) - min(values)) / 2 / middle if middle else 0.0
+
+
+def run_throughput(ctx: Any, port: int, counts: dict[str, int], runs: int) -> dict[str, Summary]:
+    pipelines = list(counts)
+    results: dict[str, list[dict[str, Any]]] = {p: [] for p in pipelines}
+    for round_index in range(runs):
+        shift = round_index % len(pipelines)
+        order = [*pipelines[shift:], *pipelines[:shift]]  # A B C D, B C D A, ...
+        for pipeline in order:
+            n = counts[pipeline]
+            control(port, "POST", "/_reset", {"expected": n})
+            run = _in_process(ctx, throughput_child, pipeline, port, n)
+            failed = run["delivered"] < n or run["undecodable"] or run.get("lost")
+            if run["delivered_after"] is None or failed:
+                raise RuntimeError(f"{pipeline} did not deliver all {n} spans: {run}")
+            results[pipeline].append(run)
+            print(
+                f"  run {round_index + 1}/{runs} {pipeline:<15} emit {run['emit_wall'] * 1e3:7.0f}"
+                f" ms  delivered after {run['delivered_after'] * 1e3:7.0f} ms",
+                flush=True,
+            )
+    return {p: Summary(p, counts[p], results[p]) for p in pipelines}
+
+
+def run_memory(ctx: Any, seconds: float, pipelines: Sequence[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for pipeline in pipelines:
+        result = _in_process(ctx, memory_child, pipeline, seconds)
+        out[pipeline] = _memory_figures(result)
+        figures = out[pipeline]
+        print(
+            f"  memory {pipeline:<15} RSS at fill {figures['at_fill']:.1f} MiB, end "
+            f"{figures['end']:.1f} MiB, growth {figures['growth']:+.1f} MiB",
+            flush=True,
+        )
+    return out
+
+
+def _memory_figures(result: dict[str, Any]) -> dict[str, Any]:
+    samples = result["samples"]
+    full_at = MEMORY_QUEUE + BATCH_SIZE  # the queue, and one batch in flight
+    after_fill = [s for s in samples if s[2] >= full_at] or samples[-1:]
+    duration = samples[-1][0]
+    middle = [s[1] for s in samples if duration / 3 <= s[0] < 2 * duration / 3]
+    last = [s[1] for s in samples if s[0] >= 2 * duration / 3]
+    mib = 1 / 1024
+    series = [samples[round(i * (len(samples) - 1) / 8)] for i in range(9)]
+    return {
+        "start": samples[0][1] * mib,
+        "fill_seconds": after_fill[0][0],
+        "at_fill": after_fill[0][1] * mib,
+        "max_after_fill": max(s[1] for s in after_fill) * mib,
+        "end": samples[-1][1] * mib,
+        "growth": (max(last) - max(middle)) * mib,
+        "emitted": result["emitted"],
+        "dropped": result.get("dropped"),
+        "seconds": duration,
+        "series": [(round(t, 1), round(rss * mib, 1)) for t, rss, _ in series],
+    }
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    versions = []
+    for package in PACKAGES:
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} (not installed)")
+    return (
+        f"{model}, {cores} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}; " + ", ".join(versions) + _source_version()
+    )
+
+
+def _source_version() -> str:
+    """The commit measured, and whether src/ had uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return f" (source at {commit}{' with uncommitted changes in src/' if dirty else ''})"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.0f}"
+
+
+def _ratio(value: float, stock: float | None) -> str:
+    return f"{value / stock:.2f}x" if stock else "-"
+
+
+def throughput_rows(summaries: dict[str, Summary]) -> list[list[str]]:
+    stock = summaries.get(STOCK)
+    rows = []
+    for pipeline, summary in summaries.items():
+        n = summary.n
+        emit = summary.median("emit_wall")
+        delivery = summary.median("delivered_after")
+        emit_ratio = delivery_ratio = "-"
+        if stock is not None:
+            # Emit time per span compares across span counts; delivery time only at equal ones.
+            emit_ratio = f"{emit / n / (stock.median('emit_wall') / stock.n):.2f}x"
+            if n == stock.n:
+                delivery_ratio = f"{delivery / stock.median('delivered_after'):.2f}x"
+        rows.append(
+            [
+                LABELS[pipeline],
+                f"{n:,}",
+                f"{_ms(emit)} ±{summary.spread('emit_wall'):.0%}",
+                emit_ratio,
+                _ms(summary.median("emit_thread_cpu")),
+                f"{_ms(delivery)} ±{summary.spread('delivered_after'):.0%}",
+                delivery_ratio,
+                f"{n / delivery:,.0f}",
+                f"{summary.median('total_process_cpu') / n * 1e6:.0f}",
+                f"{summary.median('requests'):,.0f}",
+                f"{summary.median('body_bytes') / n:,.0f}",
+                f"{summary.median('rss_peak_kib') / 1024:.0f}",
+            ]
+        )
+    return rows
+
+
+THROUGHPUT_HEADER = [
+    "pipeline",
+    "spans",
+    "emit ms (app thread)",
+    "emit vs stock",
+    "app-thread CPU ms",
+    "all delivered after ms",
+    "delivery vs stock",
+    "spans/s delivered",
+    "CPU µs/span",
+    "HTTP requests",
+    "bytes/span sent",
+    "peak RSS MiB",
+]
+MEMORY_HEADER = [
+    "pipeline (backend down)",
+    "RSS at start MiB",
+    "queue full after s",
+    "RSS when full MiB",
+    "max RSS after full MiB",
+    "RSS at end MiB",
+    "peak growth, last third vs middle third MiB",
+    "spans emitted",
+    "flat",
+]
+
+
+def memory_rows(memory: dict[str, dict[str, Any]]) -> list[list[str]]:
+    return [
+        [
+            LABELS[pipeline],
+            f"{m['start']:.1f}",
+            f"{m['fill_seconds']:.1f}",
+            f"{m['at_fill']:.1f}",
+            f"{m['max_after_fill']:.1f}",
+            f"{m['end']:.1f}",
+            f"{m['growth']:+.1f}",
+            f"{m['emitted']:,}",
+            "yes" if m["growth"] < FLAT_MIB else "NO",
+        ]
+        for pipeline, m in memory.items()
+    ]
+
+
+def goal_rows(summaries: dict[str, Summary], memory: dict[str, dict[str, Any]]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    stock = summaries.get(STOCK)
+    if stock is not None:
+        stock_emit = stock.median("emit_wall") / stock.n
+        for mode in ("upsert_batch", "calls_complete"):
+            if mode in summaries:
+                ratio = summaries[mode].median("emit_wall") / summaries[mode].n / stock_emit
+                rows.append(
+                    [
+                        f"app-thread emit time ≤ {EMIT_GOAL}x stock ({mode})",
+                        f"{ratio:.2f}x",
+                        "met" if ratio <= EMIT_GOAL else "NOT met",
+                    ]
+                )
+        if "calls_complete" in summaries and summaries["calls_complete"].n == stock.n:
+            ratio = summaries["calls_complete"].median("delivered_after") / stock.median(
+                "delivered_after"
+            )
+            rows.append(
+                [
+                    f"all delivered ≤ {DELIVERY_GOAL}x stock (calls_complete)",
+                    f"{ratio:.2f}x",
+                    "met" if ratio <= DELIVERY_GOAL else "NOT met",
+                ]
+            )
+    if "call_end" in summaries:
+        summary = summaries["call_end"]
+        delivery = summary.median("delivered_after")
+        rows.append(
+            [
+                "calls/s delivered (call_end)",
+                f"{summary.n / delivery:,.0f} calls/s "
+                f"({summary.median('requests') / delivery:,.0f} requests/s)",
+                "reported",
+            ]
+        )
+    for pipeline, figures in memory.items():
+        rows.append(
+            [
+                f"RSS flat once the queue is full, backend down ({pipeline})",
+                f"{figures['growth']:+.1f} MiB (peak of the last third vs the middle third)",
+                ("met" if figures["growth"] < FLAT_MIB else "NOT met")
+                if pipeline != STOCK
+                else ("flat" if figures["growth"] < FLAT_MIB else "grows") + " (reference)",
+            ]
+        )
+    return rows
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    aligns = ["---", *["---:"] * (len(header) - 1)]
+    lines = [header, aligns, *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
+
+
+# ---------------------------------------------------------------- main
+
+
+def _options(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run (under a minute)")
+    parser.add_argument("--spans", type=int, help="spans per run (a multiple of 10)")
+    parser.add_argument(
+        "--call-end-spans", type=int, help="spans per call_end run (2 requests per span: slow)"
+    )
+    parser.add_argument("--runs", type=int, help="runs per pipeline (the median is shown)")
+    parser.add_argument("--memory-seconds", type=float, help="length of each memory run (0: none)")
+    parser.add_argument(
+        "--pipelines",
+        default=",".join(PIPELINES),
+        help=f"comma-separated subset of {','.join(PIPELINES)}",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="markdown results file")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    # Multiples of the batch size (512) and of the trace size (10): no partial batch waits.
+    n = args.spans or (2560 if args.quick else 10240)
+    n_call_end = args.call_end_spans or (1280 if args.quick else 2560)
+    args.runs = args.runs or (3 if args.quick else 5)
+    if args.memory_seconds is None:
+        args.memory_seconds = 6.0 if args.quick else 16.0
+    pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
+    unknown = set(pipelines) - set(PIPELINES)
+    if unknown or n % 10 or n_call_end % 10:
+        parser.error(f"unknown pipelines {sorted(unknown)}" if unknown else "spans: not /10")
+    args.counts = {p: n_call_end if p == "call_end" else n for p in pipelines}
+    if STOCK in pipelines and importlib.util.find_spec(_OTLP_MODULE) is None:
+        parser.error("the stock pipeline needs the bench extra: pip install -e '.[bench]'")
+    args.command = "python benchmarks/run.py" + (" " + shlex.join(argv or sys.argv[1:])).rstrip()
+    return args
+
+
+def _start_sink(ctx: Any) -> tuple[Any, int]:
+    receiver, sender = ctx.Pipe(duplex=False)
+    sink = ctx.Process(target=serve, args=(sender,), daemon=True)
+    sink.start()
+    sender.close()
+    return sink, receiver.recv()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _options(argv)
+    counts: dict[str, int] = args.counts
+    host = machine()
+    print(f"machine: {host}")
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        ", ".join(f"{n:,} spans per {p} run" for p, n in counts.items())
+        + f"; {args.runs} runs each; batch {BATCH_SIZE}, queue = spans, "
+        f"schedule delay {SCHEDULE_DELAY_MS:.0f} ms",
+        flush=True,
+    )
+    ctx = multiprocessing.get_context("spawn")
+    began = time.perf_counter()
+    sink, port = _start_sink(ctx)
+    try:
+        summaries = run_throughput(ctx, port, counts, args.runs)
+    finally:
+        sink.terminate()
+        sink.join()
+    memory_pipelines = [p for p in (STOCK, "calls_complete", "call_end") if p in counts]
+    memory = run_memory(ctx, args.memory_seconds, memory_pipelines) if args.memory_seconds else {}
+    elapsed = time.perf_counter() - began
+
+    throughput = throughput_rows(summaries)
+    goals = goal_rows(summaries, memory)
+    print(f"\nThroughput: median of {args.runs} runs (± half the range)")
+    print(text_table(THROUGHPUT_HEADER, throughput))
+    if memory:
+        print(
+            f"\nMemory with the backend down: {MEMORY_RATE:,} spans/s for "
+            f"{args.memory_seconds:.0f} s, queue {MEMORY_QUEUE}, export timeout "
+            f"{MEMORY_EXPORT_TIMEOUT_MS / 1000:.0f} s"
+        )
+        print(text_table(MEMORY_HEADER, memory_rows(memory)))
+    print()
+    print(text_table(["goal", "measured", "result"], goals))
+    print(f"\nmachine: {host}")
+    print(
+        f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; took {elapsed:.0f} s"
+    )
+    if not args.no_write:
+        text = _markdown(
+            command=args.command,
+            host=host,
+            counts=counts,
+            runs=args.runs,
+            memory_seconds=args.memory_seconds,
+            throughput=throughput,
+            memory=memory,
+            goals=goals,
+        )
+        args.output.write_text(text, encoding="utf-8")
+        print(f"written to {args.output}")
+    return 0
+
+
+def _markdown(
+    *,
+    command: str,
+    host: str,
+    counts: dict[str, int],
+    runs: int,
+    memory_seconds: float,
+    throughput: list[list[str]],
+    memory: dict[str, dict[str, Any]],
+    goals: list[list[str]],
+) -> str:
+    n = max(counts.values())
+    call_end = (
+        f" ({counts['call_end']:,} in `call_end` mode: two requests per span)"
+        if counts.get("call_end", n) != n
+        else ""
+    )
+    parts = [
+        "# Benchmarks: WeaveSpanProcessor vs the stock OTLP pipeline",
+        "",
+        f"Command: `{command}` (needs `pip install -e '.[bench]'`)",
+        "",
+        f"Machine: {host}; run on {time.strftime('%Y-%m-%d')}",
+        "",
+        f"{n:,} LLM-like spans per run{call_end}, in traces of a root and 9 chat spans with "
+        "about 1 KB of `gen_ai.input.messages`/`gen_ai.output.messages` each, sent to the "
+        "same loopback sink (a separate process); each run in a fresh process, pipelines "
+        f"taking turns, median of {runs} runs (± half the range). Both pipelines: batch "
+        f"{BATCH_SIZE}, queue = spans (nothing dropped), schedule delay "
+        f"{SCHEDULE_DELAY_MS:.0f} ms, `force_flush()` after the last span. *Emit* is the app "
+        "thread's wall time to create and end all spans (`time.perf_counter`; *vs stock* per "
+        "span); *all delivered after* runs from the first span to the sink having counted "
+        "every span (every call's end, for Weave); *CPU µs/span* is the measured process's "
+        "CPU time (all threads) from the first span to the last delivery, per span.",
+        "",
+        markdown_table(THROUGHPUT_HEADER, throughput),
+        "",
+    ]
+    if memory:
+        parts += [
+            f"Memory with the backend down (a closed port): {MEMORY_RATE:,} spans/s for "
+            f"{memory_seconds:.0f} s, queue {MEMORY_QUEUE} (both defaults), export timeout "
+            f"{MEMORY_EXPORT_TIMEOUT_MS / 1000:.0f} s (so that batches keep failing and being "
+            "dropped during the run), RSS sampled every 0.25 s. *Flat*: the peak RSS of the last "
+            f"third of the run is less than {FLAT_MIB:g} MiB above the middle third's.",
+            "",
+            markdown_table(MEMORY_HEADER, memory_rows(memory)),
+            "",
+            "RSS over time (s, MiB):",
+            "",
+            *(
+                f"- {LABELS[p]}: " + ", ".join(f"{t:g} s {r:g}" for t, r in m["series"])
+                for p, m in memory.items()
+            ),
+            "",
+        ]
+    parts += [markdown_table(["goal", "measured", "result"], goals), ""]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
