@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -130,3 +132,32 @@ def record_spans() -> Callable[[Callable[[Tracer], None]], list[ReadableSpan]]:
         return list(memory.get_finished_spans())
 
     return run
+
+
+def run_instrumented(
+    app: Path, env_overrides: dict[str, str], clear_prefixes: tuple[str, ...] = ("OTEL_",)
+) -> subprocess.CompletedProcess[str]:
+    """``OTEL_TRACES_EXPORTER=weave opentelemetry-instrument python app`` in a subprocess.
+
+    Variables starting with ``clear_prefixes`` are not inherited; ``env_overrides`` win.
+    """
+    command = Path(sys.executable).parent / "opentelemetry-instrument"
+    if not command.exists():
+        pytest.fail("opentelemetry-instrument is missing: install the [test] extra")
+    env = {name: value for name, value in os.environ.items() if not name.startswith(clear_prefixes)}
+    env.update(
+        {
+            "OTEL_TRACES_EXPORTER": "weave",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+            **env_overrides,
+        }
+    )
+    return subprocess.run(
+        [str(command), sys.executable, str(app)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

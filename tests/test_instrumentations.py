@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import API_KEY, PROJECT, make_processor, make_tracer
+from .conftest import API_KEY, PROJECT, make_processor, make_tracer, run_instrumented
 from .openai_server import ERROR_MESSAGE, FAIL_TRIGGER, REPLY, RESPONSE_MODEL, CannedOpenAI
 
 REQUEST_MODEL = "gpt-4o-mini"
@@ -370,13 +370,6 @@ def shadow_other_instrumentations(keep: Instrumentation, directory: Path) -> Pat
     return directory
 
 
-def instrument_command() -> Path:
-    command = Path(sys.executable).parent / "opentelemetry-instrument"
-    if not command.exists():
-        pytest.fail("opentelemetry-instrument is missing: install the [test] extra")
-    return command
-
-
 @pytest.mark.parametrize("name", [instrumentation.name for instrumentation in INSTRUMENTATIONS])
 def test_zero_code(
     name: str, receiver: LocalWeaveServer, canned: CannedOpenAI, tmp_path: Path
@@ -386,32 +379,17 @@ def test_zero_code(
     app.write_text(APP)
     shadow = shadow_other_instrumentations(instrumentation, tmp_path / "shadow")
     env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("OTEL_", "OPENAI_", "TRACELOOP_", "OPENINFERENCE_"))
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(shadow), os.environ.get("PYTHONPATH")])),
+        "OTEL_SERVICE_NAME": f"zero-code-{name}",
+        "WANDB_API_KEY": API_KEY,
+        "WEAVE_PROJECT": PROJECT,
+        "WF_TRACE_SERVER_URL": receiver.url,
+        "OPENAI_BASE_URL": canned.base_url,
+        "OPENAI_API_KEY": "sk-test",
+        **instrumentation.env,
     }
-    env.update(
-        {
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(shadow), env.get("PYTHONPATH")])),
-            "OTEL_TRACES_EXPORTER": "weave",
-            "OTEL_METRICS_EXPORTER": "none",
-            "OTEL_LOGS_EXPORTER": "none",
-            "OTEL_SERVICE_NAME": f"zero-code-{name}",
-            "WANDB_API_KEY": API_KEY,
-            "WEAVE_PROJECT": PROJECT,
-            "WF_TRACE_SERVER_URL": receiver.url,
-            "OPENAI_BASE_URL": canned.base_url,
-            "OPENAI_API_KEY": "sk-test",
-            **instrumentation.env,
-        }
-    )
-    result = subprocess.run(
-        [str(instrument_command()), sys.executable, str(app)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_instrumented(
+        app, env, clear_prefixes=("OTEL_", "OPENAI_", "TRACELOOP_", "OPENINFERENCE_")
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"plain: {REPLY}", f"stream: {REPLY}", "refused: 400"]

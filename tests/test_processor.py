@@ -152,9 +152,7 @@ def test_full_queue_drops_are_counted_and_warned(caplog: pytest.LogCaptureFixtur
 
 def test_force_flush_honours_timeout_against_hanging_server() -> None:
     with HangingServer() as server:
-        processor = make_processor(
-            server.url, http_timeout_seconds=30, export_timeout_millis=3000
-        )
+        processor = make_processor(server.url, http_timeout_seconds=30, export_timeout_millis=3000)
         provider, tracer = make_tracer(processor)
         with tracer.start_as_current_span("stuck"):
             pass

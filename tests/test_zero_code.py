@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import pytest
-
 from opentelemetry.exporter.weave import WeaveSpanExporter
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import API_KEY, PROJECT
+from .conftest import API_KEY, PROJECT, run_instrumented
 
 APP = textwrap.dedent(
     """
@@ -37,37 +32,9 @@ APP = textwrap.dedent(
 )
 
 
-def instrument_command() -> Path:
-    command = Path(sys.executable).parent / "opentelemetry-instrument"
-    if not command.exists():
-        pytest.fail("opentelemetry-instrument is missing: install the [test] extra")
-    return command
-
-
 def test_entry_point_is_registered() -> None:
     (entry,) = entry_points(group="opentelemetry_traces_exporter", name="weave")
     assert entry.load() is WeaveSpanExporter
-
-
-def run_instrumented(app: Path, env_overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
-    env.update(
-        {
-            "OTEL_TRACES_EXPORTER": "weave",
-            "OTEL_METRICS_EXPORTER": "none",
-            "OTEL_LOGS_EXPORTER": "none",
-            "OTEL_SERVICE_NAME": "zero-code-test",
-            **env_overrides,
-        }
-    )
-    return subprocess.run(
-        [str(instrument_command()), sys.executable, str(app)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_opentelemetry_instrument_exports_to_weave(
@@ -77,7 +44,12 @@ def test_opentelemetry_instrument_exports_to_weave(
     app.write_text(APP)
     result = run_instrumented(
         app,
-        {"WANDB_API_KEY": API_KEY, "WEAVE_PROJECT": PROJECT, "WF_TRACE_SERVER_URL": receiver.url},
+        {
+            "OTEL_SERVICE_NAME": "zero-code-test",
+            "WANDB_API_KEY": API_KEY,
+            "WEAVE_PROJECT": PROJECT,
+            "WF_TRACE_SERVER_URL": receiver.url,
+        },
     )
     assert result.returncode == 0, result.stderr
     assert "app done" in result.stdout
