@@ -264,9 +264,11 @@ class AutoDelivery(Delivery):
         if self.upgraded:
             return self._v2.deliver(calls, deadline)
         report = self._v1.deliver(calls, deadline)
-        refused = [
-            f for f in report.failures if f.result.error_code == CALLS_COMPLETE_MODE_REQUIRED
-        ]
+        refused: list[CallFailure] = []
+        kept: list[CallFailure] = []
+        for failure in report.failures:
+            needs_v2 = failure.result.error_code == CALLS_COMPLETE_MODE_REQUIRED
+            (refused if needs_v2 else kept).append(failure)
         if not refused:
             return report
         if not self._upgraded.is_set():
@@ -280,9 +282,8 @@ class AutoDelivery(Delivery):
                 self._v2.route,
                 len(refused),
             )
-        kept = tuple(f for f in report.failures if f not in refused)
         resent = self._v2.deliver([failure.call for failure in refused], deadline)
-        return replace(report, failures=kept) + resent
+        return replace(report, failures=tuple(kept)) + resent
 
 
 def delivery_for(transport: WeaveTransport, settings: WeaveSettings) -> Delivery:

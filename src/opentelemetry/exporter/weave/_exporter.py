@@ -21,7 +21,12 @@ from opentelemetry.exporter.weave._mapping import WeaveCall, format_span_id, spa
 from opentelemetry.exporter.weave._redaction import Redactor
 from opentelemetry.exporter.weave._rollup import SummaryRollup
 from opentelemetry.exporter.weave._selection import LEFT_OUT, SpanSelection, is_genai_span
-from opentelemetry.exporter.weave._stats import ExportStats, LossReporter, StatsCounter
+from opentelemetry.exporter.weave._stats import (
+    LOSS_COUNTERS,
+    ExportStats,
+    LossReporter,
+    StatsCounter,
+)
 from opentelemetry.exporter.weave._transport import WeaveTransport
 
 if TYPE_CHECKING:
@@ -120,7 +125,7 @@ class WeaveSpanExporter(SpanExporter):
         add("requests_retried", report.retries)
         add("batches_split", report.splits)
         for failure in report.failures:
-            add(f"calls_{failure.kind.value}")
+            add(LOSS_COUNTERS[failure.kind.value])
 
     def _map(self, spans: Sequence[ReadableSpan]) -> list[WeaveCall]:
         calls: list[WeaveCall] = []

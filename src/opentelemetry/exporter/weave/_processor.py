@@ -189,8 +189,10 @@ class WeaveSpanProcessor(SpanProcessor):
         return deadline
 
     def _export(self, batch: list[ReadableSpan], deadline: float) -> None:
-        if self._shutdown_deadline is not None and time.monotonic() >= self._shutdown_deadline:
-            self._exporter.counter.add("spans_dropped_after_shutdown", len(batch))
-        elif batch:
-            self._exporter.export_until(batch, deadline)
-        self._exporter.report_losses()  # also the queue's drops, which no export reports
+        if batch and (
+            self._shutdown_deadline is None or time.monotonic() < self._shutdown_deadline
+        ):
+            self._exporter.export_until(batch, deadline)  # reports losses, the queue's too
+            return
+        self._exporter.counter.add("spans_dropped_after_shutdown", len(batch))
+        self._exporter.report_losses()  # no export ran to report the queue's drops
