@@ -5,7 +5,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Tracer
 
 from opentelemetry.exporter.weave import WeaveSpanProcessor
-from opentelemetry.exporter.weave._transport import PostResult, WeaveTransport
+from opentelemetry.exporter.weave._transport import HttpAttempt, PostResult
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
 CONTRACT_DIR = Path(__file__).parent / "contract"
@@ -84,13 +84,15 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def contract_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     """Every body the package posts in any test must satisfy the contract schema."""
     violations: list[str] = []
-    original_post = WeaveTransport.post
+    original_post = HttpAttempt.post
 
-    def checked_post(self: WeaveTransport, path: str, body: bytes, deadline: float) -> PostResult:
+    def checked_post(
+        self: HttpAttempt, path: str, body: bytes, timeout: float, headers: Mapping[str, str]
+    ) -> PostResult:
         violations.extend(contract_errors(path, json.loads(body)))
-        return original_post(self, path, body, deadline)
+        return original_post(self, path, body, timeout, headers)
 
-    monkeypatch.setattr(WeaveTransport, "post", checked_post)
+    monkeypatch.setattr(HttpAttempt, "post", checked_post)
     yield violations
     assert violations == [], "bodies that break the contract were sent"
 

@@ -22,7 +22,8 @@ from opentelemetry.exporter.weave._models import (
     StartedCallSchemaForInsert,
     SummaryInsertMap,
 )
-from opentelemetry.exporter.weave._transport import PostResult, RetryPolicy, WeaveTransport
+from opentelemetry.exporter.weave._retry import Retrying, RetryPolicy
+from opentelemetry.exporter.weave._transport import HttpAttempt, PostResult
 
 from .conftest import API_KEY, PROJECT, make_processor, make_tracer
 from .fault_server import Reply, ScriptedServer
@@ -49,7 +50,7 @@ BODIES = {
 }
 
 
-def post(transport: WeaveTransport, path: str, seconds: float = 10) -> PostResult:
+def post(transport: Retrying, path: str, seconds: float = 10) -> PostResult:
     body = BODIES[path].model_dump_json().encode()
     return transport.post(path, body, time.monotonic() + seconds)
 
@@ -60,11 +61,11 @@ def server() -> ScriptedServer:
         yield scripted
 
 
-def transport_for(url: str, **options: object) -> WeaveTransport:
+def transport_for(url: str, **options: object) -> Retrying:
     settings = WeaveSettings.from_env(
         {}, api_key=API_KEY, project=PROJECT, server_url=url, **options
     )
-    return WeaveTransport(settings, FAST_RETRIES)
+    return Retrying(HttpAttempt(settings), FAST_RETRIES)
 
 
 def emit_tree(processor_url: str, delivered: bool = True, **options: object) -> ExportStats:

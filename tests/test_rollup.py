@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Tracer
 
 from opentelemetry.exporter.weave import span_to_call
-from opentelemetry.exporter.weave._mapping import WeaveCall
+from opentelemetry.exporter.weave._call import WeaveCall
 from opentelemetry.exporter.weave._rollup import SummaryRollup
 
 Record = Callable[[Callable[[Tracer], None]], list[ReadableSpan]]

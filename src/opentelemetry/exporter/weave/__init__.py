@@ -11,6 +11,7 @@ or export with no code at all::
     OTEL_TRACES_EXPORTER=weave opentelemetry-instrument python app.py
 """
 
+from opentelemetry.exporter.weave._call import WeaveCall
 from opentelemetry.exporter.weave._config import (
     AuthScheme,
     ConfigError,
@@ -20,7 +21,7 @@ from opentelemetry.exporter.weave._config import (
     WriteMode,
 )
 from opentelemetry.exporter.weave._exporter import WeaveSpanExporter
-from opentelemetry.exporter.weave._mapping import WeaveCall, span_to_call
+from opentelemetry.exporter.weave._mapping import span_to_call
 from opentelemetry.exporter.weave._processor import WeaveSpanProcessor
 from opentelemetry.exporter.weave._stats import ExportStats
 from opentelemetry.exporter.weave._version import __version__

@@ -1,58 +1,55 @@
-"""Delivering mapped calls in each write mode, within the size limit and the deadline.
+"""Delivering calls: one small ``send`` protocol, one class per concern.
 
-- ``call_end``: ``POST /call/start`` then, once it succeeded, ``POST /call/end``, per call,
-  calls of a batch concurrently.
-- ``upsert_batch``: ``POST /call/upsert_batch``, the starts of a chunk before its ends.
-- ``calls_complete``: ``POST /v2/{entity}/{project}/calls/complete``, whole calls.
-- ``auto``: ``call_end`` until the service answers ``CALLS_COMPLETE_MODE_REQUIRED``, then
-  ``calls_complete`` for good, re-sending what was refused.
+Each stage is a :class:`CallSender` that wraps the next, so each can be tested alone with a
+fake inner sender. The write modes are made of them (``write_mode_for``):
 
-Batched modes pack calls into requests under the size limit, halve a request refused with 413
-(too large) or 422 (a bad item), and drop only a single call that is still refused.
+- ``call_end``: :class:`CallEndWriter`, ``POST /call/start`` then, once it succeeded,
+  ``POST /call/end``, per call, calls of a batch concurrently.
+- ``upsert_batch`` and ``calls_complete``: :class:`Packing` into requests under the size limit,
+  each sent by :class:`SplitOnRefusal`, which halves a request refused with 413 (too large) or
+  422 (a bad item) so that only a call still refused alone is lost.
+- ``auto``: :class:`AutoUpgrade`, ``call_end`` until the service answers
+  ``CALLS_COMPLETE_MODE_REQUIRED``, then ``calls_complete`` for good, re-sending what was refused.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from enum import Enum
-from urllib.parse import quote
+from typing import Protocol
 
-from pydantic import BaseModel
-
+from opentelemetry.exporter.weave._call import (
+    CALL_END_ROUTE,
+    CALL_START_ROUTE,
+    CALLS_COMPLETE_MODE_REQUIRED,
+    UPSERT_BATCH_ROUTE,
+    WeaveCall,
+    call_end_body,
+    call_start_body,
+    calls_complete_body,
+    calls_complete_route,
+    upsert_batch_body,
+)
 from opentelemetry.exporter.weave._config import WeaveSettings, WriteMode
-from opentelemetry.exporter.weave._mapping import WeaveCall
-from opentelemetry.exporter.weave._size import EncodedCall, fit_call
-from opentelemetry.exporter.weave._transport import PostResult, WeaveTransport, is_retryable_status
+from opentelemetry.exporter.weave._stats import LossReason
+from opentelemetry.exporter.weave._transport import PostResult, is_retryable_status
 
 __all__ = [
-    "CALLS_COMPLETE_MODE_REQUIRED",
+    "AutoUpgrade",
+    "CallEndWriter",
     "CallFailure",
-    "Delivery",
+    "CallSender",
     "DeliveryReport",
-    "FailureKind",
-    "delivery_for",
+    "Packing",
+    "Poster",
+    "SplitOnRefusal",
+    "write_mode_for",
 ]
 
-logger = logging.getLogger("opentelemetry.exporter.weave")
-
-CALL_START_ROUTE = "/call/start"
-CALL_END_ROUTE = "/call/end"
-UPSERT_BATCH_ROUTE = "/call/upsert_batch"
-CALLS_COMPLETE_MODE_REQUIRED = "CALLS_COMPLETE_MODE_REQUIRED"
-# Room for the request envelope around the calls: `{"batch":[`, commas, `]}`.
-_ENVELOPE_BYTES = 1024
-
-
-class FailureKind(str, Enum):
-    REJECTED = "rejected"
-    TOO_LARGE = "too_large"
-    UNDELIVERABLE = "undeliverable"
+logger = logging.getLogger(__package__)
 
 
 @dataclass(frozen=True)
@@ -64,13 +61,13 @@ class CallFailure:
     result: PostResult
 
     @property
-    def kind(self) -> FailureKind:
+    def kind(self) -> LossReason:
         status = self.result.status_code
         if status == 413:
-            return FailureKind.TOO_LARGE
+            return LossReason.TOO_LARGE
         if status is not None and not is_retryable_status(status):
-            return FailureKind.REJECTED
-        return FailureKind.UNDELIVERABLE
+            return LossReason.REJECTED
+        return LossReason.UNDELIVERABLE
 
 
 @dataclass(frozen=True)
@@ -90,57 +87,40 @@ class DeliveryReport:
             splits=self.splits + other.splits,
         )
 
-
-def _json(model: BaseModel, exclude: set[str] | None = None) -> bytes:
-    return model.__pydantic_serializer__.to_json(model, exclude=exclude)
-
-
-class Delivery(ABC):
-    """One write mode."""
-
-    @abstractmethod
-    def deliver(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
-        """Send ``calls`` until done or ``deadline`` (``time.monotonic()``); never raises."""
+    @staticmethod
+    def failed(calls: Sequence[WeaveCall], route: str, result: PostResult) -> DeliveryReport:
+        failures = tuple(CallFailure(call, route, result) for call in calls)
+        return DeliveryReport(failures=failures, retries=_retries(result))
 
 
-class _SizedDelivery(Delivery):
-    """A mode that sends its own encoding of each call, cut to fit the size limit."""
-
-    def __init__(self, transport: WeaveTransport, settings: WeaveSettings) -> None:
-        self._transport = transport
-        self._settings = settings
-        self._budget = settings.max_request_bytes - _ENVELOPE_BYTES
-
-    @abstractmethod
-    def encode(self, call: WeaveCall) -> tuple[bytes, ...]:
-        """The JSON parts this mode sends for ``call``."""
-
-    @abstractmethod
-    def _send(self, calls: list[EncodedCall], deadline: float) -> DeliveryReport:
-        """Send encoded calls, none over the size budget."""
-
-    def deliver(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
-        encoded = [fit_call(call, self.encode, self._budget) for call in calls]
-        truncated = sum(1 for item in encoded if item.truncated_fields)
-        return self._send(encoded, deadline) + DeliveryReport(truncated=truncated)
+class CallSender(Protocol):
+    def send(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
+        """Deliver ``calls`` until done or ``deadline``; never raises."""
+        ...
 
 
-class CallEndDelivery(_SizedDelivery):
+class Poster(Protocol):
+    def post(self, path: str, body: bytes, deadline: float) -> PostResult:
+        """POST until done or ``deadline``."""
+        ...
+
+
+class CallEndWriter:
     """Each call's start, then (only once the start succeeded) its end.
 
-    The calls of a batch go out concurrently, at most ``max_concurrency`` at a time, over the
-    transport's single connection pool. Plain threads, not ``concurrent.futures``: its pools
-    refuse work once the interpreter starts exiting, which is exactly when the last spans are
-    flushed.
+    The calls of a batch go out concurrently, at most ``max_concurrency`` at a time. Plain
+    threads, not ``concurrent.futures``: its pools refuse work once the interpreter starts
+    exiting, which is exactly when the last spans are flushed.
     """
 
-    def encode(self, call: WeaveCall) -> tuple[bytes, ...]:
-        return (
-            b'{"start":' + _json(call.start) + b"}",
-            b'{"end":' + _json(call.end) + b"}",
-        )
+    def __init__(
+        self, poster: Poster, max_concurrency: int, monotonic: Callable[[], float]
+    ) -> None:
+        self._poster = poster
+        self._max_concurrency = max_concurrency
+        self._monotonic = monotonic
 
-    def _send(self, calls: list[EncodedCall], deadline: float) -> DeliveryReport:
+    def send(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
         pending = deque(enumerate(calls))
         reports: dict[int, DeliveryReport] = {}
 
@@ -154,116 +134,108 @@ class CallEndDelivery(_SizedDelivery):
 
         senders = [
             threading.Thread(target=drain, name="weave-export", daemon=True)
-            for _ in range(min(self._settings.max_concurrency, len(calls)))
+            for _ in range(min(self._max_concurrency, len(calls)))
         ]
         for sender in senders:
             sender.start()
         for sender in senders:
-            sender.join(max(0.0, deadline - time.monotonic()))
+            sender.join(max(0.0, deadline - self._monotonic()))
         total = DeliveryReport()
-        late = PostResult(None, "export deadline reached", 0)
+        late = PostResult(None, "export deadline reached", attempts=0)
         for index, call in enumerate(calls):
-            total += reports.get(index) or _failed([call], CALL_START_ROUTE, late)
+            total += reports.get(index) or DeliveryReport.failed([call], CALL_START_ROUTE, late)
         return total
 
-    def _send_guarded(self, call: EncodedCall, deadline: float) -> DeliveryReport:
+    def _send_guarded(self, call: WeaveCall, deadline: float) -> DeliveryReport:
         try:
             return self._send_one(call, deadline)
         except Exception as error:  # a bug of ours must cost this call only, not the batch
-            result = PostResult(None, f"not sent: {type(error).__name__}: {error}", 0)
-            return _failed([call], CALL_START_ROUTE, result)
+            result = PostResult(None, f"not sent: {type(error).__name__}: {error}", attempts=0)
+            return DeliveryReport.failed([call], CALL_START_ROUTE, result)
 
-    def _send_one(self, call: EncodedCall, deadline: float) -> DeliveryReport:
-        start_body, end_body = call.parts
-        started = self._transport.post(CALL_START_ROUTE, start_body, deadline)
+    def _send_one(self, call: WeaveCall, deadline: float) -> DeliveryReport:
+        started = self._poster.post(CALL_START_ROUTE, call_start_body(call), deadline)
         if not started.ok:
-            return _failed([call], CALL_START_ROUTE, started)
-        ended = self._transport.post(CALL_END_ROUTE, end_body, deadline)
+            return DeliveryReport.failed([call], CALL_START_ROUTE, started)
+        ended = self._poster.post(CALL_END_ROUTE, call_end_body(call), deadline)
         if not ended.ok:
-            return _failed([call], CALL_END_ROUTE, ended) + DeliveryReport(
+            return DeliveryReport.failed([call], CALL_END_ROUTE, ended) + DeliveryReport(
                 retries=_retries(started)
             )
         return DeliveryReport(delivered=1, retries=_retries(started) + _retries(ended))
 
 
-class _BatchDelivery(_SizedDelivery):
-    """Many calls per request: packed under the size limit, halved on 413 and 422."""
+class SplitOnRefusal:
+    """Many calls in one request to ``route``; a request refused with 413 or 422 is halved."""
 
-    def __init__(self, transport: WeaveTransport, settings: WeaveSettings, route: str) -> None:
-        super().__init__(transport, settings)
+    def __init__(
+        self, poster: Poster, route: str, body: Callable[[Sequence[WeaveCall]], bytes]
+    ) -> None:
         self.route = route
+        self._poster = poster
+        self._body = body
 
-    @abstractmethod
-    def _body(self, calls: list[EncodedCall]) -> bytes: ...
-
-    def _send(self, calls: list[EncodedCall], deadline: float) -> DeliveryReport:
-        report = DeliveryReport()
-        for chunk in _packed(calls, self._budget):
-            report += self._send_chunk(chunk, deadline)
-        return report
-
-    def _send_chunk(self, chunk: list[EncodedCall], deadline: float) -> DeliveryReport:
-        result = self._transport.post(self.route, self._body(chunk), deadline)
+    def send(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
+        if not calls:
+            return DeliveryReport()
+        result = self._poster.post(self.route, self._body(calls), deadline)
         if result.ok:
-            return DeliveryReport(delivered=len(chunk), retries=_retries(result))
-        if result.status_code in (413, 422) and len(chunk) > 1:
-            middle = len(chunk) // 2
+            return DeliveryReport(delivered=len(calls), retries=_retries(result))
+        if result.status_code in (413, 422) and len(calls) > 1:
+            middle = len(calls) // 2
             return (
                 DeliveryReport(splits=1, retries=_retries(result))
-                + self._send_chunk(chunk[:middle], deadline)
-                + self._send_chunk(chunk[middle:], deadline)
+                + self.send(calls[:middle], deadline)
+                + self.send(calls[middle:], deadline)
             )
-        return _failed(chunk, self.route, result)
+        return DeliveryReport.failed(calls, self.route, result)
 
 
-class UpsertBatchDelivery(_BatchDelivery):
-    def __init__(self, transport: WeaveTransport, settings: WeaveSettings) -> None:
-        super().__init__(transport, settings, UPSERT_BATCH_ROUTE)
+class Packing:
+    """Consecutive calls in requests of at most ``budget`` bytes (one call per request at least)."""
 
-    def encode(self, call: WeaveCall) -> tuple[bytes, ...]:
-        return (
-            b'{"mode":"start","req":{"start":' + _json(call.start) + b"}}",
-            b'{"mode":"end","req":{"end":' + _json(call.end) + b"}}",
-        )
+    def __init__(self, inner: CallSender, budget: int) -> None:
+        self._inner = inner
+        self._budget = budget
 
-    def _body(self, calls: list[EncodedCall]) -> bytes:
-        starts = [call.parts[0] for call in calls]
-        ends = [call.parts[1] for call in calls]
-        return b'{"batch":[' + b",".join(starts + ends) + b"]}"
+    def send(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
+        report = DeliveryReport()
+        for chunk in self.chunks(calls):
+            report += self._inner.send(chunk, deadline)
+        return report
 
-
-class CallsCompleteDelivery(_BatchDelivery):
-    def __init__(self, transport: WeaveTransport, settings: WeaveSettings) -> None:
-        entity, project = quote(settings.entity, safe=""), quote(settings.project, safe="")
-        super().__init__(transport, settings, f"/v2/{entity}/{project}/calls/complete")
-
-    def encode(self, call: WeaveCall) -> tuple[bytes, ...]:
-        # A complete call is the start's fields and the end's, each named once.
-        start = _json(call.start)
-        end = _json(call.end, exclude={"project_id", "id", "started_at"})
-        return (start[:-1] + b"," + end[1:],)
-
-    def _body(self, calls: list[EncodedCall]) -> bytes:
-        return b'{"batch":[' + b",".join(call.parts[0] for call in calls) + b"]}"
+    def chunks(self, calls: Sequence[WeaveCall]) -> list[list[WeaveCall]]:
+        chunks: list[list[WeaveCall]] = []
+        chunk: list[WeaveCall] = []
+        size = 0
+        for call in calls:
+            if chunk and size + call.encoded_size > self._budget:
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(call)
+            size += call.encoded_size
+        if chunk:
+            chunks.append(chunk)
+        return chunks
 
 
-class AutoDelivery(Delivery):
-    """``call_end`` until the project asks for ``calls_complete``; then that, for good."""
+class AutoUpgrade:
+    """``v1`` until the project asks for complete calls; then ``v2``, for good."""
 
-    def __init__(self, transport: WeaveTransport, settings: WeaveSettings) -> None:
-        self._project_id = settings.project_id
-        self._v1 = CallEndDelivery(transport, settings)
-        self._v2 = CallsCompleteDelivery(transport, settings)
+    def __init__(self, v1: CallSender, v2: CallSender, describe_v2: str) -> None:
+        self._v1 = v1
+        self._v2 = v2
+        self._describe_v2 = describe_v2
         self._upgraded = threading.Event()
 
     @property
     def upgraded(self) -> bool:
         return self._upgraded.is_set()
 
-    def deliver(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
+    def send(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
         if self.upgraded:
-            return self._v2.deliver(calls, deadline)
-        report = self._v1.deliver(calls, deadline)
+            return self._v2.send(calls, deadline)
+        report = self._v1.send(calls, deadline)
         refused: list[CallFailure] = []
         kept: list[CallFailure] = []
         for failure in report.failures:
@@ -274,49 +246,36 @@ class AutoDelivery(Delivery):
         if not self._upgraded.is_set():
             self._upgraded.set()
             logger.info(
-                "Weave project %s accepts only complete calls (HTTP 400 %s on %s): this exporter "
-                "now writes with POST %s and re-sends the %d call(s) refused",
-                self._project_id,
+                "Weave project accepts only complete calls (HTTP 400 %s on %s): this exporter "
+                "now writes with %s and re-sends the %d call(s) refused",
                 CALLS_COMPLETE_MODE_REQUIRED,
                 refused[0].route,
-                self._v2.route,
+                self._describe_v2,
                 len(refused),
             )
-        resent = self._v2.deliver([failure.call for failure in refused], deadline)
+        resent = self._v2.send([failure.call for failure in refused], deadline)
         return replace(report, failures=tuple(kept)) + resent
 
 
-def delivery_for(transport: WeaveTransport, settings: WeaveSettings) -> Delivery:
-    modes: dict[WriteMode, Callable[[WeaveTransport, WeaveSettings], Delivery]] = {
-        WriteMode.AUTO: AutoDelivery,
-        WriteMode.CALL_END: CallEndDelivery,
-        WriteMode.UPSERT_BATCH: UpsertBatchDelivery,
-        WriteMode.CALLS_COMPLETE: CallsCompleteDelivery,
-    }
-    return modes[settings.write_mode](transport, settings)
-
-
-def _packed(calls: list[EncodedCall], budget: int) -> list[list[EncodedCall]]:
-    """Consecutive chunks of calls, each within ``budget`` bytes (one call per chunk at least)."""
-    chunks: list[list[EncodedCall]] = []
-    chunk: list[EncodedCall] = []
-    size = 0
-    for call in calls:
-        item_size = call.size + len(call.parts)  # with its commas
-        if chunk and size + item_size > budget:
-            chunks.append(chunk)
-            chunk, size = [], 0
-        chunk.append(call)
-        size += item_size
-    if chunk:
-        chunks.append(chunk)
-    return chunks
+def write_mode_for(
+    settings: WeaveSettings, poster: Poster, budget: int, monotonic: Callable[[], float]
+) -> CallSender:
+    """The write mode's senders, down to (not including) the poster."""
+    mode = settings.write_mode
+    if mode is WriteMode.CALL_END:
+        return CallEndWriter(poster, settings.max_concurrency, monotonic)
+    if mode is WriteMode.UPSERT_BATCH:
+        return Packing(SplitOnRefusal(poster, UPSERT_BATCH_ROUTE, upsert_batch_body), budget)
+    v2_route = calls_complete_route(settings.entity, settings.project)
+    calls_complete = Packing(SplitOnRefusal(poster, v2_route, calls_complete_body), budget)
+    if mode is WriteMode.CALLS_COMPLETE:
+        return calls_complete
+    return AutoUpgrade(
+        CallEndWriter(poster, settings.max_concurrency, monotonic),
+        calls_complete,
+        f"POST {v2_route} ({settings.project_id})",
+    )
 
 
 def _retries(result: PostResult) -> int:
     return max(0, result.attempts - 1)
-
-
-def _failed(calls: Sequence[EncodedCall], route: str, result: PostResult) -> DeliveryReport:
-    failures = tuple(CallFailure(call.call, route, result) for call in calls)
-    return DeliveryReport(failures=failures, retries=_retries(result))

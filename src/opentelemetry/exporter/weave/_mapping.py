@@ -8,14 +8,20 @@ import math
 import re
 from collections import ChainMap
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from enum import Enum
+from typing import Any, Literal, NamedTuple
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import StatusCode
 
+from opentelemetry.exporter.weave._call import (
+    OTEL_ATTRIBUTES_KEY,
+    WeaveCall,
+    format_span_id,
+    format_trace_id,
+    utc_datetime,
+)
 from opentelemetry.exporter.weave._conventions import (
     CONTENT_EVENTS,
     FLATTENED_SUFFIX,
@@ -33,29 +39,24 @@ from opentelemetry.exporter.weave._models import (
 )
 from opentelemetry.exporter.weave._sanitize import clean_str, json_safe, safe_json_from
 
-__all__ = ["UNKNOWN_MODEL", "WeaveCall", "format_span_id", "op_name_for", "span_to_call"]
+__all__ = ["SPAN_PARENT", "parent_call_id", "span_to_call"]
 
 UNKNOWN_MODEL = "unknown"
-OTEL_ATTRIBUTES_KEY = "otel"
 _EXCEPTION_EVENT = "exception"
 _SHORTENED_HASH_CHARS = 8
-_NANOS_PER_SECOND = 1_000_000_000
 
 
-@dataclass(frozen=True)
-class WeaveCall:
-    """One span as a Weave call: what ``/call/start`` and ``/call/end`` carry."""
-
-    start: StartedCallSchemaForInsert
-    end: EndedCallSchemaForInsert
+class _Parent(Enum):
+    OF_SPAN = "the span's own parent"
 
 
-def format_span_id(span_id: int) -> str:
-    return format(span_id, "016x")
+SPAN_PARENT = _Parent.OF_SPAN
+"""``span_to_call``'s default ``parent_id``: the call's parent is the span's parent."""
 
 
-def format_trace_id(trace_id: int) -> str:
-    return format(trace_id, "032x")
+def parent_call_id(span: ReadableSpan) -> str | None:
+    """The id of the call that is the span's parent, None for a root span."""
+    return format_span_id(span.parent.span_id) if span.parent else None
 
 
 def op_name_for(span_name: str) -> str:
@@ -67,29 +68,44 @@ def op_name_for(span_name: str) -> str:
     return f"{name[: OP_NAME_MAX_LENGTH - _SHORTENED_HASH_CHARS - 2]}_{digest}"
 
 
-def span_to_call(span: ReadableSpan, project_id: str) -> WeaveCall:
-    """Map one finished span. Never raises on odd attribute values: they are sanitised."""
+def span_to_call(
+    span: ReadableSpan,
+    project_id: str,
+    parent_id: str | Literal[_Parent.OF_SPAN] | None = SPAN_PARENT,
+) -> WeaveCall:
+    """Map one finished span. Never raises on odd attribute values: they are sanitised.
+
+    ``parent_id`` overrides the span's parent (a span filter re-parents spans whose parent it
+    left out).
+    """
     reader = _SpanReader(span)
     span_id = format_span_id(span.context.span_id) if span.context else "0" * 16
-    started_at = _utc(span.start_time or 0)
-    ended_at = _utc(span.end_time) if span.end_time is not None else started_at
+    started_at = utc_datetime(span.start_time or 0)
+    ended_at = utc_datetime(span.end_time) if span.end_time is not None else started_at
     exception = _exception_json(span)
     is_error = exception is not None
+    # Every field that reads attributes first: the rest of them become the call's attributes.
     inputs = _inputs(reader)
     output = reader.take_content(KEYS.outputs)
+    display_name = reader.take_str(KEYS.display_name)
+    thread_id = reader.take_str(KEYS.thread_id)
+    wb_run_id = _wb_run_id(reader.take_str(KEYS.wb_run_id), project_id)
+    wb_run_step = reader.take_int(KEYS.wb_run_step)
+    wb_run_step_end = reader.take_int(KEYS.wb_run_step_end)
+    usage = _usage(reader)
     start = StartedCallSchemaForInsert(
         project_id=project_id,
         id=span_id,
         op_name=op_name_for(span.name),
-        display_name=reader.take_str(KEYS.display_name),
+        display_name=display_name,
         trace_id=format_trace_id(span.context.trace_id) if span.context else "0" * 32,
-        parent_id=format_span_id(span.parent.span_id) if span.parent else None,
-        thread_id=reader.take_str(KEYS.thread_id),
+        parent_id=parent_call_id(span) if parent_id is SPAN_PARENT else parent_id,
+        thread_id=thread_id,
         started_at=started_at,
         inputs=inputs,
-        wb_run_id=_wb_run_id(reader.take_str(KEYS.wb_run_id), project_id),
-        wb_run_step=reader.take_int(KEYS.wb_run_step),
-        attributes={},  # below, once every call field has taken its attributes
+        wb_run_id=wb_run_id,
+        wb_run_step=wb_run_step,
+        attributes=_call_attributes(span, reader),
     )
     end = EndedCallSchemaForInsert(
         project_id=project_id,
@@ -99,15 +115,14 @@ def span_to_call(span: ReadableSpan, project_id: str) -> WeaveCall:
         exception=exception,
         output=output,
         summary=SummaryInsertMap(
-            usage=_usage(reader),
+            usage=usage,
             status_counts={
                 TraceStatus.SUCCESS: 0 if is_error else 1,
                 TraceStatus.ERROR: 1 if is_error else 0,
             },
         ),
-        wb_run_step_end=reader.take_int(KEYS.wb_run_step_end),
+        wb_run_step_end=wb_run_step_end,
     )
-    start.attributes = _call_attributes(span, reader)
     return WeaveCall(start=start, end=end)
 
 
@@ -237,11 +252,6 @@ def _as_lists(node: Any) -> Any:
     if converted and all(key.isdigit() for key in converted):
         return [converted[key] for key in sorted(converted, key=int)]
     return converted
-
-
-def _utc(nanoseconds: int) -> datetime:
-    seconds, remainder = divmod(nanoseconds, _NANOS_PER_SECOND)
-    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=remainder // 1000)
 
 
 def _as_str(value: object) -> str | None:
@@ -419,7 +429,7 @@ def _call_attributes(span: ReadableSpan, reader: _SpanReader) -> dict[str, Any]:
         "events": [
             {
                 "name": clean_str(event.name),
-                "timestamp": _utc(event.timestamp).isoformat(timespec="microseconds"),
+                "timestamp": utc_datetime(event.timestamp).isoformat(timespec="microseconds"),
                 "attributes": json_safe(dict(event.attributes or {})),
             }
             for event in span.events

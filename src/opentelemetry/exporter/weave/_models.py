@@ -25,7 +25,6 @@ __all__ = [
     "CallBatchEndMode",
     "CallBatchStartMode",
     "CallEndReq",
-    "CallEndRes",
     "CallStartReq",
     "CallStartRes",
     "CallsCompleteReq",
@@ -132,10 +131,6 @@ class CallEndReq(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     end: EndedCallSchemaForInsert
-
-
-class CallEndRes(BaseModel):
-    pass
 
 
 class CallBatchStartMode(BaseModel):

@@ -17,11 +17,11 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from opentelemetry.exporter.weave._mapping import OTEL_ATTRIBUTES_KEY, WeaveCall
+from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall
 
-__all__ = ["REDACTED", "RedactionCallback", "Redactor"]
+__all__ = ["DEFAULT_SECRET_KEYS", "REDACTED", "Redactor"]
 
-logger = logging.getLogger("opentelemetry.exporter.weave")
+logger = logging.getLogger(__package__)
 
 REDACTED = "[REDACTED]"
 
@@ -89,6 +89,8 @@ class Redactor:
         return self._enabled or self._callback is not None
 
     def apply(self, call: WeaveCall) -> WeaveCall:
+        if not self.active:
+            return call
         inputs: Any = call.start.inputs
         output: Any = call.end.output
         attributes: Any = call.start.attributes
@@ -117,10 +119,9 @@ class Redactor:
             inputs = {"input": inputs}
         if not isinstance(attributes, dict):
             attributes = {"attributes": attributes}
-        # In place: the call was just mapped from its span and belongs to this export alone.
-        call.start.inputs, call.start.attributes = inputs, attributes
-        call.end.output, call.end.exception = output, exception
-        return call
+        return call.replace(
+            inputs=inputs, attributes=attributes, output=output, exception=exception
+        )
 
     def scrub(self, value: Any) -> Any:
         """``value`` with secret-looking keys' values and secret-looking substrings redacted."""

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from opentelemetry.exporter.weave._mapping import WeaveCall
+from opentelemetry.exporter.weave._call import WeaveCall
 from opentelemetry.exporter.weave._models import LLMUsageSchema, TraceStatus
 
 __all__ = ["SummaryRollup"]
@@ -97,7 +97,7 @@ class SummaryRollup:
                 "status_counts": subtree.status_counts,
             }
         )
-        return WeaveCall(start=call.start, end=call.end.model_copy(update={"summary": summary}))
+        return call.replace(summary=summary)
 
     def _evict(self, now: float) -> int:
         evicted = 0

@@ -11,25 +11,27 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from enum import Enum
+from typing import Final, Literal
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from opentelemetry.exporter.weave._call import format_span_id
 from opentelemetry.exporter.weave._conventions import KEYS
-from opentelemetry.exporter.weave._mapping import format_span_id
+from opentelemetry.exporter.weave._mapping import parent_call_id
 
 __all__ = ["LEFT_OUT", "SpanFilter", "SpanSelection", "is_genai_span"]
 
-logger = logging.getLogger("opentelemetry.exporter.weave")
+logger = logging.getLogger(__package__)
 
 SpanFilter = Callable[[ReadableSpan], bool]
 
 
-class _LeftOut:
-    def __repr__(self) -> str:
-        return "LEFT_OUT"
+class _Verdict(Enum):
+    LEFT_OUT = "left out"
 
 
-LEFT_OUT = _LeftOut()
+LEFT_OUT: Final = _Verdict.LEFT_OUT
 """What :meth:`SpanSelection.parent_of` answers for a span that is not exported."""
 
 
@@ -64,10 +66,10 @@ class SpanSelection:
         self._left_out = _BoundedMap(max_tracked)  # left-out span -> its parent
         self._filter_failed = False
 
-    def parent_of(self, span: ReadableSpan) -> str | _LeftOut | None:
+    def parent_of(self, span: ReadableSpan) -> str | Literal[_Verdict.LEFT_OUT] | None:
         """``LEFT_OUT``, or the id of the exported call that is this span's parent (or None)."""
         span_id = format_span_id(span.context.span_id) if span.context else ""
-        parent_id = format_span_id(span.parent.span_id) if span.parent else None
+        parent_id = parent_call_id(span)
         has_exported_descendant = self._needed.pop(span_id, LEFT_OUT) is not LEFT_OUT
         if has_exported_descendant or self._is_wanted(span):
             parent_id = self._nearest_exported(parent_id)

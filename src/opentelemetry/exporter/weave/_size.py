@@ -3,55 +3,51 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from opentelemetry.exporter.weave._mapping import WeaveCall
+from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall
+from opentelemetry.exporter.weave._delivery import CallSender, DeliveryReport
 
-__all__ = ["EncodedCall", "fit_call"]
+__all__ = ["FitToSize", "fit_call"]
 
 _KEPT_HEAD_CHARS = 1000
 
 
-@dataclass(frozen=True)
-class EncodedCall:
-    """A call and the JSON it is sent as, in the parts its write mode sends."""
+class FitToSize:
+    """Cuts each call to fit ``budget`` bytes (see :func:`fit_call`) before ``inner`` sends it."""
 
-    call: WeaveCall
-    parts: tuple[bytes, ...]
-    truncated_fields: tuple[str, ...] = ()
+    def __init__(self, inner: CallSender, budget: int) -> None:
+        self._inner = inner
+        self._budget = budget
 
-    @property
-    def size(self) -> int:
-        return sum(len(part) for part in self.parts)
-
-
-Encoder = Callable[[WeaveCall], tuple[bytes, ...]]
+    def send(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
+        fitted = [fit_call(call, self._budget) for call in calls]
+        truncated = sum(1 for _, cut in fitted if cut)
+        report = self._inner.send([call for call, _ in fitted], deadline)
+        return report + DeliveryReport(truncated=truncated)
 
 
-def fit_call(call: WeaveCall, encode: Encoder, budget: int) -> EncodedCall:
-    """``call`` encoded within ``budget`` bytes, its largest fields replaced by markers if needed.
+def fit_call(call: WeaveCall, budget: int) -> tuple[WeaveCall, tuple[str, ...]]:
+    """``call`` within ``budget`` encoded bytes, and the fields replaced by markers to get there.
 
     A marker keeps the field's first characters and says what was cut and how large it was.
     If even that cannot fit, the call is returned as small as it gets, and the service's 413
     decides.
     """
-    encoded = EncodedCall(call, encode(call))
-    if encoded.size <= budget:
-        return encoded
+    if call.encoded_size <= budget:
+        return call, ()
     cut: list[str] = []
-    excess = encoded.size - budget
+    excess = call.encoded_size - budget
     for path, size in sorted(_field_sizes(call), key=lambda item: item[1], reverse=True):
         call = _replace_field(call, path, _marker(call, path, size, budget))
         cut.append(path)
         excess -= size
         if excess <= 0:  # an estimate: check it against the real encoding
-            encoded = EncodedCall(call, encode(call), tuple(cut))
-            if encoded.size <= budget:
-                return encoded
-            excess = encoded.size - budget
-    return EncodedCall(call, encode(call), tuple(cut))
+            if call.encoded_size <= budget:
+                break
+            excess = call.encoded_size - budget
+    return call, tuple(cut)
 
 
 def _field_sizes(call: WeaveCall) -> Iterator[tuple[str, int]]:
@@ -61,9 +57,12 @@ def _field_sizes(call: WeaveCall) -> Iterator[tuple[str, int]]:
     if call.end.output is not None:
         yield "output", _json_size(call.end.output)
     for key, value in call.start.attributes.items():
-        if key != "otel":
+        if key != OTEL_ATTRIBUTES_KEY:
             yield f"attributes.{key}", _json_size(value)
-    yield "attributes.otel", _json_size(call.start.attributes.get("otel"))
+    yield (
+        f"attributes.{OTEL_ATTRIBUTES_KEY}",
+        _json_size(call.start.attributes.get(OTEL_ATTRIBUTES_KEY)),
+    )
 
 
 def _json_size(value: Any) -> int:
@@ -89,7 +88,6 @@ def _get_field(call: WeaveCall, path: str) -> Any:
 def _replace_field(call: WeaveCall, path: str, marker: str) -> WeaveCall:
     container, _, key = path.partition(".")
     if container == "output":
-        return WeaveCall(call.start, call.end.model_copy(update={"output": marker}))
+        return call.replace(output=marker)
     source = call.start.inputs if container == "inputs" else call.start.attributes
-    replaced = {**source, key: marker}
-    return WeaveCall(call.start.model_copy(update={container: replaced}), call.end)
+    return call.replace(**{container: {**source, key: marker}})

@@ -5,10 +5,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Literal
 
-__all__ = ["LOSS_COUNTERS", "ExportStats", "LossReporter", "RateLimitedWarning", "StatsCounter"]
+__all__ = [
+    "LOSS_COUNTERS",
+    "CounterName",
+    "ExportStats",
+    "LossReason",
+    "LossReporter",
+    "StatsCounter",
+]
+
+logger = logging.getLogger(__package__)
 
 
 @dataclass(frozen=True)
@@ -54,15 +65,64 @@ class ExportStats:
         """Calls not delivered, for whatever reason."""
         return self.calls_rejected + self.calls_too_large + self.calls_undeliverable
 
+    def __add__(self, other: ExportStats) -> ExportStats:
+        """The counts of two parts of a pipeline (the processor's queue, the exporter) together."""
+        return ExportStats(
+            **{spec.name: getattr(self, spec.name) + getattr(other, spec.name) for spec in _FIELDS}
+        )
+
+
+_FIELDS = fields(ExportStats)
+
+CounterName = Literal[
+    "spans_enqueued",
+    "spans_dropped_queue_full",
+    "spans_dropped_after_shutdown",
+    "spans_unmappable",
+    "spans_filtered",
+    "calls_exported",
+    "calls_rejected",
+    "calls_too_large",
+    "calls_undeliverable",
+    "calls_truncated",
+    "requests_retried",
+    "batches_split",
+    "rollup_parents_evicted",
+    "export_batches",
+]
+"""The name of each :class:`ExportStats` counter (a test keeps the two in step)."""
+
+
+class LossReason(str, Enum):
+    """Why calls were lost: the ``reason`` that ``on_drop(reason, count)`` is called with."""
+
+    QUEUE_FULL = "queue_full"
+    AFTER_SHUTDOWN = "after_shutdown"
+    UNMAPPABLE = "unmappable"
+    REJECTED = "rejected"
+    TOO_LARGE = "too_large"
+    UNDELIVERABLE = "undeliverable"
+
+
+LOSS_COUNTERS: Mapping[LossReason, CounterName] = {
+    LossReason.QUEUE_FULL: "spans_dropped_queue_full",
+    LossReason.AFTER_SHUTDOWN: "spans_dropped_after_shutdown",
+    LossReason.UNMAPPABLE: "spans_unmappable",
+    LossReason.REJECTED: "calls_rejected",
+    LossReason.TOO_LARGE: "calls_too_large",
+    LossReason.UNDELIVERABLE: "calls_undeliverable",
+}
+"""The counter that counts each loss reason."""
+
 
 class StatsCounter:
     """Thread-safe counters behind :class:`ExportStats`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts = dict.fromkeys((spec.name for spec in fields(ExportStats)), 0)
+        self._counts: dict[str, int] = dict.fromkeys((spec.name for spec in _FIELDS), 0)
 
-    def add(self, name: str, amount: int = 1) -> None:
+    def add(self, name: CounterName, amount: int = 1) -> None:
         with self._lock:
             self._counts[name] += amount
 
@@ -71,39 +131,27 @@ class StatsCounter:
             return ExportStats(**self._counts)
 
 
-LOSS_COUNTERS = {
-    "queue_full": "spans_dropped_queue_full",
-    "after_shutdown": "spans_dropped_after_shutdown",
-    "unmappable": "spans_unmappable",
-    "rejected": "calls_rejected",
-    "too_large": "calls_too_large",
-    "undeliverable": "calls_undeliverable",
-}
-"""Each reason ``on_drop`` is called with, and the counter that counts it."""
-
-
 class LossReporter:
-    """Turns growth of the loss counters into ``on_drop`` calls and a rate-limited warning.
+    """Turns growth of the loss counters in ``snapshot()`` into ``on_drop`` calls and a warning.
+
+    The warning is rate-limited.
 
     Runs on export worker threads only, never on the app's.
     """
 
     def __init__(
-        self,
-        counter: StatsCounter,
-        logger: logging.Logger,
-        on_drop: Callable[[str, int], None] | None,
+        self, snapshot: Callable[[], ExportStats], on_drop: Callable[[str, int], None] | None
     ) -> None:
-        self._counter = counter
+        self._snapshot = snapshot
         self._on_drop = on_drop
-        self._warning = RateLimitedWarning(logger)
-        self._logger = logger
+        self._warning = RateLimitedWarning()
         self._reported = dict.fromkeys(LOSS_COUNTERS, 0)
         self._lock = threading.Lock()
         self._callback_failed = False
 
     def report(self) -> None:
-        stats = self._counter.snapshot()
+        """Report what the counter lost since the last report: call after each export."""
+        stats = self._snapshot()
         totals = {reason: getattr(stats, name) for reason, name in LOSS_COUNTERS.items()}
         with self._lock:
             new = {r: n - self._reported[r] for r, n in totals.items() if n > self._reported[r]}
@@ -112,31 +160,33 @@ class LossReporter:
             return
         self._warning.warn(
             "Weave exporter lost spans; totals since start: %s (see stats())",
-            ", ".join(f"{reason}={count}" for reason, count in totals.items() if count),
+            ", ".join(f"{reason.value}={count}" for reason, count in totals.items() if count),
         )
         if self._on_drop is not None:
             for reason, count in new.items():
                 self._notify(self._on_drop, reason, count)
 
-    def _notify(self, on_drop: Callable[[str, int], None], reason: str, count: int) -> None:
+    def _notify(self, on_drop: Callable[[str, int], None], reason: LossReason, count: int) -> None:
         try:
-            on_drop(reason, count)
+            on_drop(reason.value, count)
         except Exception:
             if not self._callback_failed:
                 self._callback_failed = True
-                self._logger.exception("The Weave on_drop callback raised; it is called still")
+                logger.exception("The Weave on_drop callback raised; it is called still")
 
 
 class RateLimitedWarning:
     """Logs a warning at most once per ``interval_seconds``."""
 
-    def __init__(self, logger: logging.Logger, interval_seconds: float = 60.0) -> None:
-        self._logger = logger
+    def __init__(
+        self, interval_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._interval = interval_seconds
+        self._clock = clock
         self._last = -float("inf")
 
     def warn(self, message: str, *args: object) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if now - self._last >= self._interval:
             self._last = now
-            self._logger.warning(message, *args)
+            logger.warning(message, *args)

@@ -1,7 +1,8 @@
-"""One pooled HTTP client to the trace service: auth, retries with backoff, deadlines.
+"""One HTTP attempt at a time to the trace service: auth, a pooled client, a hard deadline.
 
 Every request runs with OpenTelemetry instrumentation suppressed, so that exporting never
-produces spans of its own (an instrumented httpx would otherwise trace each POST).
+produces spans of its own (an instrumented httpx would otherwise trace each POST). Retrying is
+not this layer's business (``_retry.py``); it only says whether an answer is worth retrying.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ import base64
 import ipaddress
 import json
 import logging
-import random
 import ssl
 import threading
 import time
-import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -28,32 +27,18 @@ from opentelemetry import context
 from opentelemetry.exporter.weave._config import AuthScheme, WeaveSettings
 from opentelemetry.exporter.weave._version import __version__
 
-__all__ = ["PostResult", "RetryPolicy", "WeaveTransport", "is_retryable_status"]
+__all__ = ["HttpAttempt", "PostResult", "is_retryable_status"]
 
-logger = logging.getLogger("opentelemetry.exporter.weave")
+logger = logging.getLogger(__package__)
 
-RETRY_ID_HEADER = "X-Weave-Retry-Id"
 _REASON_MAX_CHARS = 500
 _MAX_CAUSE_DEPTH = 16
 _REDACTED = "***"
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, as Weave's own SDK retries."""
-
-    initial_backoff_seconds: float = 0.5
-    max_backoff_seconds: float = 8.0
-    max_retry_after_seconds: float = 60.0
-
-    def backoff(self, attempt: int) -> float:
-        ceiling = min(self.max_backoff_seconds, self.initial_backoff_seconds * 2**attempt)
-        return random.uniform(ceiling / 2, ceiling)
-
-
-@dataclass(frozen=True)
 class PostResult:
-    """How one request ended after its retries."""
+    """How a request ended: its last attempt's answer, and how many attempts it took."""
 
     status_code: int | None
     """The last HTTP status, or None when no response came (connection error, deadline)."""
@@ -61,6 +46,10 @@ class PostResult:
     attempts: int = 1
     body: Any = None
     """The last response's JSON body, if it had one."""
+    retryable: bool = False
+    """Whether sending the same request again may succeed."""
+    retry_after: float | None = None
+    """Seconds the service asked to wait before the next attempt (``Retry-After``)."""
 
     @property
     def ok(self) -> bool:
@@ -86,14 +75,12 @@ def suppressed_instrumentation() -> Iterator[None]:
         context.detach(token)
 
 
-class WeaveTransport:
-    """Posts JSON bodies to the trace service; thread-safe, one connection pool."""
+class HttpAttempt:
+    """Posts one JSON body to the trace service, once; thread-safe, one connection pool."""
 
-    def __init__(self, settings: WeaveSettings, retry_policy: RetryPolicy | None = None) -> None:
+    def __init__(self, settings: WeaveSettings) -> None:
         self._settings = settings
-        self._retry_policy = retry_policy or RetryPolicy()
         self._secret = settings.api_key.get_secret_value()
-        self._closed = threading.Event()
         self._client = self._new_client()
         if _sends_credentials_in_clear(settings.server_url):
             logger.warning(
@@ -103,7 +90,7 @@ class WeaveTransport:
             )
 
     def __repr__(self) -> str:
-        return f"WeaveTransport(server_url={self._settings.server_url!r})"
+        return f"HttpAttempt(server_url={self._settings.server_url!r})"
 
     def _new_client(self) -> httpx.Client:
         limits = httpx.Limits(
@@ -125,60 +112,36 @@ class WeaveTransport:
 
     def reset_after_fork(self) -> None:
         """Give a forked child its own pool; the parent's sockets are not the child's to use."""
-        self._closed = threading.Event()
         self._client = self._new_client()
 
     def close(self) -> None:
-        self._closed.set()
         self._client.close()
 
-    def post(self, path: str, body: bytes, deadline: float) -> PostResult:
-        """POST with retries until success, a final answer, or ``deadline`` (monotonic)."""
-        attempt = 0
-        retry_headers: dict[str, str] = {}
-        result = PostResult(None, "export deadline reached before a try", 0)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._closed.is_set():
-                return result  # the last answer is the reason that matters
-            attempt += 1
-            if attempt == 2:  # the same id on every retry lets the service drop duplicates
-                retry_headers = {RETRY_ID_HEADER: uuid.uuid4().hex}
-            retry_after = None
-            _attempt.deadline = min(
-                time.monotonic() + self._settings.http_timeout_seconds, deadline
-            )
-            try:
-                with suppressed_instrumentation():
-                    response = self._client.post(
-                        path,
-                        content=body,
-                        headers=retry_headers,
-                        timeout=min(self._settings.http_timeout_seconds, remaining),
-                    )
-            except httpx.HTTPError as exc:
-                result = PostResult(
-                    None, f"{type(exc).__name__}: {self._redact(str(exc))}", attempt
+    def post(
+        self, path: str, body: bytes, timeout: float, headers: Mapping[str, str]
+    ) -> PostResult:
+        """One POST, abandoned after ``timeout`` seconds (at most the HTTP timeout) in all."""
+        timeout = min(timeout, self._settings.http_timeout_seconds)
+        _attempt.deadline = time.monotonic() + timeout
+        try:
+            with suppressed_instrumentation():
+                response = self._client.post(
+                    path, content=body, headers=dict(headers), timeout=timeout
                 )
-                if _is_certificate_error(exc):  # retrying cannot make a certificate trusted
-                    return result
-            except RuntimeError as exc:  # the client was closed under us by shutdown()
-                return PostResult(None, f"client closed: {self._redact(str(exc))}", attempt)
-            else:
-                result = self._result_of(response, attempt)
-                if result.ok or not is_retryable_status(response.status_code):
-                    return result
-                retry_after = _retry_after_seconds(response.headers.get("retry-after"))
-            finally:
-                _attempt.deadline = None
-            if retry_after is None:
-                delay = self._retry_policy.backoff(attempt - 1)
-            else:
-                delay = min(retry_after, self._retry_policy.max_retry_after_seconds)
-            if time.monotonic() + delay >= deadline or self._closed.wait(delay):
-                return result
+        except httpx.HTTPError as exc:
+            # Retrying cannot make a certificate trusted.
+            return PostResult(
+                None,
+                f"{type(exc).__name__}: {self._redact(str(exc))}",
+                retryable=not _is_certificate_error(exc),
+            )
+        except RuntimeError as exc:  # the client was closed under us by shutdown()
+            return PostResult(None, f"client closed: {self._redact(str(exc))}")
+        finally:
+            _attempt.deadline = None
+        return self._result_of(response)
 
-    def _result_of(self, response: httpx.Response, attempt: int) -> PostResult:
+    def _result_of(self, response: httpx.Response) -> PostResult:
         body: Any = None
         try:
             body = response.json()
@@ -187,7 +150,16 @@ class WeaveTransport:
         else:
             reason = _reason_from_json(body)
         reason = self._redact(reason.strip()[:_REASON_MAX_CHARS]) or response.reason_phrase
-        return PostResult(response.status_code, reason, attempt, body)
+        retryable = is_retryable_status(response.status_code)
+        return PostResult(
+            response.status_code,
+            reason,
+            body=body,
+            retryable=retryable,
+            retry_after=_retry_after_seconds(response.headers.get("retry-after"))
+            if retryable
+            else None,
+        )
 
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, _REDACTED) if self._secret in text else text

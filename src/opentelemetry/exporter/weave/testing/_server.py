@@ -20,6 +20,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ValidationError
 
+from opentelemetry.exporter.weave._call import (
+    CALL_END_ROUTE,
+    CALL_START_ROUTE,
+    CALLS_COMPLETE_MODE_REQUIRED,
+    UPSERT_BATCH_ROUTE,
+)
 from opentelemetry.exporter.weave._models import (
     CallBatchStartMode,
     CallEndReq,
@@ -47,7 +53,7 @@ _DISCARD_CHUNK_BYTES = 64 * 1024
 # What a hosted 'calls_complete' project answers on the v1 write routes (WEAVE_WIRE §1).
 _CALLS_COMPLETE_MODE_REQUIRED = {
     "reason": "This project requires the calls_complete write mode",
-    "error_code": "CALLS_COMPLETE_MODE_REQUIRED",
+    "error_code": CALLS_COMPLETE_MODE_REQUIRED,
 }
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -97,6 +103,10 @@ class _RefusalError(Exception):
 _Endpoint = Callable[[_Request], _Response]
 
 
+def _literal(path: str) -> re.Pattern[str]:
+    return re.compile(re.escape(path))
+
+
 @dataclass(frozen=True)
 class _Route:
     method: str
@@ -120,9 +130,9 @@ class _Receiver:
         self.calls_complete_only = False
         self.max_body_bytes: int | None = None
         self._routes = (
-            _Route("POST", re.compile(r"/call/start"), self._call_start, v1_write=True),
-            _Route("POST", re.compile(r"/call/end"), self._call_end, v1_write=True),
-            _Route("POST", re.compile(r"/call/upsert_batch"), self._upsert_batch, v1_write=True),
+            _Route("POST", _literal(CALL_START_ROUTE), self._call_start, v1_write=True),
+            _Route("POST", _literal(CALL_END_ROUTE), self._call_end, v1_write=True),
+            _Route("POST", _literal(UPSERT_BATCH_ROUTE), self._upsert_batch, v1_write=True),
             _Route(
                 "POST",
                 re.compile(r"/v2/(?P<entity>[^/]+)/(?P<project>[^/]+)/calls/complete"),

@@ -8,12 +8,12 @@ import threading
 import weakref
 from typing import Any, Literal
 
+from opentelemetry.exporter.weave._call import END_ONLY_FIELDS
 from opentelemetry.exporter.weave._models import StartedCallSchemaForInsert
 
 __all__ = ["CallStore"]
 
 _START_FIELDS = tuple(StartedCallSchemaForInsert.model_fields)
-_END_FIELDS = ("ended_at", "exception", "output", "summary", "wb_run_step_end")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -83,9 +83,9 @@ class CallStore:
 
         Both halves are written under one lock, so no reader sees the call without its end.
         """
-        start = {key: value for key, value in call.items() if key not in _END_FIELDS}
+        start = {key: value for key, value in call.items() if key not in END_ONLY_FIELDS}
         end = {"project_id": call["project_id"], "id": call["id"]} | {
-            key: value for key, value in call.items() if key in _END_FIELDS
+            key: value for key, value in call.items() if key in END_ONLY_FIELDS
         }
         self._put(project_id, id, (_UPSERT_START, start), (_UPSERT_END, end))
 
@@ -145,6 +145,6 @@ class CallStore:
 def _merge(start: dict[str, Any], end: dict[str, Any] | None) -> dict[str, Any]:
     call: dict[str, Any] = dict.fromkeys(_START_FIELDS) | start
     ended = end or {}
-    call.update({field: ended.get(field) for field in _END_FIELDS})
+    call.update({field: ended.get(field) for field in END_ONLY_FIELDS})
     call["summary"] = ended.get("summary", {})
     return call

@@ -1,0 +1,151 @@
+"""The call every stage passes along, and how each write route encodes it.
+
+A :class:`WeaveCall` is the two halves of one Weave call, as ``/call/start`` and ``/call/end``
+carry them. It is immutable: a stage that changes a call gets a new one from
+:meth:`WeaveCall.replace`, the one way of changing a call, so the JSON of each half is encoded
+once, when first asked for, and never goes stale.
+
+The encoders are pure functions from calls to request bodies, one per write route; the local
+receiver splits complete calls back into halves with the same :data:`END_ONLY_FIELDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from typing import Any
+from urllib.parse import quote
+
+from opentelemetry.exporter.weave._models import (
+    EndedCallSchemaForInsert,
+    StartedCallSchemaForInsert,
+)
+
+__all__ = [
+    "CALLS_COMPLETE_MODE_REQUIRED",
+    "CALL_END_ROUTE",
+    "CALL_START_ROUTE",
+    "END_ONLY_FIELDS",
+    "OTEL_ATTRIBUTES_KEY",
+    "REQUEST_ENVELOPE_BYTES",
+    "UPSERT_BATCH_ROUTE",
+    "WeaveCall",
+    "call_end_body",
+    "call_start_body",
+    "calls_complete_body",
+    "calls_complete_route",
+    "format_span_id",
+    "format_trace_id",
+    "upsert_batch_body",
+    "utc_datetime",
+]
+
+CALL_START_ROUTE = "/call/start"
+CALL_END_ROUTE = "/call/end"
+UPSERT_BATCH_ROUTE = "/call/upsert_batch"
+
+CALLS_COMPLETE_MODE_REQUIRED = "CALLS_COMPLETE_MODE_REQUIRED"
+"""The ``error_code`` of the service's 400 on v1 write routes of a "calls complete" project."""
+
+END_ONLY_FIELDS = ("ended_at", "exception", "output", "summary", "wb_run_step_end")
+"""The end half's fields that the start half lacks: a complete call is the start plus these."""
+
+REQUEST_ENVELOPE_BYTES = 1024
+"""Room for a batched request's envelope around its calls: ``{"batch":[``, ``]}``."""
+
+OTEL_ATTRIBUTES_KEY = "otel"
+"""The attribute that holds the span's OpenTelemetry context (kind, status, scope, events)."""
+
+_START_FIELDS = frozenset(StartedCallSchemaForInsert.model_fields)
+_END_FIELDS = frozenset(EndedCallSchemaForInsert.model_fields)
+_NANOS_PER_SECOND = 1_000_000_000
+
+
+def format_span_id(span_id: int) -> str:
+    return format(span_id, "016x")
+
+
+def format_trace_id(trace_id: int) -> str:
+    return format(trace_id, "032x")
+
+
+def utc_datetime(nanoseconds: int) -> datetime:
+    """An OpenTelemetry timestamp (ns since the epoch) as a UTC datetime, to the microsecond."""
+    seconds, remainder = divmod(nanoseconds, _NANOS_PER_SECOND)
+    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=remainder // 1000)
+
+
+@dataclass(frozen=True)
+class WeaveCall:
+    """One span as a Weave call: what ``/call/start`` and ``/call/end`` carry."""
+
+    start: StartedCallSchemaForInsert
+    end: EndedCallSchemaForInsert
+
+    def replace(self, **changes: Any) -> WeaveCall:
+        """This call with the named fields changed, in whichever half holds them.
+
+        Fields both halves hold (``project_id``, ``id``, ``started_at``) change in both. The
+        values are taken as they are, not validated again: stages pass on what they were given.
+        """
+        unknown = changes.keys() - _START_FIELDS - _END_FIELDS
+        if unknown:
+            raise TypeError(f"not a call field: {', '.join(sorted(unknown))}")
+        start_changes = {key: value for key, value in changes.items() if key in _START_FIELDS}
+        end_changes = {key: value for key, value in changes.items() if key in _END_FIELDS}
+        return WeaveCall(
+            start=self.start.model_copy(update=start_changes) if start_changes else self.start,
+            end=self.end.model_copy(update=end_changes) if end_changes else self.end,
+        )
+
+    @cached_property
+    def start_json(self) -> bytes:
+        return self.start.__pydantic_serializer__.to_json(self.start)
+
+    @cached_property
+    def end_json(self) -> bytes:
+        return self.end.__pydantic_serializer__.to_json(self.end)
+
+    @cached_property
+    def encoded_size(self) -> int:
+        """An upper bound of the bytes this call adds to a request of any write route."""
+        return len(self.start_json) + len(self.end_json) + _ITEM_OVERHEAD_BYTES
+
+
+# What an item adds around the halves' JSON at most: upsert_batch's
+# `{"mode":"start","req":{"start":…}}` wrapper for each half, and the commas.
+_ITEM_OVERHEAD_BYTES = 2 * len(b'{"mode":"start","req":{"start":}},')
+
+
+def call_start_body(call: WeaveCall) -> bytes:
+    """``POST /call/start``."""
+    return b'{"start":' + call.start_json + b"}"
+
+
+def call_end_body(call: WeaveCall) -> bytes:
+    """``POST /call/end``."""
+    return b'{"end":' + call.end_json + b"}"
+
+
+def upsert_batch_body(calls: Sequence[WeaveCall]) -> bytes:
+    """``POST /call/upsert_batch``: every start of the request before any end."""
+    starts = [b'{"mode":"start","req":{"start":' + call.start_json + b"}}" for call in calls]
+    ends = [b'{"mode":"end","req":{"end":' + call.end_json + b"}}" for call in calls]
+    return b'{"batch":[' + b",".join(starts + ends) + b"]}"
+
+
+def calls_complete_route(entity: str, project: str) -> str:
+    return f"/v2/{quote(entity, safe='')}/{quote(project, safe='')}/calls/complete"
+
+
+def calls_complete_body(calls: Sequence[WeaveCall]) -> bytes:
+    """``POST /v2/{entity}/{project}/calls/complete``: whole calls, each field named once."""
+    return b'{"batch":[' + b",".join(_complete_json(call) for call in calls) + b"]}"
+
+
+def _complete_json(call: WeaveCall) -> bytes:
+    end_only = call.end.__pydantic_serializer__.to_json(call.end, include=set(END_ONLY_FIELDS))
+    # Both are JSON objects with at least one member (`id`; `ended_at`): one object of both.
+    return call.start_json[:-1] + b"," + end_only[1:]

@@ -1,0 +1,205 @@
+"""The export pipeline, composed in one place: what happens to a batch of finished spans.
+
+Per span, on the export worker: **select → map → redact → roll up**. Per batch of calls:
+**fit to size → write mode (auto-upgrade; packing) → split on 413/422 → retry → one HTTP
+attempt**. Both the processor and the exporter drive this; it never raises. Reporting losses
+(``on_drop``, the warning) is theirs: only they know every counter.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from opentelemetry.exporter.weave._call import REQUEST_ENVELOPE_BYTES, WeaveCall, format_span_id
+from opentelemetry.exporter.weave._config import SpanSet, WeaveSettings
+from opentelemetry.exporter.weave._delivery import (
+    CallFailure,
+    CallSender,
+    DeliveryReport,
+    write_mode_for,
+)
+from opentelemetry.exporter.weave._mapping import SPAN_PARENT, span_to_call
+from opentelemetry.exporter.weave._redaction import Redactor
+from opentelemetry.exporter.weave._retry import SYSTEM_CLOCK, Clock, Retrying, RetryPolicy
+from opentelemetry.exporter.weave._rollup import SummaryRollup
+from opentelemetry.exporter.weave._selection import LEFT_OUT, SpanSelection, is_genai_span
+from opentelemetry.exporter.weave._size import FitToSize
+from opentelemetry.exporter.weave._stats import (
+    LOSS_COUNTERS,
+    ExportStats,
+    LossReason,
+    StatsCounter,
+)
+from opentelemetry.exporter.weave._transport import HttpAttempt, PostResult
+
+__all__ = ["BatchReport", "ExportPipeline"]
+
+logger = logging.getLogger(__package__)
+
+_NAMED_CALLS = 5
+_GIL_YIELD_INTERVAL_SECONDS = 0.0005
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What became of one batch of spans."""
+
+    spans: int
+    filtered: int
+    unmappable: int
+    delivery: DeliveryReport
+
+    @property
+    def ok(self) -> bool:
+        """Every span was either delivered as a call or left out by the span filter."""
+        return (
+            self.unmappable == 0
+            and not self.delivery.failures
+            and self.delivery.delivered == self.spans - self.filtered
+        )
+
+
+class ExportPipeline:
+    """Maps and delivers batches of spans as the settings say; counts what happens to them."""
+
+    def __init__(
+        self,
+        settings: WeaveSettings,
+        retry_policy: RetryPolicy | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._counter = StatsCounter()
+        # Per span, in this order (see _call_for).
+        self._selection = _selection_for(settings)
+        self._redactor = Redactor(
+            settings.redact, settings.redact_keys, settings.redaction_callback
+        )
+        self._rollup = SummaryRollup(
+            settings.rollup_max_pending,
+            settings.rollup_max_age_seconds,
+            on_evict=lambda count: self._counter.add("rollup_parents_evicted", count),
+        )
+        # Per batch, outermost first.
+        budget = settings.max_request_bytes - REQUEST_ENVELOPE_BYTES
+        self._http = HttpAttempt(settings)
+        self._retrying = Retrying(self._http, retry_policy, clock)
+        self._deliver: CallSender = FitToSize(
+            write_mode_for(settings, self._retrying, budget, clock.monotonic), budget
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.settings!r})"
+
+    def _call_for(self, span: ReadableSpan) -> WeaveCall | None:
+        """Select → map → redact → roll up; None for a span the filter leaves out."""
+        parent_id = SPAN_PARENT if self._selection is None else self._selection.parent_of(span)
+        if parent_id is LEFT_OUT:
+            return None
+        call = span_to_call(span, self.settings.project_id, parent_id)
+        call = self._redactor.apply(call)
+        # A remote parent lives in another process: nothing here will ever end it.
+        return self._rollup.roll_up(call, into_parent=not (span.parent and span.parent.is_remote))
+
+    def export_batch(self, spans: Sequence[ReadableSpan], deadline: float) -> BatchReport:
+        """Map and deliver ``spans`` by ``deadline`` (the clock's ``monotonic()``).
+
+        Never raises: a span that cannot be mapped or delivered is counted and logged.
+        """
+        self._counter.add("export_batches")
+        calls, filtered, unmappable = self._calls_for(spans)
+        try:
+            delivery = self._deliver.send(calls, deadline)
+        except Exception as error:  # the app must never see our failure
+            logger.exception("Weave export failed; %d calls not delivered", len(calls))
+            reason = f"not sent: {type(error).__name__}"
+            delivery = DeliveryReport.failed(calls, "(export)", PostResult(None, reason, 0))
+        self._record(delivery)
+        _log_failures(delivery.failures)
+        return BatchReport(len(spans), filtered, unmappable, delivery)
+
+    def _calls_for(self, spans: Sequence[ReadableSpan]) -> tuple[list[WeaveCall], int, int]:
+        calls: list[WeaveCall] = []
+        filtered = unmappable = 0
+        last_yield = time.perf_counter()
+        for span in spans:
+            # Mapping is pure Python and holds the GIL. Handing it over every half millisecond
+            # lets a busy app thread run on instead of waiting out the interpreter's 5 ms
+            # switch interval each time. Not after every span: on Linux sleep(0) is a real
+            # timer sleep of some 50 µs.
+            if time.perf_counter() - last_yield >= _GIL_YIELD_INTERVAL_SECONDS:
+                time.sleep(0)
+                last_yield = time.perf_counter()
+            try:
+                call = self._call_for(span)
+            except Exception:
+                unmappable += 1
+                span_id = format_span_id(span.context.span_id) if span.context else "?"
+                logger.exception("Could not map span %r (%s) to a Weave call", span.name, span_id)
+                continue
+            if call is None:
+                filtered += 1
+            else:
+                calls.append(call)
+        self._counter.add("spans_filtered", filtered)
+        self._counter.add("spans_unmappable", unmappable)
+        return calls, filtered, unmappable
+
+    def _record(self, report: DeliveryReport) -> None:
+        add = self._counter.add
+        add("calls_exported", report.delivered)
+        add("calls_truncated", report.truncated)
+        add("requests_retried", report.retries)
+        add("batches_split", report.splits)
+        for failure in report.failures:
+            add(LOSS_COUNTERS[failure.kind])
+
+    def stats(self) -> ExportStats:
+        return self._counter.snapshot()
+
+    def after_fork(self) -> None:
+        """Fresh connections and counters for a forked child."""
+        self._http.reset_after_fork()
+        self._retrying.reopen()
+        self._counter = StatsCounter()
+
+    def close(self) -> None:
+        """Stop retrying and release the connections; exports still running give up."""
+        self._retrying.close()
+        self._http.close()
+
+
+def _selection_for(settings: WeaveSettings) -> SpanSelection | None:
+    if settings.span_filter is not None:
+        return SpanSelection(settings.span_filter, settings.rollup_max_pending)
+    if settings.spans is SpanSet.GENAI:
+        return SpanSelection(is_genai_span, settings.rollup_max_pending)
+    return None  # every span: nothing to track
+
+
+def _log_failures(failures: tuple[CallFailure, ...]) -> None:
+    """One line per distinct answer, naming the first calls it cost, not one line per call."""
+    groups: dict[tuple[str, int | None, str, LossReason], list[CallFailure]] = {}
+    for failure in failures:
+        key = (failure.route, failure.result.status_code, failure.result.reason, failure.kind)
+        groups.setdefault(key, []).append(failure)
+    for (route, status_code, reason, kind), group in groups.items():
+        spans = ", ".join(
+            f"{failure.call.start.op_name!r} ({failure.call.start.id})"
+            for failure in group[:_NAMED_CALLS]
+        )
+        more = f" and {len(group) - _NAMED_CALLS} more" if len(group) > _NAMED_CALLS else ""
+        answer = "no answer" if status_code is None else f"HTTP {status_code}"
+        if kind is LossReason.UNDELIVERABLE:
+            level = logging.WARNING
+            template = "Weave did not take %d call(s) at %s (%s: %s): %s%s"
+        else:
+            level = logging.ERROR
+            template = "Weave refused %d call(s) at %s with %s (final, not retried): %s: %s%s"
+        logger.log(level, template, len(group), route, answer, reason, spans, more)
