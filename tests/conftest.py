@@ -21,14 +21,14 @@ from opentelemetry.exporter.weave import WeaveSpanProcessor
 from opentelemetry.exporter.weave._transport import HttpAttempt, PostResult
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
+from .helpers import API_KEY, PROJECT
+
 CONTRACT_DIR = Path(__file__).parent / "contract"
 
 # In CI the property-based tests run the same examples every time: a red build is reproducible.
 hypothesis_settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
-API_KEY = "test-secret-key-0123456789"
-PROJECT = "test-entity/test-project"
 
 _SETTING_PREFIXES = ("WANDB_", "WEAVE_", "WF_TRACE_", "OTEL_")
 

@@ -3,7 +3,8 @@
 A ``responder`` may answer a request by its content; otherwise responses are consumed per route
 in order, and once a route's script runs out, it answers 200 ``{}``. Every request is recorded.
 ``HangingServer`` accepts connections and never answers. ``TLSServer`` serves HTTPS with the
-certificate it is given and counts the TLS handshakes it sees.
+certificate it is given and counts the TLS handshakes it sees; ``untrusted_certificate`` makes
+one that no client trusts.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+import trustme
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,12 @@ class ScriptedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body go out as two writes: without this, Nagle holds the body
+                # back until the client's delayed ACK, some 40 ms per answer.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
@@ -107,7 +117,10 @@ class ScriptedServer:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll: stopping waits for it, at the end of every test.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -117,6 +130,14 @@ class ScriptedServer:
     def script(self, path: str, replies: Iterable[Reply]) -> None:
         with self._lock:
             self._scripts[path].extend(replies)
+
+    def reset(self) -> None:
+        """Forget every script, the responder and what was seen: one server for many tests."""
+        with self._lock:
+            self._scripts.clear()
+            self.responder = lambda seen: None
+            self.seen = []
+            self.answers = []
 
     def _record_and_pick(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
         lowered = {name.lower(): value for name, value in headers.items()}
@@ -161,7 +182,7 @@ class _RawServer:
         return f"{self.scheme}://{host}:{port}"
 
     def _accept(self) -> None:
-        self._socket.settimeout(0.1)
+        self._socket.settimeout(0.02)  # stopping waits for it
         while not self._stop.is_set():
             try:
                 connection, _ = self._socket.accept()
@@ -276,3 +297,17 @@ class TLSServer(_RawServer):
 
     def __exit__(self, *exc: object) -> None:
         self._close()
+
+
+def untrusted_certificate(directory: Path) -> tuple[ssl.SSLContext, trustme.CA]:
+    """A server context for 127.0.0.1 whose chain ends in a new self-signed root, and the root.
+
+    No client trusts the root unless told to (``ca.configure_trust(context)``).
+    """
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    chain = directory / "chain.pem"
+    chain.write_bytes(leaf.private_key_and_cert_chain_pem.bytes() + ca.cert_pem.bytes())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    return context, ca

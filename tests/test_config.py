@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from types import NoneType, UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
 import pytest
+from pydantic import SecretStr
 
 from opentelemetry.exporter.weave import (
     AuthScheme,
@@ -10,6 +15,7 @@ from opentelemetry.exporter.weave import (
     WeaveSpanProcessor,
     WriteMode,
 )
+from opentelemetry.exporter.weave._config import SETTINGS, WeaveOptions
 
 BASE_ENV = {"WANDB_API_KEY": "env-key-abcdef", "WEAVE_PROJECT": "team/proj"}
 
@@ -156,3 +162,64 @@ def test_api_key_never_in_repr_or_errors() -> None:
     with pytest.raises(ConfigError) as caught:
         WeaveSettings.from_env({"WANDB_API_KEY": secret, "WEAVE_PROJECT": "bad"})
     assert secret not in str(caught.value)
+
+
+# Keyword arguments that are converted on their way to their field, not only checked.
+CONVERTED = {"api_key": (str, SecretStr), "redact_keys": (Sequence[str], tuple[str, ...])}
+
+
+def _members(annotation: object) -> set[object]:
+    if get_origin(annotation) in (Union, UnionType):
+        return set(get_args(annotation)) - {NoneType}
+    return {annotation}
+
+
+def test_keyword_arguments_are_the_declared_settings() -> None:
+    options = get_type_hints(WeaveOptions)
+    assert list(options) == [setting.keyword for setting in SETTINGS]
+    stored = get_type_hints(WeaveSettings)
+    assert list(stored) == [setting.name for setting in SETTINGS]
+    for setting in SETTINGS:
+        accepted, field_type = options[setting.keyword], stored[setting.name]
+        if setting.keyword in CONVERTED:
+            assert (accepted, field_type) == CONVERTED[setting.keyword]
+        else:
+            # What a field holds can be passed back as its keyword argument.
+            assert _members(field_type) <= _members(accepted), setting.keyword
+
+
+def test_defaults_are_the_declared_ones() -> None:
+    settings = WeaveSettings.from_env(BASE_ENV)
+    for setting in SETTINGS:
+        if not setting.required:
+            assert getattr(settings, setting.name) == setting.default, setting.name
+
+
+def test_unknown_keyword_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="'max_queue'"):
+        WeaveSettings.from_env(BASE_ENV, max_queue=10)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="'project_id'"):
+        WeaveSpanProcessor(project_id="team/proj")  # type: ignore[call-arg]
+
+
+def test_blank_variable_is_unset() -> None:
+    env = {**BASE_ENV, "WEAVE_OTEL_MAX_CONCURRENCY": "  ", "OTEL_BSP_MAX_QUEUE_SIZE": ""}
+    settings = WeaveSettings.from_env(env)
+    assert settings.max_concurrency == 8
+    assert settings.max_queue_size == 2048
+
+
+def test_batch_size_default_follows_a_small_queue() -> None:
+    settings = WeaveSettings.from_env({**BASE_ENV, "OTEL_BSP_MAX_QUEUE_SIZE": "100"})
+    assert (settings.max_queue_size, settings.max_export_batch_size) == (100, 100)
+    with pytest.raises(ConfigError, match="max_export_batch_size"):
+        WeaveSettings.from_env(BASE_ENV, max_queue_size=8, max_export_batch_size=9)
+
+
+@pytest.mark.parametrize("name", ["span_filter", "redaction_callback", "on_drop"])
+def test_keyword_only_setting_must_be_callable(name: str) -> None:
+    not_callable: dict[str, Any] = {name: "not callable"}
+    with pytest.raises(ConfigError, match=f"^{name}: must be a callable"):
+        WeaveSettings.from_env(BASE_ENV, **not_callable)
+    function: dict[str, Any] = {name: print}
+    assert getattr(WeaveSettings.from_env(BASE_ENV, **function), name) is print

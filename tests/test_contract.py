@@ -1,4 +1,5 @@
-"""The wire models against the given OpenAPI, and the contract check against bad bodies."""
+"""The wire models against the contract (the given OpenAPI, the schemas written from the wire
+notes), and the contract check against bad bodies. The encoders against the models: test_call."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pydantic import BaseModel, ValidationError
 
 from opentelemetry.exporter.weave._models import (
     CallEndReq,
+    CompletedCallSchemaForInsert,
     EndedCallSchemaForInsert,
     LLMUsageSchema,
+    StartedCallSchemaForInsert,
     SummaryInsertMap,
     TraceStatus,
 )
@@ -19,6 +22,8 @@ from opentelemetry.exporter.weave._models import (
 from .conftest import CONTRACT_DIR, ROUTE_VALIDATORS
 
 OPENAPI = json.loads((CONTRACT_DIR / "call_end.schema.json").read_text())["components"]["schemas"]
+START_SCHEMA = json.loads((CONTRACT_DIR / "call_start.schema.json").read_text())
+COMPLETE_SCHEMA = json.loads((CONTRACT_DIR / "calls_complete.schema.json").read_text())
 
 VALID_END = {
     "end": {
@@ -46,6 +51,22 @@ def test_models_have_the_openapi_fields(model: type[BaseModel], name: str) -> No
     assert set(ours.get("required", [])) == set(theirs.get("required", []))
     forbids_extra = theirs.get("additionalProperties") is False
     assert (model.model_config.get("extra") == "forbid") is forbids_extra
+
+
+@pytest.mark.parametrize(
+    ("model", "schema"),
+    [
+        (StartedCallSchemaForInsert, START_SCHEMA["properties"]["start"]),
+        (CompletedCallSchemaForInsert, COMPLETE_SCHEMA["properties"]["batch"]["items"]),
+    ],
+    ids=["call_start", "calls_complete"],
+)
+def test_models_have_the_written_contract_fields(
+    model: type[BaseModel], schema: dict[str, Any]
+) -> None:
+    ours = model.model_json_schema(mode="validation")
+    assert set(ours["properties"]) == set(schema["properties"])
+    assert set(ours.get("required", [])) == set(schema.get("required", []))
 
 
 def test_trace_status_values() -> None:

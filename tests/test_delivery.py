@@ -1,264 +1,625 @@
-"""Delivery over real HTTP to a scripted server on 127.0.0.1: order, retries, auth, refusals."""
+"""The delivery wrappers, each alone over a fake poster or inner sender: no sockets, no sleeps."""
 
 from __future__ import annotations
 
-import base64
+import json
 import logging
-import time
-from datetime import datetime, timezone
-from email.utils import formatdate
+import threading
+from collections.abc import Callable, Sequence
 
-import httpx
 import pytest
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from opentelemetry.exporter.weave import ExportStats, WeaveSettings, WeaveSpanExporter
-from opentelemetry.exporter.weave._models import (
-    CallEndReq,
-    CallStartReq,
-    EndedCallSchemaForInsert,
-    StartedCallSchemaForInsert,
-    SummaryInsertMap,
+from opentelemetry.exporter.weave import WriteMode
+from opentelemetry.exporter.weave._call import (
+    CALL_END_ROUTE,
+    CALL_START_ROUTE,
+    CALLS_COMPLETE_MODE_REQUIRED,
+    UPSERT_BATCH_ROUTE,
+    WeaveCall,
+    calls_complete_body,
+    calls_complete_route,
+    upsert_batch_body,
 )
-from opentelemetry.exporter.weave._retry import Retrying, RetryPolicy
-from opentelemetry.exporter.weave._transport import HttpAttempt, PostResult
+from opentelemetry.exporter.weave._delivery import (
+    AutoUpgrade,
+    CallEndWriter,
+    CallFailure,
+    CallSender,
+    DeliveryReport,
+    Packing,
+    SplitOnRefusal,
+    write_mode_for,
+)
+from opentelemetry.exporter.weave._stats import LossReason
+from opentelemetry.exporter.weave._transport import PostResult
 
-from .conftest import API_KEY, PROJECT, make_processor, make_tracer
-from .fault_server import Reply, ScriptedServer
+from .helpers import (
+    FakeClock,
+    RecordingPoster,
+    RecordingSender,
+    http_error,
+    make_call,
+    make_calls,
+    settings_for,
+)
 
-FAST_RETRIES = RetryPolicy(initial_backoff_seconds=0.01, max_backoff_seconds=0.05)
-NOW = datetime.now(timezone.utc)
-BODIES = {
-    "/call/start": CallStartReq(
-        start=StartedCallSchemaForInsert(
-            project_id=PROJECT,
-            id="0123456789abcdef",
-            op_name="op",
-            trace_id="0123456789abcdef0123456789abcdef",
-            started_at=NOW,
-            attributes={},
-            inputs={},
-        )
-    ),
-    "/call/end": CallEndReq(
-        end=EndedCallSchemaForInsert(
-            project_id=PROJECT, id="0123456789abcdef", ended_at=NOW, summary=SummaryInsertMap()
-        )
-    ),
+LOGGER = "opentelemetry.exporter.weave"
+NOW = FakeClock().monotonic()
+DEADLINE = NOW + 30
+V2_ROUTE = calls_complete_route(*settings_for().project_id.split("/"))
+BATCHED_ROUTES = {
+    "upsert_batch": (UPSERT_BATCH_ROUTE, upsert_batch_body),
+    "calls_complete": (V2_ROUTE, calls_complete_body),
 }
+V2_REQUIRED = http_error(400, "use v2", body={"error_code": CALLS_COMPLETE_MODE_REQUIRED})
+
+Answer = Callable[[str, bytes], PostResult]
+Body = Callable[[Sequence[WeaveCall]], bytes]
 
 
-def post(transport: Retrying, path: str, seconds: float = 10) -> PostResult:
-    body = BODIES[path].model_dump_json().encode()
-    return transport.post(path, body, time.monotonic() + seconds)
+def ids_in(path: str, body: bytes) -> list[str]:
+    """The ids of the calls a write request carries, in body order (a start's, for upsert)."""
+    sent = json.loads(body)
+    if path == CALL_START_ROUTE:
+        return [sent["start"]["id"]]
+    if path == CALL_END_ROUTE:
+        return [sent["end"]["id"]]
+    if path == UPSERT_BATCH_ROUTE:
+        return [item["req"]["start"]["id"] for item in sent["batch"] if item["mode"] == "start"]
+    return [item["id"] for item in sent["batch"]]
 
 
-@pytest.fixture
-def server() -> ScriptedServer:
-    with ScriptedServer() as scripted:
-        yield scripted
+def ids(calls: Sequence[WeaveCall]) -> list[str]:
+    return [call.start.id for call in calls]
 
 
-def transport_for(url: str, **options: object) -> Retrying:
-    settings = WeaveSettings.from_env(
-        {}, api_key=API_KEY, project=PROJECT, server_url=url, **options
-    )
-    return Retrying(HttpAttempt(settings), FAST_RETRIES)
+def failed_ids(report: DeliveryReport) -> list[str]:
+    return [failure.call.start.id for failure in report.failures]
 
 
-def emit_tree(processor_url: str, delivered: bool = True, **options: object) -> ExportStats:
-    """A root with three children through the processor; the processor's stats after flush.
-
-    ``delivered``: whether force_flush must report everything delivered.
-    """
-    processor = make_processor(processor_url, **options)
-    provider, tracer = make_tracer(processor)
-    with tracer.start_as_current_span("root"):
-        for index in range(3):
-            with tracer.start_as_current_span(f"child-{index}"):
-                pass
-    assert processor.force_flush(10_000) is delivered
-    stats = processor.stats()
-    provider.shutdown()
-    return stats
+def writer(poster: RecordingPoster, max_concurrency: int = 4) -> CallEndWriter:
+    return CallEndWriter(poster, max_concurrency, FakeClock().monotonic)
 
 
-def test_start_is_sent_and_accepted_before_its_end(server: ScriptedServer) -> None:
-    stats = emit_tree(server.url)
-    starts = {s.json()["start"]["id"]: s.at for s in server.seen if s.path == "/call/start"}
-    ends = {s.json()["end"]["id"]: s.at for s in server.seen if s.path == "/call/end"}
+def refusing(refused_id: str, route: str, result: PostResult) -> Answer:
+    """Answers ``result`` to requests to ``route`` that carry the call ``refused_id``."""
+
+    def answer(path: str, body: bytes) -> PostResult:
+        if path == route and refused_id in ids_in(path, body):
+            return result
+        return PostResult(200)
+
+    return answer
+
+
+# CallEndWriter: each call's start, then its end.
+
+
+def test_start_is_sent_and_accepted_before_its_end() -> None:
+    events: list[tuple[str, str]] = []
+
+    def answer(path: str, body: bytes) -> PostResult:
+        (call_id,) = ids_in(path, body)
+        # Logged as the start's answer is given: the end must come after it.
+        events.append(("answered" if path == CALL_START_ROUTE else "end sent", call_id))
+        return PostResult(200)
+
+    report = writer(RecordingPoster(answer)).send(make_calls(4), DEADLINE)
+
+    starts = {call_id: at for at, (event, call_id) in enumerate(events) if event == "answered"}
+    ends = {call_id: at for at, (event, call_id) in enumerate(events) if event == "end sent"}
     assert len(starts) == 4
     assert starts.keys() == ends.keys()
     for call_id, ended_at in ends.items():
         assert starts[call_id] < ended_at
-    assert stats.calls_exported == 4
+    assert (report.delivered, report.failures) == (4, ())
 
 
-def test_no_end_when_its_start_was_refused(
-    server: ScriptedServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    server.script("/call/start", [Reply(400, {"reason": "op_name too long"})])
-    stats = emit_tree(server.url, delivered=False, max_concurrency=1)
-    start_ids = [s.json()["start"]["id"] for s in server.seen if s.path == "/call/start"]
-    end_ids = [s.json()["end"]["id"] for s in server.seen if s.path == "/call/end"]
+def test_no_end_when_its_start_was_refused() -> None:
+    answers = [http_error(400, "op_name too long")]
+    poster = RecordingPoster(
+        lambda path, body: (
+            answers.pop() if path == CALL_START_ROUTE and answers else PostResult(200)
+        )
+    )
+
+    report = writer(poster, max_concurrency=1).send(make_calls(4), DEADLINE)
+
+    start_ids = [
+        ids_in(*request)[0] for request in poster.requests if request[0] == CALL_START_ROUTE
+    ]
+    end_ids = [ids_in(*request)[0] for request in poster.requests if request[0] == CALL_END_ROUTE]
     refused = start_ids[0]
     assert refused not in end_ids
     assert sorted(end_ids) == sorted(start_ids[1:])
-    assert stats.calls_failed == 1
-    assert stats.calls_exported == 3
+    assert failed_ids(report) == [refused]
+    assert report.delivered == 3
 
 
-def test_retries_on_503_until_accepted(server: ScriptedServer) -> None:
-    server.script("/call/start", [Reply(503), Reply(502), Reply(500)])
-    result = post(transport_for(server.url), "/call/start", 10)
-    assert result.ok
-    assert result.attempts == 4
-    assert server.paths() == ["/call/start"] * 4
+@pytest.mark.parametrize("route", [CALL_START_ROUTE, CALL_END_ROUTE])
+def test_a_failure_names_the_route_that_refused(route: str) -> None:
+    calls = make_calls(3)
+    refusal = http_error(403, "read-only")
+
+    report = writer(RecordingPoster(refusing(calls[1].start.id, route, refusal))).send(
+        calls, DEADLINE
+    )
+
+    assert report.failures == (CallFailure(calls[1], route, refusal),)
+    assert report.delivered == 2
 
 
-@pytest.mark.parametrize("status", [408, 409, 429, 504])
-def test_other_retryable_statuses(server: ScriptedServer, status: int) -> None:
-    server.script("/call/end", [Reply(status)])
-    result = post(transport_for(server.url), "/call/end", 10)
-    assert result.ok
-    assert result.attempts == 2
-
-
-def test_processor_retries_503_end_to_end(server: ScriptedServer) -> None:
-    server.script("/call/start", [Reply(503)])
-    server.script("/call/end", [Reply(503)])
-    stats = emit_tree(server.url, max_concurrency=1)
-    assert stats.calls_exported == 4
-    assert server.paths().count("/call/start") == 5
-    assert server.paths().count("/call/end") == 5
-
-
-def test_429_retry_after_seconds_is_honoured(server: ScriptedServer) -> None:
-    server.script("/call/start", [Reply(429, {"reason": "slow down"}, {"Retry-After": "1"})])
-    result = post(transport_for(server.url), "/call/start", 10)
-    assert result.ok
-    first, second = server.seen
-    assert second.at - first.at >= 0.95  # waited what the server asked, not the 10 ms backoff
-
-
-def test_429_retry_after_http_date_is_honoured(server: ScriptedServer) -> None:
-    # HTTP-dates have whole seconds: ask for 2 s so that at least 1 s remains to wait.
-    retry_at = formatdate(time.time() + 2, usegmt=True)
-    server.script("/call/start", [Reply(429, {}, {"Retry-After": retry_at})])
-    result = post(transport_for(server.url), "/call/start", 10)
-    assert result.ok
-    first, second = server.seen
-    assert second.at - first.at >= 0.9
-
-
-def test_retry_after_beyond_deadline_gives_up_without_waiting(server: ScriptedServer) -> None:
-    server.script("/call/start", [Reply(429, {"reason": "later"}, {"Retry-After": "30"})])
-    began = time.monotonic()
-    result = post(transport_for(server.url), "/call/start", 2)
-    waited = time.monotonic() - began
-    assert not result.ok
-    assert result.status_code == 429
-    assert result.reason == "later"
-    assert waited < 2
-    assert len(server.seen) == 1
-
-
-def test_retry_after_is_capped_at_sixty_seconds() -> None:
-    assert RetryPolicy().max_retry_after_seconds == 60
-
-
-def test_final_4xx_is_not_retried_and_logged_once_with_reason(
-    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("start", "end", "retries", "delivered"),
+    [
+        pytest.param(PostResult(200, attempts=3), PostResult(200, attempts=2), 3, 1, id="both-ok"),
+        pytest.param(
+            PostResult(200, attempts=3), PostResult(503, attempts=4), 5, 0, id="end-failed"
+        ),
+        pytest.param(PostResult(503, attempts=4), PostResult(200, attempts=9), 3, 0, id="no-end"),
+    ],
+)
+def test_retries_are_summed_from_the_attempts_of_each_request(
+    start: PostResult, end: PostResult, retries: int, delivered: int
 ) -> None:
-    server.script("/call/start", [Reply(403, {"reason": "project is read-only"})] * 4)
-    with caplog.at_level(logging.WARNING, logger="opentelemetry.exporter.weave"):
-        stats = emit_tree(server.url, delivered=False)
-    assert server.paths() == ["/call/start"] * 4  # each call tried once, no retry, no end
-    assert stats.calls_failed == 4
-    refusals = [r for r in caplog.records if "project is read-only" in r.getMessage()]
-    assert len(refusals) == 1  # one line for the batch, not one per call
-    assert "403" in refusals[0].getMessage()
-    assert "4 call(s)" in refusals[0].getMessage()
+    poster = RecordingPoster(lambda path, body: start if path == CALL_START_ROUTE else end)
+
+    report = writer(poster).send([make_call()], DEADLINE)
+
+    assert (report.retries, report.delivered) == (retries, delivered)
 
 
-def test_non_json_error_body_becomes_the_reason(server: ScriptedServer) -> None:
-    server.script("/call/start", [Reply(418, b"<html>teapot</html>")])
-    result = post(transport_for(server.url), "/call/start", 5)
-    assert (result.status_code, result.reason) == (418, "<html>teapot</html>")
-
-
-def test_connection_refused_is_retried_until_deadline() -> None:
-    with ScriptedServer() as gone:
-        url = gone.url
-    result = post(transport_for(url), "/call/start", 0.5)
-    assert not result.ok
-    assert result.status_code is None
-    assert "ConnectError" in result.reason
-    assert result.attempts > 1
-
-
-def test_basic_auth_header(server: ScriptedServer) -> None:
-    post(transport_for(server.url), "/call/start", 5)
-    expected = "Basic " + base64.b64encode(f"api:{API_KEY}".encode()).decode()
-    assert server.seen[0].headers["authorization"] == expected
-    assert server.seen[0].headers["content-type"] == "application/json"
-
-
-def test_bearer_auth_header(server: ScriptedServer) -> None:
-    post(transport_for(server.url, auth_scheme="bearer"), "/call/start", 5)
-    assert server.seen[0].headers["authorization"] == f"Bearer {API_KEY}"
-
-
-def test_api_key_echoed_by_server_is_redacted(
-    server: ScriptedServer, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(CallEndWriter, id="CallEndWriter"),
+        pytest.param(
+            lambda poster, width, monotonic: sender_for(
+                WriteMode.CALL_END, poster, max_concurrency=width, monotonic=monotonic
+            ),
+            id="write_mode_for",
+        ),
+    ],
+)
+def test_calls_go_out_concurrently_up_to_max_concurrency(
+    build: Callable[[RecordingPoster, int, Callable[[], float]], CallSender],
 ) -> None:
-    server.script("/call/start", [Reply(401, {"reason": f"bad key {API_KEY}"})] * 4)
-    with caplog.at_level(logging.DEBUG):
-        emit_tree(server.url, delivered=False)
-    assert caplog.records
-    assert API_KEY not in caplog.text
-    assert "bad key ***" in caplog.text
+    width = 3
+    lock = threading.Lock()
+    in_flight = peak = 0
+    senders: set[threading.Thread] = set()
+    all_in = threading.Event()
+    all_started = threading.Event()
+
+    def monotonic() -> float:
+        # The writer reads its clock to wait for its senders, once it has started them all.
+        all_started.set()
+        return NOW
+
+    def answer(path: str, body: bytes) -> PostResult:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+            senders.add(threading.current_thread())
+            if in_flight == width:
+                all_in.set()
+        # The first posts are held until `width` are in flight together and every sender has
+        # started, so that a sender too many finds calls left and shows in `peak`. If `width`
+        # never are in flight, the first to give up lets everyone through: `peak` fails.
+        if not (all_in.wait(2) and all_started.wait(2)):
+            all_in.set()
+        with lock:
+            in_flight -= 1
+        return PostResult(200)
+
+    report = build(RecordingPoster(answer), width, monotonic).send(make_calls(10), DEADLINE)
+
+    assert report.delivered == 10
+    assert peak == width
+    assert len(senders) == width
 
 
-def test_exporting_does_not_trace_itself(server: ScriptedServer) -> None:
-    memory = InMemorySpanExporter()
-    processor = make_processor(server.url)
-    provider, tracer = make_tracer(SimpleSpanProcessor(memory), processor)
-    instrumentor = HTTPXClientInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
+def test_a_bug_costs_only_the_call_it_hit() -> None:
+    calls = make_calls(3)
+
+    def answer(path: str, body: bytes) -> PostResult:
+        if ids_in(path, body) == [calls[1].start.id]:
+            raise RuntimeError("boom")
+        return PostResult(200)
+
+    report = writer(RecordingPoster(answer)).send(calls, DEADLINE)
+
+    (failure,) = report.failures
+    assert failure.call is calls[1]
+    assert (failure.route, failure.result.status_code) == (CALL_START_ROUTE, None)
+    assert failure.result.reason == "not sent: RuntimeError: boom"
+    assert report.delivered == 2
+
+
+def test_calls_not_finished_by_the_deadline_fail_as_deadline_reached() -> None:
+    calls = make_calls(3)
+    stuck = threading.Event()
+    release = threading.Event()
+
+    def answer(path: str, body: bytes) -> PostResult:
+        if ids_in(path, body) == [calls[1].start.id]:
+            stuck.set()
+            release.wait(10)
+        return PostResult(200)
+
+    def clock_past_the_deadline_once_stuck() -> float:
+        # The writer reads its clock only to wait for its senders: by then the one sender
+        # has delivered the first call and is stuck in the second's start.
+        stuck.wait(10)
+        return DEADLINE + 1
+
+    poster = RecordingPoster(answer)
     try:
-        with tracer.start_as_current_span("app-work"):
-            pass
-        assert processor.force_flush(10_000)
-        with httpx.Client() as client:  # proves the instrumentation is live
-            client.post(f"{server.url}/probe", content=b"{}")
+        report = CallEndWriter(poster, 1, clock_past_the_deadline_once_stuck).send(calls, DEADLINE)
     finally:
-        instrumentor.uninstrument()
-        provider.shutdown()
-    names = [span.name for span in memory.get_finished_spans()]
-    assert "app-work" in names
-    assert any(name.startswith("POST") for name in names)  # the probe was traced
-    assert len(names) == 2  # ... but none of the exporter's own POSTs were
-    exported = [s.json()["start"]["op_name"] for s in server.seen if s.path == "/call/start"]
-    assert sorted(exported) == sorted(names)
+        release.set()
+
+    assert report.delivered == 1
+    assert [failure.call for failure in report.failures] == calls[1:]
+    for failure in report.failures:
+        assert failure.route == CALL_START_ROUTE
+        assert (failure.result.status_code, failure.result.reason) == (
+            None,
+            "export deadline reached",
+        )
+        assert failure.kind is LossReason.UNDELIVERABLE
 
 
-def test_exporter_interface_reports_success_and_failure(server: ScriptedServer) -> None:
-    memory = InMemorySpanExporter()
-    provider, tracer = make_tracer(SimpleSpanProcessor(memory))
-    with tracer.start_as_current_span("one"):
-        pass
-    provider.shutdown()
-    spans = memory.get_finished_spans()
-    exporter = WeaveSpanExporter(api_key=API_KEY, project=PROJECT, server_url=server.url)
-    try:
-        assert exporter.export(spans) is SpanExportResult.SUCCESS
-        server.script("/call/start", [Reply(400, {"reason": "no"})])
-        assert exporter.export(spans) is SpanExportResult.FAILURE
-    finally:
-        exporter.shutdown()
-    assert exporter.export(spans) is SpanExportResult.FAILURE  # after shutdown
-    assert exporter.stats().calls_exported == 1
-    assert exporter.stats().calls_failed == 1
+# SplitOnRefusal: many calls in one request, halved on 413 and 422.
+
+
+def splitter(route: str, body: Body, answer: Answer) -> tuple[SplitOnRefusal, RecordingPoster]:
+    poster = RecordingPoster(answer)
+    return SplitOnRefusal(poster, route, body), poster
+
+
+batched_routes = pytest.mark.parametrize(
+    ("route", "body"), list(BATCHED_ROUTES.values()), ids=list(BATCHED_ROUTES)
+)
+
+
+@batched_routes
+def test_many_calls_go_in_one_request(route: str, body: Body) -> None:
+    calls = make_calls(5)
+    sender, poster = splitter(route, body, lambda path, sent: PostResult(200, attempts=3))
+
+    report = sender.send(calls, DEADLINE)
+
+    assert poster.requests == [(route, body(calls))]
+    assert report == DeliveryReport(delivered=5, retries=2)
+
+
+@batched_routes
+def test_413_halves_the_request_until_it_fits(route: str, body: Body) -> None:
+    calls = make_calls(8)
+    limit = len(body(calls[:2]))  # the calls are all the same size: two per request fit
+    statuses: list[int] = []
+
+    def answer(path: str, sent: bytes) -> PostResult:
+        result = http_error(413, "too large") if len(sent) > limit else PostResult(200)
+        statuses.append(result.status_code or 0)
+        return result
+
+    sender, poster = splitter(route, body, answer)
+    report = sender.send(calls, DEADLINE)
+
+    assert statuses == [413, 413, 200, 200, 413, 200, 200]  # whole, half, quarters
+    accepted = [
+        ids_in(*request)
+        for request, status in zip(poster.requests, statuses, strict=True)
+        if status == 200
+    ]
+    assert sorted(call_id for request in accepted for call_id in request) == sorted(ids(calls))
+    assert report == DeliveryReport(delivered=8, splits=3)
+
+
+@batched_routes
+@pytest.mark.parametrize(
+    ("status", "kind"), [(413, LossReason.TOO_LARGE), (422, LossReason.REJECTED)]
+)
+def test_a_refused_request_is_halved_down_to_the_one_bad_call(
+    route: str,
+    body: Body,
+    status: int,
+    kind: LossReason,
+) -> None:
+    calls = make_calls(9)
+    bad = calls[5] = make_call(calls[5].start.id, attributes={"poison": True})
+    refusal = http_error(status, "bad value")
+    sender, poster = splitter(
+        route, body, lambda path, sent: refusal if b'"poison"' in sent else PostResult(200)
+    )
+
+    report = sender.send(calls, DEADLINE)
+
+    assert report.failures == (CallFailure(bad, route, refusal),)
+    assert report.failures[0].kind is kind
+    assert report.delivered == 8
+    assert report.splits == 3  # 9 calls → 5 → 2 → the bad one alone
+    assert len(poster.requests) == 1 + 2 * report.splits  # each split sends both halves
+    refused = [request for request in poster.requests if b'"poison"' in request[1]]
+    assert len(refused) == report.splits + 1
+    accepted = [ids_in(*request) for request in poster.requests if request not in refused]
+    assert sorted(call_id for request in accepted for call_id in request) == sorted(
+        call_id for call_id in ids(calls) if call_id != bad.start.id
+    )
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        http_error(400, "bad request"),
+        http_error(403, "read-only"),
+        http_error(503, "down"),
+        PostResult(None, "ConnectError", attempts=3),
+    ],
+    ids=["400", "403", "503", "no-answer"],
+)
+def test_other_refusals_fail_the_whole_request_without_splitting(result: PostResult) -> None:
+    calls = make_calls(4)
+    sender, poster = splitter(UPSERT_BATCH_ROUTE, upsert_batch_body, lambda path, sent: result)
+
+    report = sender.send(calls, DEADLINE)
+
+    assert len(poster.requests) == 1
+    assert report == DeliveryReport.failed(calls, UPSERT_BATCH_ROUTE, result)  # no splits
+
+
+@batched_routes
+def test_splitting_nothing_sends_nothing(route: str, body: Body) -> None:
+    sender, poster = splitter(route, body, lambda path, sent: PostResult(200))
+
+    assert sender.send([], DEADLINE) == DeliveryReport()
+    assert poster.requests == []
+
+
+# Packing: consecutive calls into requests under the budget.
+
+CALL_SIZE = make_call().encoded_size
+
+
+@pytest.mark.parametrize(
+    ("budget", "chunk_sizes"),
+    [
+        (CALL_SIZE, [1, 1, 1, 1, 1]),
+        (2 * CALL_SIZE, [2, 2, 1]),
+        (3 * CALL_SIZE - 1, [2, 2, 1]),
+        (3 * CALL_SIZE, [3, 2]),
+        (100 * CALL_SIZE, [5]),
+    ],
+)
+def test_packing_fills_each_request_up_to_the_budget(budget: int, chunk_sizes: list[int]) -> None:
+    calls = make_calls(5)
+    inner = RecordingSender()
+
+    report = Packing(inner, budget).send(calls, DEADLINE)
+
+    assert [len(batch) for batch in inner.batches] == chunk_sizes
+    assert [call for batch in inner.batches for call in batch] == calls  # in order
+    assert all(sum(call.encoded_size for call in batch) <= budget for batch in inner.batches)
+    assert report.delivered == 5
+
+
+@pytest.mark.parametrize("place", [0, 2, 4])
+def test_an_oversized_call_goes_alone_and_keeps_its_place(place: int) -> None:
+    small = make_calls(4)
+    big = make_call("ffffffffffffffff", inputs={"text": "x" * (5 * CALL_SIZE)})
+    calls = [*small[:place], big, *small[place:]]
+    inner = RecordingSender()
+
+    Packing(inner, 2 * CALL_SIZE).send(calls, DEADLINE)
+
+    pairs = [small[:2], small[2:]]
+    assert inner.batches == [*pairs[: place // 2], [big], *pairs[place // 2 :]]
+
+
+def test_packing_adds_up_the_reports_of_its_requests() -> None:
+    inner = RecordingSender(lambda calls: DeliveryReport(delivered=len(calls), retries=1))
+
+    report = Packing(inner, 2 * CALL_SIZE).send(make_calls(5), DEADLINE)
+
+    assert report == DeliveryReport(delivered=5, retries=3)
+
+
+# AutoUpgrade: v1 until the project asks for complete calls, then v2 for good.
+
+
+def v1_answering(needs_v2: set[str], refused: set[str]) -> RecordingSender:
+    """A v1 sender: ``needs_v2`` calls refused for v2, ``refused`` otherwise, others delivered."""
+
+    def answer(calls: Sequence[WeaveCall]) -> DeliveryReport:
+        report = DeliveryReport(retries=2)
+        for call in calls:
+            if call.start.id in needs_v2:
+                report += DeliveryReport.failed([call], CALL_START_ROUTE, V2_REQUIRED)
+            elif call.start.id in refused:
+                report += DeliveryReport.failed([call], CALL_END_ROUTE, http_error(403))
+            else:
+                report += DeliveryReport(delivered=1)
+        return report
+
+    return RecordingSender(answer)
+
+
+def test_auto_upgrades_once_and_resends_only_what_v1_refused_for_v2(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = make_calls(4)
+    v1 = v1_answering(needs_v2={calls[1].start.id, calls[2].start.id}, refused={calls[3].start.id})
+    v2 = RecordingSender()
+    sender = AutoUpgrade(v1, v2, "POST /v2 (e/p)")
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        first = sender.send(calls, DEADLINE)
+        later = make_calls(2)
+        second = sender.send(later, DEADLINE)
+
+    assert v2.batches == [calls[1:3], later]
+    assert v1.batches == [calls]  # after the upgrade, v1 is never asked again
+    assert failed_ids(first) == [calls[3].start.id]  # the other refusal is kept
+    assert first.failures[0].route == CALL_END_ROUTE
+    assert (first.delivered, first.retries) == (3, 2)
+    assert second == DeliveryReport(delivered=2)
+    assert sender.upgraded
+    (upgrade,) = [record for record in caplog.records if record.name == LOGGER]
+    assert upgrade.levelno == logging.INFO
+    message = upgrade.getMessage()
+    assert "accepts only complete calls" in message
+    assert CALLS_COMPLETE_MODE_REQUIRED in message
+    assert CALL_START_ROUTE in message
+    assert "POST /v2 (e/p)" in message
+    assert "2 call(s)" in message
+
+
+def test_auto_stays_on_v1_when_no_refusal_asks_for_v2(caplog: pytest.LogCaptureFixture) -> None:
+    calls = make_calls(3)
+    v1 = v1_answering(needs_v2=set(), refused={calls[0].start.id})
+    v2 = RecordingSender()
+    sender = AutoUpgrade(v1, v2, "v2")
+
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        report = sender.send(calls, DEADLINE)
+        sender.send(calls, DEADLINE)
+
+    assert failed_ids(report) == [calls[0].start.id]
+    assert report.delivered == 2
+    assert (len(v1.batches), v2.batches) == (2, [])
+    assert not sender.upgraded
+    assert caplog.records == []
+
+
+# write_mode_for: each write mode, by the requests it makes.
+
+
+def sender_for(
+    mode: WriteMode,
+    poster: RecordingPoster,
+    budget: int = 10**6,
+    max_concurrency: int = 1,
+    monotonic: Callable[[], float] | None = None,
+) -> CallSender:
+    settings = settings_for(write_mode=mode.value, max_concurrency=max_concurrency)
+    return write_mode_for(settings, poster, budget, monotonic or FakeClock().monotonic)
+
+
+@pytest.mark.parametrize("mode", [WriteMode.CALL_END, WriteMode.AUTO])
+def test_call_end_modes_write_each_start_then_its_end(mode: WriteMode) -> None:
+    calls = make_calls(3)
+    poster = RecordingPoster()
+
+    report = sender_for(mode, poster).send(calls, DEADLINE)
+
+    # max_concurrency=1: one call after the other, so the whole order is known.
+    expected = [
+        (route, call.start.id) for call in calls for route in (CALL_START_ROUTE, CALL_END_ROUTE)
+    ]
+    assert [(path, *ids_in(path, body)) for path, body in poster.requests] == expected
+    assert report.delivered == 3
+
+
+@pytest.mark.parametrize("mode", [WriteMode.UPSERT_BATCH, WriteMode.CALLS_COMPLETE])
+def test_batched_modes_write_one_request_per_budget(mode: WriteMode) -> None:
+    route, body = BATCHED_ROUTES[mode.value]
+    calls = make_calls(3)
+    poster = RecordingPoster()
+
+    report = sender_for(mode, poster, budget=2 * CALL_SIZE).send(calls, DEADLINE)
+
+    assert poster.requests == [(route, body(calls[:2])), (route, body(calls[2:]))]
+    assert report.delivered == 3
+
+
+@pytest.mark.parametrize("mode", [WriteMode.UPSERT_BATCH, WriteMode.CALLS_COMPLETE])
+def test_batched_modes_split_on_refusal(mode: WriteMode) -> None:
+    poster = RecordingPoster(
+        lambda path, body: http_error(413) if len(ids_in(path, body)) > 1 else PostResult(200)
+    )
+
+    report = sender_for(mode, poster).send(make_calls(2), DEADLINE)
+
+    assert (len(poster.requests), report.splits, report.delivered) == (3, 1, 2)
+
+
+def test_auto_upgrades_to_calls_complete_of_the_settings_project() -> None:
+    calls = make_calls(3)
+    poster = RecordingPoster(
+        lambda path, body: PostResult(200) if path == V2_ROUTE else V2_REQUIRED
+    )
+
+    report = sender_for(WriteMode.AUTO, poster).send(calls, DEADLINE)
+
+    assert poster.paths() == [CALL_START_ROUTE] * 3 + [V2_ROUTE]
+    assert poster.requests[-1][1] == calls_complete_body(calls)
+    assert (report.delivered, report.failures) == (3, ())
+
+
+@pytest.mark.parametrize("mode", [WriteMode.CALL_END, WriteMode.UPSERT_BATCH])
+def test_explicit_v1_modes_are_refused_not_upgraded(mode: WriteMode) -> None:
+    poster = RecordingPoster(lambda path, body: V2_REQUIRED)
+
+    report = sender_for(mode, poster).send(make_calls(3), DEADLINE)
+
+    assert V2_ROUTE not in poster.paths()
+    assert len(report.failures) == 3
+    assert report.delivered == 0
+
+
+@pytest.mark.parametrize("mode", list(WriteMode))
+def test_an_empty_batch_sends_nothing(mode: WriteMode) -> None:
+    poster = RecordingPoster()
+
+    assert sender_for(mode, poster).send([], DEADLINE) == DeliveryReport()
+    assert poster.requests == []
+
+
+@pytest.mark.parametrize("mode", list(WriteMode))
+def test_every_request_runs_to_the_batch_deadline(mode: WriteMode) -> None:
+    deadlines: list[float] = []
+
+    class DeadlineRecorder(RecordingPoster):
+        def post(self, path: str, body: bytes, deadline: float) -> PostResult:
+            deadlines.append(deadline)
+            return super().post(path, body, deadline)
+
+    sender_for(mode, DeadlineRecorder()).send(make_calls(3), DEADLINE)
+
+    assert deadlines
+    assert set(deadlines) == {DEADLINE}
+
+
+# What a failure counts as, and how reports add up.
+
+
+@pytest.mark.parametrize(
+    ("result", "kind"),
+    [
+        (http_error(413), LossReason.TOO_LARGE),
+        (http_error(400), LossReason.REJECTED),
+        (http_error(403), LossReason.REJECTED),
+        (http_error(422), LossReason.REJECTED),
+        (http_error(408), LossReason.UNDELIVERABLE),
+        (http_error(429), LossReason.UNDELIVERABLE),
+        (http_error(503), LossReason.UNDELIVERABLE),
+        (PostResult(None, "ConnectError"), LossReason.UNDELIVERABLE),
+    ],
+    ids=["413", "400", "403", "422", "408", "429", "503", "no-answer"],
+)
+def test_failure_kind(result: PostResult, kind: LossReason) -> None:
+    assert CallFailure(make_call(), CALL_START_ROUTE, result).kind is kind
+
+
+def test_reports_add_up_field_by_field() -> None:
+    calls = make_calls(2)
+    failed = DeliveryReport.failed(calls, V2_ROUTE, PostResult(503, attempts=4))
+    assert [(failure.call, failure.route) for failure in failed.failures] == [
+        (call, V2_ROUTE) for call in calls
+    ]
+    assert failed.retries == 3
+    total = failed + DeliveryReport(delivered=5, truncated=1, retries=2, splits=1)
+    assert total == DeliveryReport(5, failed.failures, truncated=1, retries=5, splits=1)

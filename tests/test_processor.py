@@ -1,280 +1,353 @@
-"""The processor end to end: real TracerProvider, real HTTP to the local receiver."""
+"""``WeaveSpanProcessor`` alone: its queue, worker, flush and shutdown, over a fake exporter.
+
+A real ``TracerProvider`` feeds the processor; ``FakeBatchExporter`` stands in for the export
+pipeline, so nothing here maps a span or opens a socket. Deadlines are read off a ``FakeClock``.
+"""
 
 from __future__ import annotations
 
-import json
+import atexit
 import logging
 import os
-import subprocess
-import sys
-import textwrap
-import time
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
-from opentelemetry.trace import Tracer
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
-from opentelemetry.exporter.weave import WeaveSpanProcessor
-from opentelemetry.exporter.weave.testing import LocalWeaveServer
+from opentelemetry.exporter.weave import ExportStats, WeaveSpanProcessor
+from opentelemetry.exporter.weave._pipeline import BatchReport
 
-from .conftest import API_KEY, PROJECT, make_processor, make_tracer
-from .fault_server import HangingServer, Reply, ScriptedServer
+from .conftest import make_tracer
+from .helpers import API_KEY, PROJECT, FakeBatchExporter, FakeClock, wait_until
 
-
-def wait_until(condition: object, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+START = 1000.0
+"""Where every test's ``FakeClock`` starts."""
+HOLD = 60_000
+"""A schedule delay no test waits out: batches leave only when full, flushed or shut down."""
 
 
-def emit_agent(tracer: Tracer) -> None:
-    with tracer.start_as_current_span("agent", attributes={"wandb.display_name": "Agent"}):
-        with tracer.start_as_current_span(
-            "chat gpt-4o",
-            attributes={
-                "gen_ai.response.model": "gpt-4o",
-                "gen_ai.usage.input_tokens": 10,
-                "gen_ai.usage.output_tokens": 4,
-                "gen_ai.input.messages": json.dumps([{"role": "user", "content": "2+2?"}]),
-                "gen_ai.output.messages": json.dumps([{"role": "assistant", "content": "4"}]),
-            },
-        ):
-            pass
-        try:
-            with tracer.start_as_current_span("tool.lookup"):
-                raise LookupError("no such city")
-        except LookupError:
-            pass
+class HandOverExporter(FakeBatchExporter):
+    """Also records each batch as the worker hands it over, before ``block`` holds it."""
+
+    def __init__(self, clock: FakeClock, **options: Any) -> None:
+        super().__init__(clock, **options)
+        self.handed_over: list[int] = []
+        self.seconds_per_export = 0.0
+        """How far each export moves the clock, as if it took that long."""
+
+    def export_batch(self, spans: Sequence[ReadableSpan], deadline: float) -> BatchReport:
+        self.handed_over.append(len(spans))
+        report = super().export_batch(spans, deadline)
+        self.clock.advance(self.seconds_per_export)
+        return report
+
+    def batch_sizes(self) -> list[int]:
+        return [len(spans) for spans, _ in self.batches]
+
+    def deadlines(self) -> list[float]:
+        return [deadline for _, deadline in self.batches]
+
+    def exported_names(self) -> list[str]:
+        return [span.name for span in self.exported()]
 
 
-def test_spans_arrive_as_complete_calls(receiver: LocalWeaveServer) -> None:
-    processor = make_processor(receiver.url)
-    provider, tracer = make_tracer(processor)
-    emit_agent(tracer)
-    assert processor.force_flush(10_000)
-    provider.shutdown()
+class Rig:
+    """A processor over a ``HandOverExporter``, a tracer feeding it, and the clock of both."""
 
-    calls = {call["op_name"]: call for call in receiver.calls(PROJECT)}
-    assert set(calls) == {"agent", "chat gpt-4o", "tool.lookup"}
-    agent, chat, tool = calls["agent"], calls["chat gpt-4o"], calls["tool.lookup"]
-    assert agent["parent_id"] is None
-    assert agent["display_name"] == "Agent"
-    assert chat["parent_id"] == tool["parent_id"] == agent["id"]
-    assert chat["inputs"] == {"messages": [{"role": "user", "content": "2+2?"}]}
-    assert chat["output"] == [{"role": "assistant", "content": "4"}]
-    assert chat["summary"]["usage"] == {
-        "gpt-4o": {"input_tokens": 10, "output_tokens": 4, "total_tokens": 14, "requests": 1}
-    }
-    assert json.loads(tool["exception"])["type"] == "LookupError"
-    assert tool["summary"]["status_counts"] == {"success": 0, "error": 1}
-    assert agent["exception"] is None
-    assert all(call["ended_at"] is not None for call in calls.values())
-    assert receiver.orphan_ends() == []
-    assert processor.stats().calls_exported == 3
+    def __init__(self, provider: TracerProvider | None = None, **options: Any) -> None:
+        self.clock = FakeClock(START)
+        self.exporter = HandOverExporter(self.clock, **{"schedule_delay_millis": HOLD, **options})
+        self.processor = WeaveSpanProcessor(_exporter=self.exporter)
+        if provider is None:
+            self.provider, self.tracer = make_tracer(self.processor)
+        else:
+            provider.add_span_processor(self.processor)
+            self.provider, self.tracer = provider, provider.get_tracer("tests")
 
-
-def test_unsampled_spans_are_skipped(receiver: LocalWeaveServer) -> None:
-    processor = make_processor(receiver.url)
-    provider = TracerProvider(sampler=ALWAYS_OFF, shutdown_on_exit=False)
-    provider.add_span_processor(processor)
-    with provider.get_tracer("t").start_as_current_span("invisible"):
-        pass
-    assert processor.force_flush(5_000)
-    provider.shutdown()
-    assert receiver.calls() == []
-    assert processor.stats().spans_enqueued == 0
-
-
-def test_odd_span_does_not_cost_its_batch(receiver: LocalWeaveServer) -> None:
-    processor = make_processor(receiver.url)
-    provider, tracer = make_tracer(processor)
-    with tracer.start_as_current_span("before"):
-        pass
-    with tracer.start_as_current_span("odd") as span:
-        span.set_attribute("blob", b"\x00\xff\xfe")
-        span.set_attribute("nan", float("nan"))
-        span.set_attribute("input.value", "[" * 5000 + "]" * 5000)
-        span.set_attribute("huge", "y" * 2_000_000)
-    with tracer.start_as_current_span("after"):
-        pass
-    assert processor.force_flush(10_000)
-    provider.shutdown()
-    calls = {call["op_name"]: call for call in receiver.calls()}
-    assert sorted(calls) == ["after", "before", "odd"]
-    odd = calls["odd"]["attributes"]
-    assert (odd["blob"], odd["nan"]) == ("\x00\\xff\\xfe", "NaN")
-    assert odd["huge"].endswith("[truncated 1000000 chars]")
-
-
-def test_batches_respect_batch_size(receiver: LocalWeaveServer) -> None:
-    processor = make_processor(receiver.url, max_export_batch_size=4, max_queue_size=100)
-    provider, tracer = make_tracer(processor)
-    for index in range(10):
-        with tracer.start_as_current_span(f"span-{index}"):
-            pass
-    assert processor.force_flush(10_000)
-    provider.shutdown()
-    assert len(receiver.calls()) == 10
-    assert processor.stats().export_batches == 3
-
-
-def test_full_queue_drops_are_counted_and_warned(caplog: pytest.LogCaptureFixture) -> None:
-    with ScriptedServer() as server:
-        server.script("/call/start", [Reply(delay_seconds=1.0)])
-        processor = make_processor(
-            server.url, max_queue_size=4, max_export_batch_size=4, schedule_delay_millis=60_000
-        )
-        provider, tracer = make_tracer(processor)
-        for index in range(4):  # a full batch: the worker takes it and waits on the server
-            with tracer.start_as_current_span(f"first-{index}"):
+    def emit(self, *names: str) -> None:
+        for name in names:
+            with self.tracer.start_as_current_span(name):
                 pass
-        wait_until(lambda: server.seen)
-        for index in range(6):  # 4 fit in the queue again, 2 do not
-            with tracer.start_as_current_span(f"second-{index}"):
-                pass
-        with caplog.at_level(logging.WARNING, logger="opentelemetry.exporter.weave"):
-            assert processor.force_flush(10_000)
-        provider.shutdown()
-        started = sorted(
-            s.json()["start"]["op_name"] for s in server.seen if s.path == "/call/start"
-        )
-    stats = processor.stats()
+
+    def hold_exports(self) -> threading.Event:
+        """Hold every export from now on until the returned event is set."""
+        self.exporter.block = threading.Event()
+        return self.exporter.block
+
+    def wait_for_hand_over(self, count: int = 1) -> None:
+        wait_until(lambda: len(self.exporter.handed_over) >= count)
+
+    def close(self) -> None:
+        if self.exporter.block is not None:
+            self.exporter.block.set()
+        self.provider.shutdown()
+
+
+@pytest.fixture
+def rig() -> Iterator[Callable[..., Rig]]:
+    made: list[Rig] = []
+
+    def build(provider: TracerProvider | None = None, **options: Any) -> Rig:
+        made.append(Rig(provider, **options))
+        return made[-1]
+
+    yield build
+    for each in made:
+        each.close()
+
+
+def names(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}-{index}" for index in range(count)]
+
+
+class RecordOnly(Sampler):
+    """Records spans without sampling them: unlike ALWAYS_OFF's, they reach the processors."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+def test_unsampled_spans_are_skipped(rig: Callable[..., Rig]) -> None:
+    setup = rig(TracerProvider(sampler=RecordOnly(), shutdown_on_exit=False))
+    setup.emit("invisible")
+    assert setup.processor.force_flush(5_000)
+    assert setup.exporter.batches == []
+    assert setup.processor.stats().spans_enqueued == 0
+
+
+def test_batches_respect_batch_size(rig: Callable[..., Rig]) -> None:
+    setup = rig(max_export_batch_size=4, max_queue_size=100)
+    setup.emit(*names("span", 10))
+    assert setup.processor.force_flush(10_000)
+    assert setup.exporter.batch_sizes() == [4, 4, 2]
+    assert setup.exporter.exported_names() == names("span", 10)
+
+
+def test_a_full_batch_leaves_without_waiting_for_the_schedule_delay(
+    rig: Callable[..., Rig],
+) -> None:
+    setup = rig(max_export_batch_size=3)
+    setup.emit(*names("span", 3))
+    wait_until(lambda: setup.exporter.batches)  # far sooner than the 60 s schedule delay
+    assert setup.exporter.exported_names() == names("span", 3)
+
+
+def test_full_queue_drops_are_counted_reported_and_warned_once(
+    rig: Callable[..., Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    drops: list[tuple[str, int]] = []
+    setup = rig(
+        max_queue_size=4,
+        max_export_batch_size=4,
+        on_drop=lambda reason, count: drops.append((reason, count)),
+    )
+
+    def overflow(round_name: str, extra: int) -> None:
+        """A full batch held in export, a full queue again behind it, ``extra`` refused."""
+        release = setup.hold_exports()
+        setup.emit(*names(f"{round_name}-first", 4))
+        setup.wait_for_hand_over(len(setup.exporter.handed_over) + 1)
+        setup.emit(*names(f"{round_name}-second", 4 + extra))
+        release.set()
+        assert setup.processor.force_flush(10_000)
+
+    with caplog.at_level(logging.WARNING, logger="opentelemetry.exporter.weave"):
+        overflow("one", extra=2)
+        stats = setup.processor.stats()
+        overflow("two", extra=1)
+
     assert stats.spans_enqueued == 8
     assert stats.spans_dropped_queue_full == 2
     assert stats.calls_exported == 8
-    assert started == sorted([f"first-{i}" for i in range(4)] + [f"second-{i}" for i in range(4)])
+    assert setup.exporter.exported_names()[:8] == names("one-first", 4) + names("one-second", 4)
+    assert drops == [("queue_full", 2), ("queue_full", 1)]
+    assert setup.processor.stats().spans_dropped_queue_full == 3
     warnings = [r.getMessage() for r in caplog.records if "lost spans" in r.getMessage()]
+    # Rate-limited: the second overflow, seconds later, is counted and reported, not warned.
     assert warnings == ["Weave exporter lost spans; totals since start: queue_full=2 (see stats())"]
 
 
-def test_force_flush_honours_timeout_against_hanging_server() -> None:
-    with HangingServer() as server:
-        processor = make_processor(server.url, http_timeout_seconds=30, export_timeout_millis=3000)
-        provider, tracer = make_tracer(processor)
-        with tracer.start_as_current_span("stuck"):
-            pass
-        began = time.monotonic()
-        flushed = processor.force_flush(500)
-        elapsed = time.monotonic() - began
-        still_trying = processor.stats().calls_undeliverable == 0
-        processor.shutdown()
-    assert flushed is False
-    assert elapsed < 2.5  # bounded by the 0.5 s timeout, not the 3 s export or 30 s HTTP one
-    assert still_trying  # the export goes on after the flush stopped waiting for it
-    assert processor.stats().calls_undeliverable == 1
-    provider.shutdown()
+def test_stats_are_the_queue_counts_plus_the_exporters(rig: Callable[..., Rig]) -> None:
+    setup = rig()
+    exporter_stats = ExportStats(spans_enqueued=100, calls_exported=7, requests_retried=2)
+    setup.exporter.stats = lambda: exporter_stats  # type: ignore[method-assign]
+    setup.emit(*names("span", 3))
+    assert setup.processor.force_flush(5_000)
+    assert setup.processor.stats() == ExportStats(spans_enqueued=3) + exporter_stats
 
 
-def test_shutdown_returns_within_deadline_against_hanging_server() -> None:
-    with HangingServer() as server:
-        processor = make_processor(server.url, http_timeout_seconds=60, export_timeout_millis=1000)
-        provider, tracer = make_tracer(processor)
-        for index in range(3):
-            with tracer.start_as_current_span(f"stuck-{index}"):
-                pass
-        began = time.monotonic()
-        processor.shutdown()
-        elapsed = time.monotonic() - began
-    assert elapsed < 5  # bounded by the 1 s export timeout, not the 60 s HTTP timeout
-    stats = processor.stats()
-    assert stats.calls_exported == 0
-    assert stats.calls_failed + stats.spans_dropped_after_shutdown == 3
-    provider.shutdown()
+def test_force_flush_is_true_when_its_batches_were_delivered(rig: Callable[..., Rig]) -> None:
+    setup = rig()
+    setup.emit("one", "two")
+    assert setup.exporter.batches == []  # held by the schedule delay: the flush sends them
+    assert setup.processor.force_flush(5_000) is True
+    assert setup.exporter.exported_names() == ["one", "two"]
 
 
-def test_spans_after_shutdown_are_counted_not_raised(receiver: LocalWeaveServer) -> None:
-    processor = make_processor(receiver.url)
-    provider, tracer = make_tracer(processor)
-    processor.shutdown()
-    with tracer.start_as_current_span("late"):
-        pass
-    assert processor.stats().spans_dropped_after_shutdown == 1
-    processor.shutdown()  # idempotent
-    provider.shutdown()
+def test_force_flush_is_false_when_a_batch_exported_after_the_request_lost_a_span(
+    rig: Callable[..., Rig],
+) -> None:
+    setup = rig()
+    setup.exporter.fail_next = True
+    setup.emit("lost")
+    assert setup.processor.force_flush(5_000) is False
+    assert setup.processor.force_flush(5_000) is True  # that loss was the previous flush's
 
 
-def test_shutdown_delivers_what_is_queued(receiver: LocalWeaveServer) -> None:
-    processor = make_processor(receiver.url, schedule_delay_millis=60_000)
-    provider, tracer = make_tracer(processor)
-    for index in range(5):
-        with tracer.start_as_current_span(f"queued-{index}"):
-            pass
-    provider.shutdown()
-    assert len(receiver.calls()) == 5
+def test_a_loss_in_a_batch_taken_before_the_flush_does_not_fail_it(
+    rig: Callable[..., Rig],
+) -> None:
+    setup = rig(max_export_batch_size=2)
+    release = setup.hold_exports()
+    setup.exporter.fail_next = True
+    setup.emit("early-0", "early-1")  # a full batch: the worker takes it at once
+    setup.wait_for_hand_over()
+    setup.emit("late")
+    results: list[bool] = []
+    flushing = threading.Thread(target=lambda: results.append(setup.processor.force_flush(5_000)))
+    flushing.start()
+    # The early batch must report its loss while the flush is waiting: the race at issue.
+    wait_until(lambda: setup.processor._flush_requests)
+    release.set()
+    flushing.join()
+    assert results == [True]
+    assert setup.exporter.fail_next is False  # the early batch did lose a span
+    assert setup.exporter.exported_names() == ["early-0", "early-1", "late"]
+
+
+def test_force_flush_stops_waiting_at_its_timeout_but_not_the_export(
+    rig: Callable[..., Rig],
+) -> None:
+    setup = rig(export_timeout_millis=3000)
+    release = setup.hold_exports()
+    setup.emit("stuck")
+    assert setup.processor.force_flush(timeout_millis=20) is False
+    assert setup.exporter.batches == []  # still exporting: the flush gave up waiting only
+    release.set()
+    wait_until(lambda: setup.exporter.batches)
+    # The export's deadline is the export timeout's, not the flush's 20 ms.
+    assert setup.exporter.deadlines() == [START + 3000 / 1000]
+    assert setup.exporter.exported_names() == ["stuck"]
+
+
+def test_shutdown_exports_what_is_queued_by_the_export_timeout_then_closes_once(
+    rig: Callable[..., Rig],
+) -> None:
+    setup = rig(export_timeout_millis=2000)
+    setup.emit(*names("queued", 3))
+    setup.clock.advance(5)
+    setup.processor.shutdown()
+    assert setup.exporter.exported_names() == names("queued", 3)
+    assert setup.exporter.deadlines() == [START + 5 + 2000 / 1000]
+    assert setup.exporter.closed == 1
+    setup.processor.shutdown()  # idempotent
+    assert setup.exporter.closed == 1
+    assert len(setup.exporter.batches) == 1
+    assert setup.processor.force_flush() is True  # nothing left to flush
+
+
+def test_spans_after_shutdown_are_counted_not_raised(rig: Callable[..., Rig]) -> None:
+    setup = rig()
+    setup.processor.shutdown()
+    setup.emit("late")  # would raise out of the span's `with` block if on_end raised
+    assert setup.processor.stats().spans_dropped_after_shutdown == 1
+    assert setup.exporter.exported() == []
+
+
+def test_shutdown_gives_up_at_its_deadline_and_drops_what_is_still_queued(
+    rig: Callable[..., Rig],
+) -> None:
+    drops: dict[str, int] = {}
+
+    def on_drop(reason: str, count: int) -> None:
+        drops[reason] = drops.get(reason, 0) + count
+
+    setup = rig(max_export_batch_size=2, export_timeout_millis=50, on_drop=on_drop)
+    setup.exporter.seconds_per_export = 0.02
+    release = setup.hold_exports()
+    setup.emit("in-flight-0", "in-flight-1")
+    setup.wait_for_hand_over()
+    setup.emit(*names("queued", 5))
+    setup.processor.shutdown()  # its deadline: START + 50 ms
+    # Shutdown returned while the export it waited for was still held: it did not wait it out.
+    assert setup.exporter.batches == []
+    assert setup.exporter.closed == 1
+    release.set()
+    # Exports end at START + 20, 40, 60 ms: the batch taken at 60 ms is past the deadline.
+    wait_until(lambda: setup.processor.stats().spans_dropped_after_shutdown == 1)
+    assert setup.exporter.exported_names() == ["in-flight-0", "in-flight-1", *names("queued", 4)]
+    # Batches taken during shutdown get what is left of its deadline, not a new export timeout.
+    assert setup.exporter.deadlines() == [START + 50 / 1000] * 3
+    stats = setup.processor.stats()
+    assert (stats.spans_enqueued, stats.calls_exported) == (7, 6)
+    wait_until(lambda: drops == {"after_shutdown": 1})
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_preforking_server_children_export_their_own_spans_only(
-    receiver: LocalWeaveServer,
+def test_forked_child_resets_its_exporter_and_starts_with_an_empty_queue(
+    rig: Callable[..., Rig],
 ) -> None:
-    """A preloading server: the parent has spans queued, then forks its workers."""
-    processor = make_processor(receiver.url, schedule_delay_millis=60_000)
-    provider, tracer = make_tracer(processor)
-    for index in range(3):
-        with tracer.start_as_current_span(f"parent-before-fork-{index}"):
-            pass  # still queued when the workers are forked
-    children = []
-    for worker in range(3):
-        pid = os.fork()
-        if pid == 0:  # a worker
-            code = 1
-            try:
-                with tracer.start_as_current_span(f"from-worker-{worker}"):
-                    pass
-                ok = processor.force_flush(10_000)
-                stats = processor.stats()
-                code = 0 if ok and (stats.spans_enqueued, stats.calls_exported) == (1, 1) else 2
-            finally:
-                os._exit(code)
-        children.append(pid)
-    for pid in children:
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
-    with tracer.start_as_current_span("parent-after-fork"):
-        pass
-    assert processor.force_flush(10_000)
-    provider.shutdown()
-    names = sorted(call["op_name"] for call in receiver.calls())
-    assert names == sorted(
-        [f"from-worker-{worker}" for worker in range(3)]
-        + [f"parent-before-fork-{index}" for index in range(3)]
-        + ["parent-after-fork"]
-    )
-    assert sorted(receiver.start_writes().values()) == [1] * 7  # nothing sent twice
-    assert processor.stats().calls_exported == 4  # the parent's own, not its workers'
+    setup = rig()
+    setup.emit("parent-queued")  # held by the schedule delay when the child is forked
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            fresh = setup.exporter.forked == 1 and setup.processor.stats().spans_enqueued == 0
+            setup.emit("child")
+            flushed = setup.processor.force_flush(5_000)
+            code = 0 if fresh and flushed and setup.exporter.exported_names() == ["child"] else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert setup.exporter.forked == 0  # the parent's exporter is its own still
+    assert setup.processor.force_flush(5_000)
+    assert setup.exporter.exported_names() == ["parent-queued"]
 
 
-def test_queued_spans_are_delivered_at_interpreter_exit(receiver: LocalWeaveServer) -> None:
-    script = textwrap.dedent(
-        """
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.exporter.weave import WeaveSpanProcessor
-
-        provider = TracerProvider(shutdown_on_exit=False)  # only our own atexit hook runs
-        provider.add_span_processor(WeaveSpanProcessor(schedule_delay_millis=60_000))
-        with provider.get_tracer("exit").start_as_current_span("last-words"):
-            pass
-        """
-    )
-    env = {
-        **os.environ,
-        "WANDB_API_KEY": API_KEY,
-        "WEAVE_PROJECT": PROJECT,
-        "WF_TRACE_SERVER_URL": receiver.url,
-    }
-    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
-    assert [call["op_name"] for call in receiver.calls()] == ["last-words"]
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_processor_shut_down_before_a_fork_stays_shut_down_in_the_child(
+    rig: Callable[..., Rig],
+) -> None:
+    setup = rig()
+    setup.processor.shutdown()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            setup.emit("after-shutdown")
+            stats = setup.processor.stats()
+            code = 0 if (stats.spans_enqueued, stats.spans_dropped_after_shutdown) == (0, 1) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_processor_repr_hides_key(receiver: LocalWeaveServer) -> None:
-    processor = WeaveSpanProcessor(api_key=API_KEY, project=PROJECT, server_url=receiver.url)
-    try:
-        assert API_KEY not in repr(processor)
-        assert PROJECT in repr(processor)
-        assert API_KEY not in repr(processor.stats())
-    finally:
-        processor.shutdown()
+def test_the_exit_hook_shuts_the_processor_down(
+    rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hooks: list[Callable[[], None]] = []
+    monkeypatch.setattr(atexit, "register", hooks.append)  # the processor registers its hook
+    setup = rig()
+    setup.emit("last-words")
+    (on_exit,) = hooks
+    on_exit()
+    assert setup.exporter.exported_names() == ["last-words"]
+    assert setup.exporter.closed == 1
+
+
+def test_repr_hides_the_key(rig: Callable[..., Rig]) -> None:
+    processor = rig().processor
+    assert API_KEY not in repr(processor)
+    assert PROJECT in repr(processor)
+    assert API_KEY not in repr(processor.stats())

@@ -1,27 +1,26 @@
-"""Secrets stay home: redaction, the API key, clear-text warnings; loss callbacks."""
+"""Secrets stay home, end to end: one scrub through processor and receiver (the scrubber and the
+callback on their own: test_redaction.py), the API key, clear-text warnings; loss callbacks."""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 import pytest
 from opentelemetry.trace import Status, StatusCode, Tracer
+from opentelemetry.util.types import AttributeValue
 
-from opentelemetry.exporter.weave import WeaveSettings, WeaveSpanExporter
+from opentelemetry.exporter.weave import WeaveSpanExporter
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import API_KEY, PROJECT, make_processor, make_tracer
+from .conftest import make_processor, make_tracer
 from .fault_server import Reply, ScriptedServer
-
-OPENAI_KEY = "sk-proj-abcdefghijklmnopqrstuvwx"
-JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
-BEARER = "Bearer abcdefghijklmnopqrstuvwxyz0123"
+from .helpers import API_KEY, NO_WAIT_RETRIES, PROJECT
+from .test_redaction import BEARER, JWT, OPENAI_KEY
 
 
 def emit_leaky(tracer: Tracer) -> None:
-    attributes = {
+    attributes: dict[str, AttributeValue] = {
         "openai.api_key": OPENAI_KEY,
         "http.request.header.authorization": BEARER,
         "user.password": "hunter2",
@@ -40,17 +39,11 @@ def emit_leaky(tracer: Tracer) -> None:
         span.set_status(Status(StatusCode.ERROR, "auth failed"))
 
 
-def export(receiver: LocalWeaveServer, **options: Any) -> dict[str, Any]:
-    processor = make_processor(receiver.url, **options)
-    provider, tracer = make_tracer(processor)
+def test_default_scrubber_redacts_keys_and_values(receiver: LocalWeaveServer) -> None:
+    provider, tracer = make_tracer(make_processor(receiver.url))
     emit_leaky(tracer)
     provider.shutdown()
     (call,) = receiver.calls(PROJECT)
-    return call
-
-
-def test_default_scrubber_redacts_keys_and_values(receiver: LocalWeaveServer) -> None:
-    call = export(receiver)
     stored = json.dumps(call)
     for secret in (OPENAI_KEY, JWT, "hunter2", "s3cret", "abcdefghijklmnopqrstuvwxyz0123"):
         assert secret not in stored
@@ -73,70 +66,13 @@ def test_default_scrubber_redacts_keys_and_values(receiver: LocalWeaveServer) ->
     assert call["summary"]["usage"]["gpt-4o"]["input_tokens"] == 12
 
 
-def test_scrubber_can_be_switched_off(
-    receiver: LocalWeaveServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("WEAVE_OTEL_REDACT", "off")
-    call = export(receiver)
-    assert call["attributes"]["openai.api_key"] == OPENAI_KEY
-
-
-def test_extra_secret_keys(receiver: LocalWeaveServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WEAVE_OTEL_REDACT_KEYS", r"gen_ai\.request\.model, note")
-    call = export(receiver)
-    assert call["attributes"]["gen_ai.request.model"] == "[REDACTED]"
-    assert call["attributes"]["note"] == "[REDACTED]"
-
-
-def test_bad_redaction_settings_name_the_variable() -> None:
-    env = {"WANDB_API_KEY": "k", "WEAVE_PROJECT": "e/p"}
-    with pytest.raises(ValueError, match="WEAVE_OTEL_REDACT_KEYS"):
-        WeaveSettings.from_env({**env, "WEAVE_OTEL_REDACT_KEYS": "(unclosed"})
-    with pytest.raises(ValueError, match="WEAVE_OTEL_REDACT"):
-        WeaveSettings.from_env({**env, "WEAVE_OTEL_REDACT": "sometimes"})
-
-
-def test_user_callback_runs_after_the_default(receiver: LocalWeaveServer) -> None:
-    seen: list[str] = []
-
-    def drop_note(field: str, value: Any) -> Any:
-        seen.append(field)
-        if field == "attributes":
-            return {key: item for key, item in value.items() if key != "note"}
-        return value
-
-    call = export(receiver, redaction_callback=drop_note)
-    assert seen == ["inputs", "output", "attributes"]
-    assert "note" not in call["attributes"]
-    assert call["attributes"]["openai.api_key"] == "[REDACTED]"
-
-
-def test_failing_callback_exports_the_call_without_content(
-    receiver: LocalWeaveServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    def broken(field: str, value: Any) -> Any:
-        raise KeyError("oops")
-
-    with caplog.at_level(logging.ERROR, logger="opentelemetry.exporter.weave"):
-        call = export(receiver, redaction_callback=broken)
-    marker = "[removed: the redaction callback raised KeyError]"
-    assert call["inputs"] == {"redaction_failed": marker}
-    assert call["output"] == marker
-    assert call["attributes"]["redaction_failed"] == marker
-    assert "openai.api_key" not in call["attributes"]
-    assert OPENAI_KEY not in json.dumps(call)  # not in the exception event either
-    assert call["attributes"]["otel"]["events"][0]["name"] == "exception"
-    assert call["summary"]["usage"]["gpt-4o"]["input_tokens"] == 12  # the call still counts
-    assert call["exception"] is not None
-    failures = [r for r in caplog.records if "redaction callback raised" in r.getMessage()]
-    assert len(failures) == 1
-
-
 def test_api_key_never_in_logs_reprs_or_stats(caplog: pytest.LogCaptureFixture) -> None:
     with ScriptedServer() as server:
         server.script("/call/start", [Reply(503), Reply(401, {"reason": f"bad key {API_KEY}"})])
         with caplog.at_level(logging.DEBUG):  # every logger, httpx and httpcore included
-            processor = make_processor(server.url, write_mode="call_end")
+            processor = make_processor(
+                server.url, write_mode="call_end", _retry_policy=NO_WAIT_RETRIES
+            )
             provider, tracer = make_tracer(processor)
             with tracer.start_as_current_span("one"):
                 pass
@@ -170,7 +106,7 @@ def test_clear_text_credentials_draw_a_warning(
     assert bool(warnings) is warned
 
 
-def test_on_drop_reports_each_loss_once(receiver: LocalWeaveServer) -> None:
+def test_on_drop_reports_each_loss_once() -> None:
     drops: list[tuple[str, int]] = []
     with ScriptedServer() as server:
         server.script("/call/start", [Reply(400, {"reason": "no"})] * 2)

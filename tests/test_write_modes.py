@@ -1,4 +1,5 @@
-"""Write modes, the automatic upgrade, roll-up and size limits, over real HTTP."""
+"""Write modes end to end, over real HTTP to the local receiver: what each mode stores, the
+automatic upgrade, roll-up across batches, size limits. Each wrapper alone: test_delivery."""
 
 from __future__ import annotations
 
@@ -10,21 +11,33 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode, Tracer
+from opentelemetry.util.types import AttributeValue
 
-from opentelemetry.exporter.weave import WeaveSpanExporter, WriteMode
+from opentelemetry.exporter.weave import WeaveSpanExporter, WeaveSpanProcessor, WriteMode
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import API_KEY, PROJECT, make_processor, make_tracer
-from .fault_server import Reply, ScriptedServer, Seen
+from .conftest import make_processor, make_tracer
+from .fault_server import ScriptedServer
+from .helpers import API_KEY, NO_WAIT_RETRIES, PROJECT, settings_for
 
 Record = Callable[[Callable[[Tracer], None]], list[ReadableSpan]]
+Call = dict[str, Any]
 ALL_MODES = [mode.value for mode in WriteMode]
+BATCH_MODES = ["upsert_batch", "calls_complete"]
 V2_ROUTE = f"/v2/{PROJECT}/calls/complete"
 
 
 def exporter_for(url: str, **options: Any) -> WeaveSpanExporter:
-    return WeaveSpanExporter(api_key=API_KEY, project=PROJECT, server_url=url, **options)
+    return WeaveSpanExporter(
+        api_key=API_KEY, project=PROJECT, server_url=url, _retry_policy=NO_WAIT_RETRIES, **options
+    )
+
+
+def processor_for(url: str, **options: Any) -> WeaveSpanProcessor:
+    return make_processor(url, _retry_policy=NO_WAIT_RETRIES, **options)
 
 
 @pytest.fixture
@@ -41,7 +54,7 @@ def exporters() -> Iterator[Callable[..., WeaveSpanExporter]]:
 
 
 def llm(tracer: Tracer, model: str, tokens: tuple[int, int], context: Any = None) -> None:
-    attributes = {
+    attributes: dict[str, AttributeValue] = {
         "gen_ai.response.model": model,
         "gen_ai.usage.input_tokens": tokens[0],
         "gen_ai.usage.output_tokens": tokens[1],
@@ -52,20 +65,45 @@ def llm(tracer: Tracer, model: str, tokens: tuple[int, int], context: Any = None
 
 
 def emit_sample(tracer: Tracer) -> None:
+    """Three calls: an agent, its LLM call, and a tool that failed."""
     with tracer.start_as_current_span("agent"):
         llm(tracer, "gpt-4o", (10, 5))
         with tracer.start_as_current_span("tool") as tool:
             tool.set_status(Status(StatusCode.ERROR, "tool broke"))
 
 
+def emit_samples(count: int) -> Callable[[Tracer], None]:
+    def emit(tracer: Tracer) -> None:
+        for _ in range(count):
+            emit_sample(tracer)
+
+    return emit
+
+
+@pytest.fixture(scope="module")
+def sample() -> tuple[list[ReadableSpan], list[Call]]:
+    """The sample's spans, and the calls ``call_end`` stores for them: the reference."""
+    memory = InMemorySpanExporter()
+    provider, tracer = make_tracer(SimpleSpanProcessor(memory))
+    emit_sample(tracer)
+    provider.shutdown()
+    spans = list(memory.get_finished_spans())
+    with LocalWeaveServer(api_key=API_KEY) as server:
+        # Settings of its own: a module fixture runs before the environment is cleaned.
+        exporter = WeaveSpanExporter(settings_for(server.url, write_mode="call_end"))
+        exporter.export(spans)
+        exporter.shutdown()
+        reference = sorted(server.calls(), key=lambda call: call["id"])
+    return spans, reference
+
+
 @pytest.mark.parametrize("mode", ALL_MODES)
 def test_every_mode_stores_the_same_calls(
-    record_spans: Record, exporters: Callable[..., WeaveSpanExporter], mode: str
+    sample: tuple[list[ReadableSpan], list[Call]],
+    exporters: Callable[..., WeaveSpanExporter],
+    mode: str,
 ) -> None:
-    spans = record_spans(emit_sample)
-    with LocalWeaveServer(api_key=API_KEY) as reference_server:
-        exporters(reference_server.url, write_mode="call_end").export(spans)
-        reference = sorted(reference_server.calls(), key=lambda call: call["id"])
+    spans, reference = sample
     with LocalWeaveServer(api_key=API_KEY) as server:
         exporter = exporters(server.url, write_mode=mode)
         exporter.export(spans)
@@ -83,15 +121,28 @@ def test_every_mode_stores_the_same_calls(
     assert exporter.stats().calls_exported == 3
 
 
-@pytest.mark.parametrize(("mode", "requests"), [("upsert_batch", 1), ("calls_complete", 1)])
-def test_batched_modes_send_one_request_per_batch(
-    record_spans: Record, exporters: Callable[..., WeaveSpanExporter], mode: str, requests: int
+@pytest.mark.parametrize("mode", BATCH_MODES)
+@pytest.mark.parametrize("max_request_bytes", [None, 10_000], ids=["default-limit", "10kB"])
+def test_batched_modes_pack_a_batch_in_as_few_requests_as_the_size_limit_allows(
+    record_spans: Record,
+    exporters: Callable[..., WeaveSpanExporter],
+    mode: str,
+    max_request_bytes: int | None,
 ) -> None:
-    spans = record_spans(lambda tracer: [emit_sample(tracer) for _ in range(20)])
+    spans = record_spans(emit_samples(8))  # some 26 kB
+    limit = {} if max_request_bytes is None else {"max_request_bytes": max_request_bytes}
     with LocalWeaveServer(api_key=API_KEY) as server:
-        exporters(server.url, write_mode=mode).export(spans)
-        assert len(server.calls()) == 60
-        assert len(server.requests()) == requests
+        exporter = exporters(server.url, write_mode=mode, **limit)
+        exporter.export(spans)
+        requests = server.requests()
+        writes = (server.start_writes(), server.end_writes())
+    for written in writes:
+        assert sorted(written.values()) == [1] * 24  # 24 starts and 24 ends, each once
+    # Without a limit to keep to, the whole batch is one request.
+    assert (len(requests) > 1) is (max_request_bytes is not None)
+    assert all(len(request.body) <= exporter.settings.max_request_bytes for request in requests)
+    assert {request.status for request in requests} == {200}
+    assert exporter.stats().calls_exported == 24
 
 
 def test_upsert_batch_sends_starts_before_ends(
@@ -107,7 +158,7 @@ def test_upsert_batch_sends_starts_before_ends(
 
 def test_auto_upgrades_once_and_loses_nothing(caplog: pytest.LogCaptureFixture) -> None:
     with LocalWeaveServer(api_key=API_KEY, calls_complete_only=True) as server:
-        processor = make_processor(server.url, max_concurrency=2)
+        processor = processor_for(server.url, max_concurrency=2)
         provider, tracer = make_tracer(processor)
         with caplog.at_level(logging.INFO, logger="opentelemetry.exporter.weave"):
             emit_sample(tracer)
@@ -145,7 +196,7 @@ def test_explicit_v1_mode_on_a_v2_project_is_refused_not_upgraded(
     assert exporter.stats().calls_rejected == 3
 
 
-def emit_three_levels(tracer: Tracer, flush: Callable[[], None]) -> None:
+def emit_three_levels(tracer: Tracer, flush: Callable[[], object]) -> None:
     """root → (agent → (gpt-4o, claude-3, failing tool)), root → gpt-4o; leaves flushed first."""
     root = tracer.start_span("root")
     root_context = trace.set_span_in_context(root)
@@ -184,7 +235,7 @@ def assert_rolled_up(calls: list[dict[str, Any]]) -> None:
 @pytest.mark.parametrize("mode", ALL_MODES)
 def test_roll_up_across_batches_in_every_mode(mode: str) -> None:
     with LocalWeaveServer(api_key=API_KEY) as server:
-        processor = make_processor(server.url, write_mode=mode, schedule_delay_millis=60_000)
+        processor = processor_for(server.url, write_mode=mode, schedule_delay_millis=60_000)
         provider, tracer = make_tracer(processor)
         emit_three_levels(tracer, lambda: processor.force_flush(10_000))
         provider.shutdown()
@@ -206,79 +257,8 @@ def test_roll_up_through_the_plain_exporter(
         assert_rolled_up(server.calls())
 
 
-def test_413_halves_the_batch_until_it_fits(
+def test_an_oversized_call_is_stored_truncated_with_a_marker(
     record_spans: Record, exporters: Callable[..., WeaveSpanExporter]
-) -> None:
-    spans = record_spans(lambda tracer: [emit_sample(tracer) for _ in range(8)])
-    with ScriptedServer() as probe:
-        exporters(probe.url, write_mode="calls_complete").export(spans)
-    whole_batch = len(probe.seen[0].body)
-    with LocalWeaveServer(api_key=API_KEY, max_body_bytes=whole_batch // 3) as server:
-        exporter = exporters(server.url, write_mode="calls_complete")
-        exporter.export(spans)
-        assert len(server.calls()) == 24
-        assert sorted(server.start_writes().values()) == [1] * 24
-    statuses = [request.status for request in server.requests()]
-    assert statuses == [413, 413, 200, 200, 413, 200, 200]  # whole, half, quarters
-    stats = exporter.stats()
-    assert stats.batches_split == 3
-    assert (stats.calls_exported, stats.calls_failed) == (24, 0)
-
-
-def test_requests_stay_under_the_size_limit(
-    record_spans: Record, exporters: Callable[..., WeaveSpanExporter]
-) -> None:
-    spans = record_spans(lambda tracer: [emit_sample(tracer) for _ in range(30)])
-    with ScriptedServer() as server:
-        exporters(server.url, write_mode="upsert_batch", max_request_bytes=20_000).export(spans)
-    assert len(server.seen) > 1
-    assert all(len(request.body) <= 20_000 for request in server.seen)
-    stored = sum(len(request.json()["batch"]) for request in server.seen)
-    assert stored == 180  # 90 starts and 90 ends
-
-
-def test_422_isolates_the_bad_call(
-    record_spans: Record,
-    exporters: Callable[..., WeaveSpanExporter],
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    def emit(tracer: Tracer) -> None:
-        for index in range(8):
-            with tracer.start_as_current_span(f"call-{index}", attributes={"n": index}):
-                pass
-        with tracer.start_as_current_span("poisoned", attributes={"poison": True}):
-            pass
-
-    def refuse_poison(seen: Seen) -> Reply | None:
-        if b'"poison"' in seen.body:
-            return Reply(422, {"detail": [{"loc": ["body"], "msg": "bad value", "type": "x"}]})
-        return None
-
-    spans = record_spans(emit)
-    with ScriptedServer() as server:
-        server.responder = refuse_poison
-        exporter = exporters(server.url, write_mode="calls_complete")
-        with caplog.at_level(logging.WARNING, logger="opentelemetry.exporter.weave"):
-            exporter.export(spans)
-    accepted = [
-        item["op_name"]
-        for request in server.seen
-        if b'"poison"' not in request.body
-        for item in request.json()["batch"]
-    ]
-    assert sorted(accepted) == sorted(f"call-{index}" for index in range(8))
-    stats = exporter.stats()
-    assert (stats.calls_exported, stats.calls_rejected) == (8, 1)
-    assert stats.batches_split >= 3
-    (line,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
-    assert "'poisoned'" in line
-    assert f"({spans[-1].context.span_id:016x})" in line
-    assert "bad value" in line
-
-
-@pytest.mark.parametrize("mode", ALL_MODES)
-def test_oversized_call_is_truncated_with_a_marker(
-    record_spans: Record, exporters: Callable[..., WeaveSpanExporter], mode: str
 ) -> None:
     huge = json.dumps([{"role": "user", "content": "z" * 60_000}])
 
@@ -289,28 +269,15 @@ def test_oversized_call_is_truncated_with_a_marker(
 
     spans = record_spans(emit)
     with LocalWeaveServer(api_key=API_KEY) as server:
-        exporter = exporters(server.url, write_mode=mode, max_request_bytes=20_000)
+        exporter = exporters(server.url, write_mode="upsert_batch", max_request_bytes=20_000)
         exporter.export(spans)
         (call,) = server.calls()
+        (request,) = server.requests()
     marker = call["inputs"]["messages"]
     assert isinstance(marker, str)
     assert "truncated by opentelemetry-exporter-weave: inputs.messages was" in marker
     assert marker.startswith('[{"role": "user", "content": "zzz')
     assert call["attributes"]["note"] == "small"  # only what had to go was cut
-    assert exporter.stats().calls_truncated >= 1
+    assert len(request.body) <= 20_000
+    assert exporter.stats().calls_truncated == 1
     assert exporter.stats().calls_exported == 1
-
-
-def test_retries_carry_one_idempotency_id(
-    record_spans: Record, exporters: Callable[..., WeaveSpanExporter]
-) -> None:
-    spans = record_spans(emit_sample)
-    with ScriptedServer() as server:
-        server.script(V2_ROUTE, [Reply(503), Reply(502)])
-        exporter = exporters(server.url, write_mode="calls_complete")
-        exporter.export(spans)
-    first, second, third = server.seen
-    assert "x-weave-retry-id" not in first.headers
-    assert second.headers["x-weave-retry-id"] == third.headers["x-weave-retry-id"]
-    assert len(second.headers["x-weave-retry-id"]) == 32
-    assert exporter.stats().requests_retried == 2

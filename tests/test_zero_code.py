@@ -10,7 +10,12 @@ from pathlib import Path
 from opentelemetry.exporter.weave import WeaveSpanExporter
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import API_KEY, PROJECT, run_instrumented
+from .conftest import run_instrumented
+from .helpers import API_KEY, PROJECT
+
+# The app traces by hand: loading every instrumentation installed for the other suites (the
+# openai one alone imports the openai package) would cost seconds and prove nothing here.
+NO_LIBRARY_INSTRUMENTATIONS = {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "*"}
 
 APP = textwrap.dedent(
     """
@@ -45,6 +50,7 @@ def test_opentelemetry_instrument_exports_to_weave(
     result = run_instrumented(
         app,
         {
+            **NO_LIBRARY_INSTRUMENTATIONS,
             "OTEL_SERVICE_NAME": "zero-code-test",
             "WANDB_API_KEY": API_KEY,
             "WEAVE_PROJECT": PROJECT,
@@ -72,6 +78,6 @@ def test_opentelemetry_instrument_exports_to_weave(
 def test_opentelemetry_instrument_without_key_says_so(tmp_path: Path) -> None:
     app = tmp_path / "app.py"
     app.write_text(APP)
-    result = run_instrumented(app, {"WEAVE_PROJECT": PROJECT})
+    result = run_instrumented(app, {**NO_LIBRARY_INSTRUMENTATIONS, "WEAVE_PROJECT": PROJECT})
     assert "ConfigError: No Weave API key: set WANDB_API_KEY" in result.stderr
     assert "app done" in result.stdout  # a bad setting stops the export, never the app

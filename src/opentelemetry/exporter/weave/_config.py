@@ -1,27 +1,60 @@
-"""Settings: keyword arguments over environment variables, validated once at construction."""
+"""Settings: keyword arguments over environment variables, validated once at construction.
+
+Each setting is declared once, as a field of :class:`WeaveSettings` whose metadata gives its
+environment variable, how a raw value is read and what the setting means. :meth:`from_env`
+resolves the declarations in field order, and the README's configuration table is rendered
+from them (``_docs.py``).
+"""
 
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
-from typing import Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
+from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_EXPORT_TIMEOUT,
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_BSP_SCHEDULE_DELAY,
+)
 from opentelemetry.sdk.trace import ReadableSpan
 from pydantic import SecretStr
 
-__all__ = ["AuthScheme", "ConfigError", "SpanSet", "WeaveOptions", "WeaveSettings", "WriteMode"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "SETTINGS",
+    "AuthScheme",
+    "ConfigError",
+    "DropCallback",
+    "RedactionCallback",
+    "Setting",
+    "SpanFilter",
+    "SpanSet",
+    "WeaveOptions",
+    "WeaveSettings",
+    "WriteMode",
+]
 
 DEFAULT_TRACE_SERVER_URL = "https://trace.wandb.ai"
 # The service refuses bodies over 32 MiB; Weave's own SDK stays under 31 MiB.
 DEFAULT_MAX_REQUEST_BYTES = 31 * 1024 * 1024
 WANDB_PUBLIC_BASE_URL = "https://api.wandb.ai"
 
+SpanFilter = Callable[[ReadableSpan], bool]
+"""``span_filter(span) -> bool``: whether a finished span becomes a call."""
+RedactionCallback = Callable[[str, Any], Any]
+"""``callback(field, value) -> value`` for field ``"inputs"``, ``"output"``, ``"attributes"``."""
+DropCallback = Callable[[str, int], None]
+"""``on_drop(reason, count)``: how many calls were lost, and why."""
+
 _T = TypeVar("_T")
 _E = TypeVar("_E", bound=Enum)
-_C = TypeVar("_C", bound=Callable[..., Any])
 
 
 class ConfigError(ValueError):
@@ -50,190 +83,6 @@ class AuthScheme(str, Enum):
     BEARER = "bearer"
 
 
-class WeaveOptions(TypedDict, total=False):
-    """The keyword arguments of the processor and the exporter; each overrides its variable."""
-
-    api_key: str
-    project: str
-    server_url: str
-    write_mode: str | WriteMode
-    auth_scheme: str | AuthScheme
-    http_timeout_seconds: float
-    max_concurrency: int
-    schedule_delay_millis: float
-    max_queue_size: int
-    max_export_batch_size: int
-    export_timeout_millis: float
-    max_request_bytes: int
-    rollup_max_pending: int
-    rollup_max_age_seconds: float
-    spans: str | SpanSet
-    span_filter: Callable[[ReadableSpan], bool]
-    redact: bool
-    redact_keys: Sequence[str]
-    redaction_callback: Callable[[str, Any], Any]
-    on_drop: Callable[[str, int], None]
-
-
-@dataclass(frozen=True)
-class WeaveSettings:
-    """Everything the exporter needs, resolved and validated.
-
-    Build it with :meth:`from_env`; ``repr`` never shows the API key.
-    """
-
-    api_key: SecretStr = field(repr=False)
-    project_id: str
-    server_url: str
-    write_mode: WriteMode = WriteMode.AUTO
-    auth_scheme: AuthScheme = AuthScheme.BASIC
-    http_timeout_seconds: float = 10.0
-    max_concurrency: int = 8
-    schedule_delay_millis: float = 5000.0
-    max_queue_size: int = 2048
-    max_export_batch_size: int = 512
-    export_timeout_millis: float = 30000.0
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    rollup_max_pending: int = 10_000
-    rollup_max_age_seconds: float = 3600.0
-    spans: SpanSet = SpanSet.ALL
-    span_filter: Callable[[ReadableSpan], bool] | None = None
-    """Overrides ``spans``: a span is exported when this returns True (or an exported
-    descendant of it ended before it)."""
-    redact: bool = True
-    redact_keys: tuple[str, ...] = ()
-    """Extra secret key patterns (regular expressions), besides the default ones."""
-    redaction_callback: Callable[[str, Any], Any] | None = None
-    on_drop: Callable[[str, int], None] | None = None
-    """Called from the export worker with a reason and a count whenever calls are lost."""
-
-    @property
-    def entity(self) -> str:
-        return self.project_id.split("/", 1)[0]
-
-    @property
-    def project(self) -> str:
-        return self.project_id.split("/", 1)[1]
-
-    @classmethod
-    def from_env(
-        cls,
-        environ: Mapping[str, str] | None = None,
-        *,
-        api_key: str | None = None,
-        project: str | None = None,
-        server_url: str | None = None,
-        write_mode: str | WriteMode | None = None,
-        auth_scheme: str | AuthScheme | None = None,
-        http_timeout_seconds: float | None = None,
-        max_concurrency: int | None = None,
-        schedule_delay_millis: float | None = None,
-        max_queue_size: int | None = None,
-        max_export_batch_size: int | None = None,
-        export_timeout_millis: float | None = None,
-        max_request_bytes: int | None = None,
-        rollup_max_pending: int | None = None,
-        rollup_max_age_seconds: float | None = None,
-        spans: str | SpanSet | None = None,
-        span_filter: Callable[[ReadableSpan], bool] | None = None,
-        redact: bool | str | None = None,
-        redact_keys: Sequence[str] | str | None = None,
-        redaction_callback: Callable[[str, Any], Any] | None = None,
-        on_drop: Callable[[str, int], None] | None = None,
-    ) -> WeaveSettings:
-        """Resolve every setting: a keyword argument wins over its environment variable."""
-        env = _Env(os.environ if environ is None else environ)
-        max_queue = env.setting(
-            max_queue_size, "max_queue_size", "OTEL_BSP_MAX_QUEUE_SIZE", 2048, _positive_int
-        )
-        batch_size = env.setting(
-            max_export_batch_size,
-            "max_export_batch_size",
-            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-            min(512, max_queue),  # a small queue alone must not make the default invalid
-            _positive_int,
-        )
-        if batch_size > max_queue:
-            raise ConfigError(
-                f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE / max_export_batch_size ({batch_size}) must not "
-                f"exceed OTEL_BSP_MAX_QUEUE_SIZE / max_queue_size ({max_queue})"
-            )
-        return cls(
-            api_key=_resolve_api_key(env, api_key),
-            project_id=_resolve_project(env, project),
-            server_url=_resolve_server_url(env, server_url),
-            write_mode=env.setting(
-                write_mode,
-                "write_mode",
-                "WEAVE_OTEL_WRITE_MODE",
-                WriteMode.AUTO,
-                _enum(WriteMode),
-            ),
-            auth_scheme=env.setting(
-                auth_scheme,
-                "auth_scheme",
-                "WEAVE_OTEL_AUTH_SCHEME",
-                AuthScheme.BASIC,
-                _enum(AuthScheme),
-            ),
-            http_timeout_seconds=env.setting(
-                http_timeout_seconds,
-                "http_timeout_seconds",
-                "WEAVE_OTEL_HTTP_TIMEOUT",
-                10.0,
-                _positive_float,
-            ),
-            max_concurrency=env.setting(
-                max_concurrency, "max_concurrency", "WEAVE_OTEL_MAX_CONCURRENCY", 8, _positive_int
-            ),
-            schedule_delay_millis=env.setting(
-                schedule_delay_millis,
-                "schedule_delay_millis",
-                "OTEL_BSP_SCHEDULE_DELAY",
-                5000.0,
-                _positive_float,
-            ),
-            max_queue_size=max_queue,
-            max_export_batch_size=batch_size,
-            export_timeout_millis=env.setting(
-                export_timeout_millis,
-                "export_timeout_millis",
-                "OTEL_BSP_EXPORT_TIMEOUT",
-                30000.0,
-                _positive_float,
-            ),
-            max_request_bytes=env.setting(
-                max_request_bytes,
-                "max_request_bytes",
-                "WEAVE_OTEL_MAX_REQUEST_BYTES",
-                DEFAULT_MAX_REQUEST_BYTES,
-                _positive_int,
-            ),
-            rollup_max_pending=env.setting(
-                rollup_max_pending,
-                "rollup_max_pending",
-                "WEAVE_OTEL_ROLLUP_MAX_PENDING",
-                10_000,
-                _positive_int,
-            ),
-            rollup_max_age_seconds=env.setting(
-                rollup_max_age_seconds,
-                "rollup_max_age_seconds",
-                "WEAVE_OTEL_ROLLUP_MAX_AGE",
-                3600.0,
-                _positive_float,
-            ),
-            spans=env.setting(spans, "spans", "WEAVE_OTEL_SPANS", SpanSet.ALL, _enum(SpanSet)),
-            span_filter=_callable_or_none("span_filter", span_filter),
-            redact=env.setting(redact, "redact", "WEAVE_OTEL_REDACT", True, _switch),
-            redact_keys=env.setting(
-                redact_keys, "redact_keys", "WEAVE_OTEL_REDACT_KEYS", (), _patterns
-            ),
-            redaction_callback=_callable_or_none("redaction_callback", redaction_callback),
-            on_drop=_callable_or_none("on_drop", on_drop),
-        )
-
-
 class _Env:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
@@ -246,7 +95,7 @@ class _Env:
         self,
         argument: object,
         argument_name: str,
-        variable: str,
+        variable: str | None,
         default: _T,
         parse: Callable[[object], _T],
     ) -> _T:
@@ -256,15 +105,77 @@ class _Env:
         """
         if argument is not None:
             source, raw = argument_name, argument
-        else:
-            env_value = self.get(variable)
-            if env_value is None:
-                return default
+        elif variable is not None and (env_value := self.get(variable)) is not None:
             source, raw = variable, env_value
+        else:
+            return default
         try:
             return parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc} (got {raw!r})") from None
+
+
+Resolver = Callable[[_Env, "Setting", Any, Mapping[str, Any]], Any]
+"""How a setting gets its value: from the environment, its own declaration, its keyword
+argument (None if not given) and the settings resolved before it, by field name."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: a :class:`WeaveSettings` field together with its declaration."""
+
+    name: str
+    """The WeaveSettings field's name."""
+    keyword: str
+    env: str | None
+    """The variable it is documented under; None for a keyword-only setting."""
+    default: object
+    """``dataclasses.MISSING`` for a required setting."""
+    doc: str
+    """Markdown: the "Meaning" column of the README's configuration table."""
+    resolve: Resolver
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+
+@dataclass(frozen=True)
+class _Declaration:
+    """What a field's metadata holds; ``_declared`` adds the field's name and default."""
+
+    env: str | None
+    doc: str
+    resolve: Resolver
+    keyword: str | None
+
+
+_DECLARATION = "opentelemetry.exporter.weave.setting"
+
+
+def _setting(
+    *,
+    env: str | None,
+    doc: str,
+    parse: Callable[[object], Any] | None = None,
+    resolve: Resolver | None = None,
+    keyword: str | None = None,
+) -> dict[str, _Declaration]:
+    """A WeaveSettings field's metadata. ``parse`` reads a plain setting (keyword argument,
+    else variable, else the field's default); ``resolve`` replaces that for the others.
+    ``keyword`` is the argument's name when it is not the field's."""
+    if resolve is None:
+        if parse is None:
+            raise TypeError("a setting needs parse= or resolve=")
+        resolve = _plain(parse)
+    return {_DECLARATION: _Declaration(env, doc, resolve, keyword)}
+
+
+def _plain(parse: Callable[[object], Any]) -> Resolver:
+    def resolve(env: _Env, setting: Setting, argument: object, resolved: Mapping[str, Any]) -> Any:
+        return env.setting(argument, setting.keyword, setting.env, setting.default, parse)
+
+    return resolve
 
 
 def _positive_int(raw: object) -> int:
@@ -303,10 +214,10 @@ def _enum(enum_type: type[_E]) -> Callable[[object], _E]:
     return parse
 
 
-def _callable_or_none(name: str, function: _C | None) -> _C | None:
-    if function is not None and not callable(function):
-        raise ConfigError(f"{name}: must be a callable (got {function!r})")
-    return function
+def _callable(raw: object) -> object:
+    if not callable(raw):
+        raise ValueError("must be a callable")
+    return raw
 
 
 _SWITCH_VALUES = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
@@ -335,27 +246,33 @@ def _patterns(raw: object) -> tuple[str, ...]:
     return patterns
 
 
-def _resolve_api_key(env: _Env, api_key: str | None) -> SecretStr:
-    key = api_key if api_key is not None else env.get("WANDB_API_KEY")
+def _resolve_api_key(
+    env: _Env, setting: Setting, api_key: str | None, resolved: Mapping[str, Any]
+) -> SecretStr:
+    assert setting.env is not None
+    key = api_key if api_key is not None else env.get(setting.env)
     if key is None or not key.strip():
         raise ConfigError(
-            "No Weave API key: set WANDB_API_KEY or pass api_key= "
+            f"No Weave API key: set {setting.env} or pass {setting.keyword}= "
             "(find yours at https://wandb.ai/authorize)"
         )
     return SecretStr(key.strip())
 
 
-def _resolve_project(env: _Env, project: str | None) -> str:
+def _resolve_project(
+    env: _Env, setting: Setting, project: str | None, resolved: Mapping[str, Any]
+) -> str:
+    assert setting.env is not None
     if project is not None:
-        source, value = "project", project
-    elif (weave_project := env.get("WEAVE_PROJECT")) is not None:
-        source, value = "WEAVE_PROJECT", weave_project
+        source, value = setting.keyword, project
+    elif (weave_project := env.get(setting.env)) is not None:
+        source, value = setting.env, weave_project
     elif (wandb_project := env.get("WANDB_PROJECT")) is not None:
         source, value = "WANDB_PROJECT", wandb_project
     else:
         raise ConfigError(
-            "No Weave project: set WEAVE_PROJECT=entity/project (or WANDB_ENTITY and "
-            "WANDB_PROJECT), or pass project='entity/project'"
+            f"No Weave project: set {setting.env}=entity/project (or WANDB_ENTITY and "
+            f"WANDB_PROJECT), or pass {setting.keyword}='entity/project'"
         )
     value = value.strip()
     if "/" not in value:
@@ -371,18 +288,300 @@ def _resolve_project(env: _Env, project: str | None) -> str:
     return value
 
 
-def _resolve_server_url(env: _Env, server_url: str | None) -> str:
+def _resolve_server_url(
+    env: _Env, setting: Setting, server_url: str | None, resolved: Mapping[str, Any]
+) -> str:
+    assert setting.env is not None
     if server_url is not None:
-        source, url = "server_url", server_url
-    elif (trace_server := env.get("WF_TRACE_SERVER_URL")) is not None:
-        source, url = "WF_TRACE_SERVER_URL", trace_server
+        source, url = setting.keyword, server_url
+    elif (trace_server := env.get(setting.env)) is not None:
+        source, url = setting.env, trace_server
     elif (base_url := env.get("WANDB_BASE_URL")) is not None and base_url.rstrip(
         "/"
     ) != WANDB_PUBLIC_BASE_URL:
         source, url = "WANDB_BASE_URL", f"{base_url.rstrip('/')}/traces"
     else:
-        return DEFAULT_TRACE_SERVER_URL
+        assert isinstance(setting.default, str)
+        return setting.default
     url = url.strip().rstrip("/")
     if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
         raise ConfigError(f"{source}: must be an http:// or https:// URL (got {url!r})")
     return url
+
+
+def _resolve_batch_size(
+    env: _Env, setting: Setting, argument: object, resolved: Mapping[str, Any]
+) -> int:
+    max_queue: int = resolved["max_queue_size"]
+    assert isinstance(setting.default, int)
+    batch_size = env.setting(
+        argument,
+        setting.keyword,
+        setting.env,
+        min(setting.default, max_queue),  # a small queue alone must not make the default invalid
+        _positive_int,
+    )
+    if batch_size > max_queue:
+        raise ConfigError(
+            f"{setting.env} / {setting.keyword} ({batch_size}) must not "
+            f"exceed {OTEL_BSP_MAX_QUEUE_SIZE} / max_queue_size ({max_queue})"
+        )
+    return batch_size
+
+
+class WeaveOptions(TypedDict, total=False):
+    """The keyword arguments of the processor and the exporter; each overrides its variable.
+
+    One key per :data:`SETTINGS` entry, in the same order (a test holds them together).
+    """
+
+    api_key: str
+    project: str
+    server_url: str
+    write_mode: str | WriteMode
+    auth_scheme: str | AuthScheme
+    http_timeout_seconds: float
+    max_concurrency: int
+    schedule_delay_millis: float
+    max_queue_size: int
+    max_export_batch_size: int
+    export_timeout_millis: float
+    max_request_bytes: int
+    rollup_max_pending: int
+    rollup_max_age_seconds: float
+    spans: str | SpanSet
+    span_filter: SpanFilter
+    redact: bool
+    redact_keys: Sequence[str]
+    redaction_callback: RedactionCallback
+    on_drop: DropCallback
+
+
+@dataclass(frozen=True)
+class WeaveSettings:
+    """Everything the exporter needs, resolved and validated.
+
+    Build it with :meth:`from_env`; ``repr`` never shows the API key. Each field's metadata
+    declares the setting (see ``_setting``); the ``doc`` texts are the README's.
+    """
+
+    api_key: SecretStr = field(
+        repr=False,
+        metadata=_setting(
+            env="WANDB_API_KEY",
+            resolve=_resolve_api_key,
+            doc="W&B API key ([wandb.ai/authorize](https://wandb.ai/authorize)).",
+        ),
+    )
+    project_id: str = field(
+        metadata=_setting(
+            env="WEAVE_PROJECT",
+            keyword="project",
+            resolve=_resolve_project,
+            doc="`entity/project` the calls go to. Without it, `WANDB_PROJECT` is used; a "
+            "project given without `entity/` takes the entity from `WANDB_ENTITY`.",
+        )
+    )
+    server_url: str = field(
+        default=DEFAULT_TRACE_SERVER_URL,
+        metadata=_setting(
+            env="WF_TRACE_SERVER_URL",
+            resolve=_resolve_server_url,
+            doc="Trace service base URL. Without it, `<WANDB_BASE_URL>/traces` when "
+            f"`WANDB_BASE_URL` is set to anything but `{WANDB_PUBLIC_BASE_URL}` "
+            "(dedicated / self-managed W&B).",
+        ),
+    )
+    write_mode: WriteMode = field(
+        default=WriteMode.AUTO,
+        metadata=_setting(
+            env="WEAVE_OTEL_WRITE_MODE",
+            parse=_enum(WriteMode),
+            doc="How calls are written: `auto`, `call_end`, `upsert_batch` or `calls_complete` "
+            "(see [Write modes](#write-modes)).",
+        ),
+    )
+    auth_scheme: AuthScheme = field(
+        default=AuthScheme.BASIC,
+        metadata=_setting(
+            env="WEAVE_OTEL_AUTH_SCHEME",
+            parse=_enum(AuthScheme),
+            doc="`basic` (user `api`, the key as password, as Weave's SDK does) or `bearer` "
+            "(`Authorization: Bearer <key>`).",
+        ),
+    )
+    http_timeout_seconds: float = field(
+        default=10.0,
+        metadata=_setting(
+            env="WEAVE_OTEL_HTTP_TIMEOUT",
+            parse=_positive_float,
+            doc="Timeout of one HTTP request, seconds.",
+        ),
+    )
+    max_concurrency: int = field(
+        default=8,
+        metadata=_setting(
+            env="WEAVE_OTEL_MAX_CONCURRENCY",
+            parse=_positive_int,
+            doc="Calls of a batch sent at the same time (and the connection pool size).",
+        ),
+    )
+    schedule_delay_millis: float = field(
+        default=5000.0,
+        metadata=_setting(
+            env=OTEL_BSP_SCHEDULE_DELAY,
+            parse=_positive_float,
+            doc="Processor: longest wait before queued spans are exported, ms.",
+        ),
+    )
+    max_queue_size: int = field(
+        default=2048,
+        metadata=_setting(
+            env=OTEL_BSP_MAX_QUEUE_SIZE,
+            parse=_positive_int,
+            doc="Processor: spans queued at most; more are dropped and counted.",
+        ),
+    )
+    max_export_batch_size: int = field(
+        default=512,
+        metadata=_setting(
+            env=OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+            resolve=_resolve_batch_size,
+            doc="Processor: spans per export batch; must not exceed `max_queue_size`.",
+        ),
+    )
+    export_timeout_millis: float = field(
+        default=30000.0,
+        metadata=_setting(
+            env=OTEL_BSP_EXPORT_TIMEOUT,
+            parse=_positive_float,
+            doc="Deadline of one export batch (retries included), and of `shutdown()`, ms.",
+        ),
+    )
+    max_request_bytes: int = field(
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        metadata=_setting(
+            env="WEAVE_OTEL_MAX_REQUEST_BYTES",
+            parse=_positive_int,
+            doc="Largest request body sent; the service refuses more than 32 MiB. A call too "
+            "large on its own has its largest fields cut (see [Delivery](#delivery)).",
+        ),
+    )
+    rollup_max_pending: int = field(
+        default=10_000,
+        metadata=_setting(
+            env="WEAVE_OTEL_ROLLUP_MAX_PENDING",
+            parse=_positive_int,
+            doc="Roll-up: most parents whose ended children's totals are held until the parent "
+            "ends; the oldest are given up beyond it. Also bounds what the span filter tracks.",
+        ),
+    )
+    rollup_max_age_seconds: float = field(
+        default=3600.0,
+        metadata=_setting(
+            env="WEAVE_OTEL_ROLLUP_MAX_AGE",
+            parse=_positive_float,
+            doc="Roll-up: longest such totals are held, seconds.",
+        ),
+    )
+    spans: SpanSet = field(
+        default=SpanSet.ALL,
+        metadata=_setting(
+            env="WEAVE_OTEL_SPANS",
+            parse=_enum(SpanSet),
+            doc="Which spans become calls: `all`, or `genai` (spans of an LLM convention, and "
+            "their ancestors). See [Choosing what to export](#choosing-what-to-export).",
+        ),
+    )
+    span_filter: SpanFilter | None = field(
+        default=None,
+        metadata=_setting(
+            env=None,
+            parse=_callable,
+            doc="`span_filter(span) -> bool` on each finished `ReadableSpan`; overrides `spans`.",
+        ),
+    )
+    redact: bool = field(
+        default=True,
+        metadata=_setting(
+            env="WEAVE_OTEL_REDACT",
+            parse=_switch,
+            doc="The default secret scrubber: `on` or `off` (also `true`/`false`, `1`/`0`). "
+            "See [Security](#security).",
+        ),
+    )
+    redact_keys: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            env="WEAVE_OTEL_REDACT_KEYS",
+            parse=_patterns,
+            doc="More secret key names for the scrubber, as regular expressions (the variable: "
+            "comma-separated).",
+        ),
+    )
+    redaction_callback: RedactionCallback | None = field(
+        default=None,
+        metadata=_setting(
+            env=None,
+            parse=_callable,
+            doc='`callback(field, value) -> value`, run after the scrubber on `"inputs"`, '
+            '`"output"` and `"attributes"`.',
+        ),
+    )
+    on_drop: DropCallback | None = field(
+        default=None,
+        metadata=_setting(
+            env=None,
+            parse=_callable,
+            doc="`on_drop(reason, count)`, called whenever calls are lost "
+            "(see [Delivery](#delivery)).",
+        ),
+    )
+
+    @property
+    def entity(self) -> str:
+        return self.project_id.split("/", 1)[0]
+
+    @property
+    def project(self) -> str:
+        return self.project_id.split("/", 1)[1]
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **options: Unpack[WeaveOptions]
+    ) -> WeaveSettings:
+        """Resolve every setting: a keyword argument wins over its environment variable."""
+        # TypedDict keys are checked statically only; at run time a misspelt one must still fail.
+        given: Mapping[str, object] = options
+        if unknown := sorted(given.keys() - _KEYWORDS):
+            raise TypeError(
+                f"{cls.__name__}.from_env() got an unexpected keyword argument {unknown[0]!r}"
+            )
+        env = _Env(os.environ if environ is None else environ)
+        resolved: dict[str, Any] = {}
+        for setting in SETTINGS:
+            argument = given.get(setting.keyword)
+            resolved[setting.name] = setting.resolve(env, setting, argument, resolved)
+        return cls(**resolved)
+
+
+def _declared(settings_class: type[WeaveSettings]) -> tuple[Setting, ...]:
+    declared = []
+    for spec in fields(settings_class):
+        declaration: _Declaration = spec.metadata[_DECLARATION]
+        declared.append(
+            Setting(
+                name=spec.name,
+                keyword=declaration.keyword or spec.name,
+                env=declaration.env,
+                default=spec.default,
+                doc=declaration.doc,
+                resolve=declaration.resolve,
+            )
+        )
+    return tuple(declared)
+
+
+SETTINGS = _declared(WeaveSettings)
+"""Every setting, in field order: the order they are resolved and documented in."""
+_KEYWORDS = frozenset(setting.keyword for setting in SETTINGS)

@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-__all__ = ["CONVENTIONS", "KEYS", "Convention"]
+__all__ = [
+    "CONTENT_EVENTS",
+    "CONVENTIONS",
+    "FLATTENED_SUFFIX",
+    "JSON_MIME_TYPE",
+    "KEYS",
+    "MIME_TYPE_KEYS",
+    "Convention",
+]
 
 
 @dataclass(frozen=True)

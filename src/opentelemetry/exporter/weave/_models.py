@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 __all__ = [
-    "CallBatchEndMode",
+    "OP_NAME_MAX_LENGTH",
     "CallBatchStartMode",
     "CallEndReq",
     "CallStartReq",

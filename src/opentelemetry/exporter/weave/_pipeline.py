@@ -76,7 +76,11 @@ class ExportPipeline:
         self.settings = settings
         self.clock = clock
         self._counter = StatsCounter()
-        # Per span, in this order (see _call_for).
+        # Each span, in _call_for:
+        #   SpanSelection  select: the span filter, and the parent a kept span hangs under
+        #   span_to_call   map: the pure mapping to a call
+        #   Redactor       redact: the secret scrubber, then the user's callback
+        #   SummaryRollup  roll up: the subtree's usage and status counts into each call
         self._selection = _selection_for(settings)
         self._redactor = Redactor(
             settings.redact, settings.redact_keys, settings.redaction_callback
@@ -86,13 +90,17 @@ class ExportPipeline:
             settings.rollup_max_age_seconds,
             on_evict=lambda count: self._counter.add("rollup_parents_evicted", count),
         )
-        # Per batch, outermost first.
+        # Each batch of calls, in _deliver (built from the wire up):
+        #   FitToSize       fit to size: cut the largest fields of a call over the limit
+        #   write_mode_for  write mode: AutoUpgrade over CallEndWriter and, for the batched
+        #                   routes, Packing into requests, each split on 413/422 (SplitOnRefusal)
+        #   Retrying        retry: backoff, Retry-After, one idempotency id per request
+        #   HttpAttempt     one HTTP attempt, bounded by its deadline
         budget = settings.max_request_bytes - REQUEST_ENVELOPE_BYTES
         self._http = HttpAttempt(settings)
         self._retrying = Retrying(self._http, retry_policy, clock)
-        self._deliver: CallSender = FitToSize(
-            write_mode_for(settings, self._retrying, budget, clock.monotonic), budget
-        )
+        write_mode = write_mode_for(settings, self._retrying, budget, clock.monotonic)
+        self._deliver: CallSender = FitToSize(write_mode, budget)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"

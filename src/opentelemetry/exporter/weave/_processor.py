@@ -123,7 +123,8 @@ class WeaveSpanProcessor(SpanProcessor):
 
         def in_forked_child() -> None:
             processor = weak_self()
-            if processor is not None:
+            # A processor shut down before the fork stays shut down in the child.
+            if processor is not None and processor._shutdown_deadline is None:
                 processor._reset_after_fork()
 
         self._on_exit: Callable[[], None] = on_exit

@@ -11,13 +11,15 @@ was meant to remove, nor drop the call silently.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall
+from opentelemetry.exporter.weave._config import RedactionCallback
 
 __all__ = ["DEFAULT_SECRET_KEYS", "REDACTED", "Redactor"]
 
@@ -25,8 +27,6 @@ logger = logging.getLogger(__package__)
 
 REDACTED = "[REDACTED]"
 
-RedactionCallback = Callable[[str, Any], Any]
-"""``callback(field, value) -> value`` for field ``"inputs"``, ``"output"``, ``"attributes"``."""
 
 DEFAULT_SECRET_KEYS = (
     r"api[-_.]?key",
@@ -100,6 +100,8 @@ class Redactor:
             output = self.scrub(output)
             attributes = self.scrub(attributes)
             exception = None if exception is None else self.scrub(exception)
+        else:  # scrubbing copies; unscrubbed, a callback editing in place must not change the call
+            inputs, output, attributes = copy.deepcopy((inputs, output, attributes))
         if self._callback is not None:
             before_callback = attributes
             try:

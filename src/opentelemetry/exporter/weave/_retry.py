@@ -18,7 +18,7 @@ from typing import Protocol
 
 from opentelemetry.exporter.weave._transport import PostResult
 
-__all__ = ["SYSTEM_CLOCK", "Clock", "OneAttempt", "RetryPolicy", "Retrying"]
+__all__ = ["SYSTEM_CLOCK", "Clock", "RetryPolicy", "Retrying"]
 
 RETRY_ID_HEADER = "X-Weave-Retry-Id"
 
@@ -98,6 +98,8 @@ class Retrying:
         attempts = 0
         while True:
             remaining = deadline - self._clock.monotonic()
+            if self._closed.is_set() and attempts == 0:
+                return PostResult(None, "the exporter was shut down before a try", attempts=0)
             if remaining <= 0 or self._closed.is_set():
                 return result  # the last answer is the reason that matters
             attempts += 1

@@ -11,7 +11,6 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_STRING_CHARS",
     "clean_str",
-    "decode_json_text",
     "json_safe",
     "safe_json_from",
 ]

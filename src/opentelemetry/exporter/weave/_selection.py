@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
 from enum import Enum
 from typing import Final, Literal
 
 from opentelemetry.sdk.trace import ReadableSpan
 
 from opentelemetry.exporter.weave._call import format_span_id
+from opentelemetry.exporter.weave._config import SpanFilter
 from opentelemetry.exporter.weave._conventions import KEYS
 from opentelemetry.exporter.weave._mapping import parent_call_id
 
-__all__ = ["LEFT_OUT", "SpanFilter", "SpanSelection", "is_genai_span"]
+__all__ = ["LEFT_OUT", "SpanSelection", "is_genai_span"]
 
 logger = logging.getLogger(__package__)
-
-SpanFilter = Callable[[ReadableSpan], bool]
 
 
 class _Verdict(Enum):

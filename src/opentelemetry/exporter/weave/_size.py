@@ -40,7 +40,10 @@ def fit_call(call: WeaveCall, budget: int) -> tuple[WeaveCall, tuple[str, ...]]:
     cut: list[str] = []
     excess = call.encoded_size - budget
     for path, size in sorted(_field_sizes(call), key=lambda item: item[1], reverse=True):
-        call = _replace_field(call, path, _marker(call, path, size, budget))
+        marker = _marker(call, path, size, budget)
+        if _json_size(marker) >= size:  # a small field: its marker would only add bytes
+            continue
+        call = _replace_field(call, path, marker)
         cut.append(path)
         excess -= size
         if excess <= 0:  # an estimate: check it against the real encoding
@@ -51,7 +54,10 @@ def fit_call(call: WeaveCall, budget: int) -> tuple[WeaveCall, tuple[str, ...]]:
 
 
 def _field_sizes(call: WeaveCall) -> Iterator[tuple[str, int]]:
-    """The cuttable fields: each input, the output, each attribute but the OTel context."""
+    """The cuttable fields: each input, the output, each attribute, the OTel context last.
+
+    The order breaks ties between fields of one size: the OTel context goes last.
+    """
     for key, value in call.start.inputs.items():
         yield f"inputs.{key}", _json_size(value)
     if call.end.output is not None:
@@ -59,10 +65,9 @@ def _field_sizes(call: WeaveCall) -> Iterator[tuple[str, int]]:
     for key, value in call.start.attributes.items():
         if key != OTEL_ATTRIBUTES_KEY:
             yield f"attributes.{key}", _json_size(value)
-    yield (
-        f"attributes.{OTEL_ATTRIBUTES_KEY}",
-        _json_size(call.start.attributes.get(OTEL_ATTRIBUTES_KEY)),
-    )
+    if OTEL_ATTRIBUTES_KEY in call.start.attributes:
+        otel = call.start.attributes[OTEL_ATTRIBUTES_KEY]
+        yield f"attributes.{OTEL_ATTRIBUTES_KEY}", _json_size(otel)
 
 
 def _json_size(value: Any) -> int:

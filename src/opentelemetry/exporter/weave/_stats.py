@@ -10,6 +10,8 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Literal
 
+from opentelemetry.exporter.weave._config import DropCallback
+
 __all__ = [
     "LOSS_COUNTERS",
     "CounterName",
@@ -36,7 +38,7 @@ class ExportStats:
     spans_dropped_queue_full: int = 0
     """Spans refused because the queue was full."""
     spans_dropped_after_shutdown: int = 0
-    """Spans ended after shutdown(), or still queued when shutdown's deadline passed."""
+    """Spans ended after ``shutdown()``, or still queued when its deadline passed."""
     spans_unmappable: int = 0
     """Spans whose mapping failed (a bug: reported, never silent)."""
     spans_filtered: int = 0
@@ -48,7 +50,8 @@ class ExportStats:
     calls_too_large: int = 0
     """Calls refused with 413 on their own, even after truncation."""
     calls_undeliverable: int = 0
-    """Calls still failing (5xx, 429, no connection) when the export deadline came."""
+    """Calls still failing (5xx, 429, no connection) at the export deadline, or with a TLS
+    certificate error (not retried)."""
     calls_truncated: int = 0
     """Calls sent with their largest fields cut to fit the request size limit."""
     requests_retried: int = 0
@@ -62,7 +65,7 @@ class ExportStats:
 
     @property
     def calls_failed(self) -> int:
-        """Calls not delivered, for whatever reason."""
+        """Calls not delivered, for whatever reason: the sum of the three ``calls_*`` failures."""
         return self.calls_rejected + self.calls_too_large + self.calls_undeliverable
 
     def __add__(self, other: ExportStats) -> ExportStats:
@@ -139,9 +142,7 @@ class LossReporter:
     Runs on export worker threads only, never on the app's.
     """
 
-    def __init__(
-        self, snapshot: Callable[[], ExportStats], on_drop: Callable[[str, int], None] | None
-    ) -> None:
+    def __init__(self, snapshot: Callable[[], ExportStats], on_drop: DropCallback | None) -> None:
         self._snapshot = snapshot
         self._on_drop = on_drop
         self._warning = RateLimitedWarning()
@@ -166,7 +167,7 @@ class LossReporter:
             for reason, count in new.items():
                 self._notify(self._on_drop, reason, count)
 
-    def _notify(self, on_drop: Callable[[str, int], None], reason: LossReason, count: int) -> None:
+    def _notify(self, on_drop: DropCallback, reason: LossReason, count: int) -> None:
         try:
             on_drop(reason.value, count)
         except Exception:

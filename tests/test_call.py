@@ -1,0 +1,209 @@
+"""The call every stage passes along, and the body each write route encodes it as."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from opentelemetry.exporter.weave._call import (
+    END_ONLY_FIELDS,
+    REQUEST_ENVELOPE_BYTES,
+    WeaveCall,
+    call_end_body,
+    call_start_body,
+    calls_complete_body,
+    calls_complete_route,
+    format_span_id,
+    format_trace_id,
+    upsert_batch_body,
+    utc_datetime,
+)
+from opentelemetry.exporter.weave._models import (
+    CallEndReq,
+    CallsCompleteReq,
+    CallStartReq,
+    CompletedCallSchemaForInsert,
+    EndedCallSchemaForInsert,
+    LLMUsageSchema,
+    StartedCallSchemaForInsert,
+    SummaryInsertMap,
+    TraceStatus,
+    UpsertBatchReq,
+)
+
+from .helpers import make_call
+
+BatchBody = Callable[[Sequence[WeaveCall]], bytes]
+BATCH_BODIES = [upsert_batch_body, calls_complete_body]
+LATER = datetime(2026, 6, 1, tzinfo=timezone.utc)
+
+
+def rich_call(call_id: str = "00000000000000aa") -> WeaveCall:
+    """A call with every kind of field set, and usage with most token counts unset."""
+    call = make_call(
+        call_id,
+        parent_id="00000000000000ff",
+        inputs={"messages": [{"role": "user", "content": "héllo ✓"}]},
+        output={"choices": [None, 1.5, "ok"]},
+        attributes={"otel": {"span_kind": "client"}, "note": "x"},
+    )
+    summary = SummaryInsertMap(
+        usage={"gpt-4o": LLMUsageSchema(input_tokens=5, requests=1)},
+        status_counts={TraceStatus.SUCCESS: 1},
+    )
+    return call.replace(
+        display_name="chat", exception="ValueError: no", summary=summary, wb_run_step_end=3
+    )
+
+
+CALLS = [make_call(), rich_call(), make_call("00000000000000bb", inputs={"t": '\u0000"\\'})]
+
+
+# WeaveCall.replace: the one way of changing a call.
+
+
+@pytest.mark.parametrize(
+    ("changes", "in_start", "in_end"),
+    [
+        pytest.param({"op_name": "renamed", "inputs": {"a": 1}}, True, False, id="start-only"),
+        pytest.param({"output": {"a": 1}, "exception": "boom"}, False, True, id="end-only"),
+        pytest.param({"id": "fedcba9876543210"}, True, True, id="shared-id"),
+        pytest.param({"project_id": "other/project"}, True, True, id="shared-project"),
+        pytest.param({"started_at": LATER}, True, True, id="shared-started-at"),
+    ],
+)
+def test_replace_changes_the_half_that_holds_each_field(
+    changes: dict[str, Any], in_start: bool, in_end: bool
+) -> None:
+    call = make_call()
+    before = (call.start.model_copy(), call.end.model_copy(), call.start_json, call.end_json)
+
+    changed = call.replace(**changes)
+
+    for name, value in changes.items():
+        if in_start:
+            assert getattr(changed.start, name) == value
+        if in_end:
+            assert getattr(changed.end, name) == value
+    assert (changed.start is call.start) is not in_start  # an untouched half is shared
+    assert (changed.end is call.end) is not in_end
+    assert (call.start, call.end, call.start_json, call.end_json) == before
+    # The new call's JSON is its own, not the original's cached JSON.
+    assert changed.start_json == changed.start.model_dump_json().encode()
+    assert changed.end_json == changed.end.model_dump_json().encode()
+    assert (changed.start_json != call.start_json) is in_start
+    assert (changed.end_json != call.end_json) is in_end
+
+
+def test_replace_refuses_what_is_not_a_call_field() -> None:
+    call = make_call()
+    with pytest.raises(TypeError, match="not a call field: colour, size"):
+        call.replace(op_name="ok", size=1, colour="red")
+
+
+# The encoders: one pure function per write route.
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_call_start_and_end_bodies_are_their_requests(call: WeaveCall) -> None:
+    assert CallStartReq.model_validate_json(call_start_body(call)).start == call.start
+    assert CallEndReq.model_validate_json(call_end_body(call)).end == call.end
+
+
+def test_upsert_batch_body_carries_every_start_before_any_end() -> None:
+    request = UpsertBatchReq.model_validate_json(upsert_batch_body(CALLS))
+
+    assert [item.mode for item in request.batch] == ["start"] * 3 + ["end"] * 3
+    starts = [item.req.start for item in request.batch if isinstance(item.req, CallStartReq)]
+    ends = [item.req.end for item in request.batch if isinstance(item.req, CallEndReq)]
+    assert starts == [call.start for call in CALLS]
+    assert ends == [call.end for call in CALLS]
+
+
+def test_calls_complete_body_carries_whole_calls() -> None:
+    request = CallsCompleteReq.model_validate_json(calls_complete_body(CALLS))
+
+    assert [item.model_dump() for item in request.batch] == [
+        {**call.start.model_dump(), **call.end.model_dump(include=set(END_ONLY_FIELDS))}
+        for call in CALLS
+    ]
+
+
+def test_calls_complete_body_names_every_field_once() -> None:
+    def once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [name for name, _ in pairs]
+        assert len(names) == len(set(names)), f"a field named twice: {names}"
+        return dict(pairs)
+
+    (item,) = json.loads(calls_complete_body([rich_call()]), object_pairs_hook=once)["batch"]
+
+    assert set(item) == set(CompletedCallSchemaForInsert.model_fields)
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        call_end_body,
+        lambda call: upsert_batch_body([call]),
+        lambda call: calls_complete_body([call]),
+    ],
+    ids=["call_end", "upsert_batch", "calls_complete"],
+)
+def test_no_body_sends_an_unset_usage_count_as_null(encode: Callable[[WeaveCall], bytes]) -> None:
+    # A present null token count outranks a real one in Weave's cost sum.
+    assert summaries_in(json.loads(encode(rich_call()))) == [
+        {"usage": {"gpt-4o": {"input_tokens": 5, "requests": 1}}, "status_counts": {"success": 1}}
+    ]
+
+
+def summaries_in(tree: Any) -> list[Any]:
+    """Every value of a ``summary`` key, anywhere in ``tree``."""
+    if isinstance(tree, list):
+        return [summary for item in tree for summary in summaries_in(item)]
+    if not isinstance(tree, dict):
+        return []
+    found = [tree["summary"]] if "summary" in tree else []
+    return found + [summary for value in tree.values() for summary in summaries_in(value)]
+
+
+def test_end_only_fields_are_the_end_fields_the_start_lacks() -> None:
+    start, end = StartedCallSchemaForInsert.model_fields, EndedCallSchemaForInsert.model_fields
+
+    assert sorted(END_ONLY_FIELDS) == sorted(end.keys() - start.keys())
+    assert set(CompletedCallSchemaForInsert.model_fields) == start.keys() | set(END_ONLY_FIELDS)
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_encoded_size_bounds_the_call_s_share_of_every_route_s_body(call: WeaveCall) -> None:
+    others = [make_call(f"{index:016x}") for index in range(3)]
+
+    assert len(call_start_body(call)) + len(call_end_body(call)) <= call.encoded_size
+    for body in BATCH_BODIES:
+        assert len(body([*others, call])) - len(body(others)) <= call.encoded_size
+
+
+@pytest.mark.parametrize("body", BATCH_BODIES)
+def test_a_batch_fits_its_calls_encoded_sizes_and_the_envelope(body: BatchBody) -> None:
+    assert len(body(CALLS)) <= sum(call.encoded_size for call in CALLS) + REQUEST_ENVELOPE_BYTES
+
+
+# The names and times the mapping writes.
+
+
+def test_calls_complete_route_quotes_entity_and_project() -> None:
+    assert calls_complete_route("my team", "a/b?c") == "/v2/my%20team/a%2Fb%3Fc/calls/complete"
+
+
+def test_ids_are_fixed_width_lowercase_hex() -> None:
+    assert format_span_id(0xABC) == "0000000000000abc"
+    assert format_trace_id(0xABC) == "0" * 29 + "abc"
+
+
+def test_timestamps_become_utc_datetimes_to_the_microsecond() -> None:
+    assert utc_datetime(1_767_225_600_123_456_789) == datetime(
+        2026, 1, 1, 0, 0, 0, 123_456, tzinfo=timezone.utc
+    )

@@ -1,0 +1,399 @@
+"""Redactor on its own: the default scrubber, extra keys, the user's callback, failing closed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import pytest
+
+from opentelemetry.exporter.weave import WeaveSettings
+from opentelemetry.exporter.weave._call import WeaveCall
+from opentelemetry.exporter.weave._models import SummaryInsertMap
+from opentelemetry.exporter.weave._redaction import DEFAULT_SECRET_KEYS, REDACTED, Redactor
+
+from .helpers import make_call
+
+OPENAI_KEY = "sk-proj-abcdefghijklmnopqrstuvwx"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+BEARER = "Bearer abcdefghijklmnopqrstuvwxyz0123"
+
+BASE_ENV = {"WANDB_API_KEY": "k", "WEAVE_PROJECT": "e/p"}
+
+
+def redactor_for(env: dict[str, str], **options: Any) -> Redactor:
+    """The redactor the export pipeline builds from these settings."""
+    settings = WeaveSettings.from_env({**BASE_ENV, **env}, **options)
+    return Redactor(settings.redact, settings.redact_keys, settings.redaction_callback)
+
+
+def identity(field: str, value: Any) -> Any:
+    return value
+
+
+# --- secret keys -------------------------------------------------------------------------
+
+# The first example of each pattern is the pattern's own spelling; the others are the ways
+# instrumentations spell it.
+SECRET_KEY_EXAMPLES: dict[str, tuple[str, ...]] = {
+    r"api[-_.]?key": ("api_key", "openai.api_key", "apiKey", "api.key"),
+    r"x[-_]api[-_]key": ("x-api-key", "http.request.header.x_api_key"),
+    r"authorization": ("authorization", "http.request.header.authorization"),
+    r"proxy[-_]authorization": ("proxy-authorization",),
+    r"(access|auth|bearer|id|refresh|session|csrf|xsrf)[-_.]?token": (
+        "access_token",
+        "auth-token",
+        "bearerToken",
+        "id_token",
+        "refresh.token",
+        "session_token",
+        "csrf-token",
+        "xsrftoken",
+    ),
+    r"client[-_.]?secret": ("client_secret", "oauth.clientSecret"),
+    r"secret([-_.]?key)?": ("secret", "aws.secret_key"),
+    r"password": ("password", "user.password"),
+    r"passwd": ("passwd",),
+    r"passphrase": ("passphrase",),
+    r"private[-_.]?key": ("private_key", "tls.private-key"),
+    r"credentials?": ("credentials", "credential"),
+    r"cookie": ("cookie", "http.request.header.cookie"),
+    r"set[-_]cookie": ("set-cookie",),
+}
+SECRET_KEYS = [key for examples in SECRET_KEY_EXAMPLES.values() for key in examples]
+
+# Share a word with a secret key, but are not one: keys match as whole words only.
+NOT_SECRET_KEYS = [
+    "valid_tokens",
+    "gen_ai.usage.input_tokens",
+    "max_tokens",
+    "tokenizer",
+    "secretary",
+    "author",
+]
+
+
+def at_every_depth(key: str, value: Any) -> dict[str, Any]:
+    return {key: value, "messages": [{"role": "user", key: value}], "a": {"b": [[{key: value}]]}}
+
+
+def test_every_default_secret_key_has_examples() -> None:
+    assert list(SECRET_KEY_EXAMPLES) == list(DEFAULT_SECRET_KEYS)
+    for pattern, (own_spelling, *_) in SECRET_KEY_EXAMPLES.items():
+        assert re.fullmatch(pattern, own_spelling), pattern
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_secret_keys_are_redacted_at_any_depth_in_any_case(key: str) -> None:
+    for spelling in (key, key.upper()):
+        call = make_call(
+            inputs=at_every_depth(spelling, "plain"),
+            output=at_every_depth(spelling, "plain"),
+            attributes={
+                **at_every_depth(spelling, "plain"),
+                "otel": {"events": [{"attributes": at_every_depth(spelling, "plain")}]},
+            },
+        )
+        scrubbed = Redactor().apply(call)
+        assert scrubbed.start.inputs == at_every_depth(spelling, REDACTED)
+        assert scrubbed.end.output == at_every_depth(spelling, REDACTED)
+        assert scrubbed.start.attributes == {
+            **at_every_depth(spelling, REDACTED),
+            "otel": {"events": [{"attributes": at_every_depth(spelling, REDACTED)}]},
+        }
+
+
+@pytest.mark.parametrize("key", NOT_SECRET_KEYS)
+def test_keys_that_only_share_a_word_are_kept(key: str) -> None:
+    call = make_call(inputs=at_every_depth(key, 5), attributes=at_every_depth(key, "plain"))
+    scrubbed = Redactor().apply(call)
+    assert scrubbed.start.inputs == at_every_depth(key, 5)
+    assert scrubbed.start.attributes == at_every_depth(key, "plain")
+
+
+def test_any_scalar_under_a_secret_key_is_redacted() -> None:
+    value = {"password": 1234, "api_key": None, "cookie": True, "secret": 1.5}
+    assert Redactor().scrub(value) == dict.fromkeys(value, REDACTED)
+
+
+def test_a_secret_key_holding_an_object_or_list_is_scrubbed_inside() -> None:
+    value = {
+        "credentials": {"user": "bob", "password": "hunter2", "note": f"key {OPENAI_KEY}"},
+        "cookie": ["theme=dark", f"session {JWT}"],
+    }
+    assert Redactor().scrub(value) == {
+        "credentials": {"user": "bob", "password": REDACTED, "note": f"key {REDACTED}"},
+        "cookie": ["theme=dark", f"session {REDACTED}"],
+    }
+
+
+# --- secret values -----------------------------------------------------------------------
+
+SECRET_VALUES = {
+    "bearer": BEARER,
+    "bearer-lower-case": "bearer abcdefghijklmnopqrstuvwxyz0123",
+    "openai": OPENAI_KEY,
+    "anthropic": "sk-ant-api03-abcdefghijklmnopqrstuv",
+    "aws-access-key-id": "AKIAIOSFODNN7EXAMPLE",
+    "google": "AIzaSyDdI0hCZtE6vySjMm-WEfRq3CPzqKqqsHI",
+    **{
+        f"github-{prefix}": f"{prefix}_{'A1b2' * 9}"
+        for prefix in ("ghp", "gho", "ghu", "ghs", "ghr")
+    },
+    **{
+        f"slack-{prefix}": f"{prefix}-1234567890-abcdef"
+        for prefix in ("xoxa", "xoxb", "xoxp", "xoxr", "xoxs")
+    },
+    "jwt": JWT,
+}
+SECRET_TEXTS = [
+    *(
+        pytest.param(f"before {secret} after", f"before {REDACTED} after", id=name)
+        for name, secret in SECRET_VALUES.items()
+    ),
+    pytest.param(
+        "postgresql://bob:s3cret@db.internal:5432/app",
+        f"postgresql://{REDACTED}@db.internal:5432/app",
+        id="url-credentials",
+    ),
+]
+
+
+class Location(NamedTuple):
+    """Where in a call a string can hide: how to put it there, and how to read it back."""
+
+    put: Callable[[WeaveCall, str], WeaveCall]
+    get: Callable[[WeaveCall], Any]
+
+
+def _otel_with(text: str) -> dict[str, Any]:
+    return {"events": [{"name": "exception", "attributes": {"exception.message": text}}]}
+
+
+LOCATIONS = {
+    "inputs": Location(
+        lambda call, text: call.replace(inputs={"messages": [{"content": text}]}),
+        lambda call: call.start.inputs["messages"][0]["content"],
+    ),
+    "output": Location(lambda call, text: call.replace(output=text), lambda call: call.end.output),
+    "attributes": Location(
+        lambda call, text: call.replace(attributes={**call.start.attributes, "note": text}),
+        lambda call: call.start.attributes["note"],
+    ),
+    "otel": Location(
+        lambda call, text: call.replace(
+            attributes={**call.start.attributes, "otel": _otel_with(text)}
+        ),
+        lambda call: call.start.attributes["otel"]["events"][0]["attributes"]["exception.message"],
+    ),
+    "exception": Location(
+        lambda call, text: call.replace(exception=text), lambda call: call.end.exception
+    ),
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), SECRET_TEXTS)
+def test_secret_values_are_redacted_inside_strings_everywhere(text: str, expected: str) -> None:
+    call = make_call()
+    for location in LOCATIONS.values():
+        call = location.put(call, text)
+    scrubbed = Redactor().apply(call)
+    for name, location in LOCATIONS.items():
+        assert location.get(scrubbed) == expected, name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://weave.example.com/path?q=1",
+        "ask-me-anything-about-tokens-please",
+        "Bearer short",
+        "sk-short",
+        "AKIA-is-not-a-key",
+        "eyJhbGciOiJIUzI1NiJ9 alone",
+        "xoxb-short",
+        "ghp_short",
+    ],
+)
+def test_strings_that_only_look_like_secrets_are_kept(text: str) -> None:
+    assert Redactor().scrub(text) == text
+
+
+def test_values_that_are_not_strings_are_kept() -> None:
+    value = {"count": 12, "ratio": 1.5, "flag": True, "nothing": None}
+    assert Redactor().scrub(value) == value
+
+
+# --- settings: switching off, extra keys -------------------------------------------------
+
+
+def test_extra_keys_are_secret_keys_matched_the_same_way() -> None:
+    call = make_call(
+        attributes={"gen_ai.request.model": "gpt-4o", "Note": "n", "notes": "kept", "x": "y"}
+    )
+    redactor = redactor_for({"WEAVE_OTEL_REDACT_KEYS": r"gen_ai\.request\.model, note"})
+    assert redactor.apply(call).start.attributes == {
+        "gen_ai.request.model": REDACTED,
+        "Note": REDACTED,
+        "notes": "kept",
+        "x": "y",
+    }
+
+
+def test_switched_off_with_no_callback_the_call_is_passed_on() -> None:
+    call = make_call(attributes={"openai.api_key": OPENAI_KEY, "note": "n"})
+    redactor = redactor_for({"WEAVE_OTEL_REDACT": "off", "WEAVE_OTEL_REDACT_KEYS": "note"})
+    assert redactor.apply(call) is call
+
+
+def test_extra_keys_apply_only_while_the_scrubber_is_on() -> None:
+    attributes = {"openai.api_key": OPENAI_KEY, "note": "n"}
+    call = make_call(attributes=attributes, output=f"key {OPENAI_KEY}")
+    redactor = redactor_for(
+        {"WEAVE_OTEL_REDACT": "off"}, redact_keys=["note"], redaction_callback=identity
+    )
+    redacted = redactor.apply(call)
+    assert redacted.start.attributes == attributes
+    assert redacted.end.output == f"key {OPENAI_KEY}"
+
+
+def test_bad_redaction_settings_name_the_variable() -> None:
+    with pytest.raises(ValueError, match="WEAVE_OTEL_REDACT_KEYS"):
+        WeaveSettings.from_env({**BASE_ENV, "WEAVE_OTEL_REDACT_KEYS": "(unclosed"})
+    with pytest.raises(ValueError, match="WEAVE_OTEL_REDACT"):
+        WeaveSettings.from_env({**BASE_ENV, "WEAVE_OTEL_REDACT": "sometimes"})
+
+
+# --- the user's callback -----------------------------------------------------------------
+
+
+def leaky_call() -> WeaveCall:
+    """A failed LLM call with secrets in every field, and usage to count."""
+    return make_call(
+        inputs={"prompt": f"call the API with {BEARER}", "api_key": "plain"},
+        output=f"token {JWT}",
+        attributes={
+            "openai.api_key": OPENAI_KEY,
+            "note": f"the key is {OPENAI_KEY}",
+            "otel": {"status": {"code": "ERROR"}, **_otel_with(f"auth failed for {OPENAI_KEY}")},
+        },
+    ).replace(
+        exception=json.dumps({"type": "ValueError", "message": f"auth failed for {OPENAI_KEY}"}),
+        summary=SummaryInsertMap.model_validate(
+            {"usage": {"gpt-4o": {"input_tokens": 12, "requests": 1}}}
+        ),
+    )
+
+
+def test_callback_sees_each_field_after_the_scrubber_in_order() -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def record(field: str, value: Any) -> Any:
+        seen.append((field, value))
+        return value
+
+    call = make_call(
+        inputs={"api_key": "k"}, output=f"key {OPENAI_KEY}", attributes={"password": "p"}
+    )
+    Redactor(callback=record).apply(call)
+    assert seen == [
+        ("inputs", {"api_key": REDACTED}),
+        ("output", f"key {REDACTED}"),
+        ("attributes", {"password": REDACTED}),
+    ]
+
+
+def test_what_the_callback_returns_replaces_the_field() -> None:
+    def drop_note_and_output(field: str, value: Any) -> Any:
+        if field == "attributes":
+            return {key: item for key, item in value.items() if key != "note"}
+        return "removed" if field == "output" else value
+
+    call = make_call(attributes={"openai.api_key": OPENAI_KEY, "note": "n"}, output={"a": 1})
+    redacted = Redactor(callback=drop_note_and_output).apply(call)
+    assert redacted.start.attributes == {"openai.api_key": REDACTED}
+    assert redacted.end.output == "removed"
+
+
+@pytest.mark.parametrize("returned", ["text", ["a", "b"], None, 3])
+def test_callback_results_that_are_not_objects_are_wrapped(returned: Any) -> None:
+    redacted = Redactor(callback=lambda field, value: returned).apply(make_call())
+    assert redacted.start.inputs == {"input": returned}
+    assert redacted.start.attributes == {"attributes": returned}
+    assert redacted.end.output == returned  # an output may be anything
+
+
+@pytest.mark.parametrize("failing_field", ["inputs", "output", "attributes"])
+def test_a_failing_callback_fails_closed(failing_field: str) -> None:
+    def broken(field: str, value: Any) -> Any:
+        if field == failing_field:
+            raise KeyError("oops")
+        return "leaked by the callback"
+
+    call = leaky_call()
+    redacted = Redactor(callback=broken).apply(call)
+    marker = "[removed: the redaction callback raised KeyError]"
+    assert redacted.start.inputs == {"redaction_failed": marker}
+    assert redacted.end.output == marker
+    # The OTel context stays, as the scrubber left it; nothing else of the attributes does.
+    assert redacted.start.attributes == {
+        "otel": {"status": {"code": "ERROR"}, **_otel_with(f"auth failed for {REDACTED}")},
+        "redaction_failed": marker,
+    }
+    assert redacted.end.exception is not None
+    assert json.loads(redacted.end.exception)["message"] == f"auth failed for {REDACTED}"
+    assert redacted.end.summary == call.end.summary  # the call still counts
+    sent = redacted.start_json + redacted.end_json
+    assert OPENAI_KEY.encode() not in sent
+    assert b"leaked by the callback" not in sent
+
+
+def test_callback_failures_are_logged_once_per_exception_type(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    errors: list[type[Exception]] = [KeyError, KeyError, ValueError, KeyError, ValueError]
+
+    def broken(field: str, value: Any) -> Any:
+        raise errors.pop(0)("oops")
+
+    redactor = Redactor(callback=broken)
+    with caplog.at_level(logging.ERROR, logger="opentelemetry.exporter.weave"):
+        for index in range(5):
+            redactor.apply(make_call(f"{index:016x}"))
+    failures = [r for r in caplog.records if "redaction callback raised" in r.getMessage()]
+    assert [record.exc_info[0] for record in failures if record.exc_info] == [KeyError, ValueError]
+    assert "0000000000000000" in failures[0].getMessage()
+    assert "0000000000000002" in failures[1].getMessage()
+
+
+def edit_in_place(field: str, value: Any) -> Any:
+    if isinstance(value, dict):
+        value.clear()
+    return value
+
+
+def raise_type_error(field: str, value: Any) -> Any:
+    raise TypeError("bug")
+
+
+@pytest.mark.parametrize(
+    "redactor",
+    [
+        pytest.param(Redactor, id="scrubber"),
+        pytest.param(lambda: Redactor(callback=edit_in_place), id="editing-callback"),
+        pytest.param(lambda: Redactor(callback=raise_type_error), id="failing-callback"),
+        pytest.param(
+            lambda: Redactor(enabled=False, callback=edit_in_place),
+            id="editing-callback-without-scrubber",
+        ),
+    ],
+)
+def test_the_original_call_is_not_changed(redactor: Callable[[], Redactor]) -> None:
+    call = leaky_call()
+    before = (call.start.model_dump(), call.end.model_dump())
+    redacted = redactor().apply(call)
+    assert redacted is not call
+    assert (call.start.model_dump(), call.end.model_dump()) == before
