@@ -1,17 +1,28 @@
-"""Test doubles and helpers shared by the test modules: clocks, fakes of each layer, spans."""
+"""Helpers shared by the test modules: clocks, fakes of each layer, calls, tracers, the contract.
+
+Fixtures live in ``conftest.py``; everything a test imports lives here."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
+import jsonschema
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.trace import Tracer
 
-from opentelemetry.exporter.weave import WeaveSettings
+from opentelemetry.exporter.weave import WeaveSettings, WeaveSpanProcessor
 from opentelemetry.exporter.weave._call import WeaveCall
 from opentelemetry.exporter.weave._delivery import DeliveryReport
 from opentelemetry.exporter.weave._models import (
@@ -26,6 +37,11 @@ from opentelemetry.exporter.weave._transport import PostResult
 
 API_KEY = "test-secret-key-0123456789"
 PROJECT = "test-entity/test-project"
+
+CONTRACT_DIR = Path(__file__).parent / "contract"
+
+Record = Callable[[Callable[[Tracer], None]], list[ReadableSpan]]
+"""The ``record_spans`` fixture: runs a function against a real tracer, returns its spans."""
 
 NO_WAIT_RETRIES = RetryPolicy(initial_backoff_seconds=0.001, max_backoff_seconds=0.002)
 """Backoff too short to matter, for tests over real HTTP that retry."""
@@ -211,3 +227,90 @@ class FakeBatchExporter:
 
     def close(self) -> None:
         self.closed += 1
+
+
+def load_validator(name: str) -> jsonschema.Draft202012Validator:
+    schema = json.loads((CONTRACT_DIR / name).read_text())
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+ROUTE_VALIDATORS = {
+    "/call/start": load_validator("call_start.schema.json"),
+    "/call/end": load_validator("call_end.schema.json"),
+}
+CALLS_COMPLETE_VALIDATOR = load_validator("calls_complete.schema.json")
+CALLS_COMPLETE_ROUTE = re.compile(r"/v2/[^/]+/[^/]+/calls/complete")
+
+
+def contract_errors(path: str, body: Any) -> list[str]:
+    """What in ``body`` breaks the contract of the route it is posted to."""
+    if path in ROUTE_VALIDATORS:
+        return [_describe(path, error) for error in ROUTE_VALIDATORS[path].iter_errors(body)]
+    if CALLS_COMPLETE_ROUTE.fullmatch(path):
+        return [_describe(path, error) for error in CALLS_COMPLETE_VALIDATOR.iter_errors(body)]
+    if path == "/call/upsert_batch":
+        if not isinstance(body, dict) or set(body) != {"batch"}:
+            return [f"{path}: body must be exactly {{'batch': [...]}}"]
+        errors = []
+        for item in body["batch"]:
+            mode = item.get("mode")
+            if set(item) != {"mode", "req"} or mode not in ("start", "end"):
+                errors.append(f"{path}: bad item keys or mode: {sorted(item)}")
+            else:
+                errors.extend(contract_errors(f"/call/{mode}", item["req"]))
+        return errors
+    return [f"no contract for route {path}"]
+
+
+def _describe(path: str, error: jsonschema.ValidationError) -> str:
+    return f"{path}: {error.message} at {list(error.absolute_path)}"
+
+
+def make_processor(server_url: str, **options: Any) -> WeaveSpanProcessor:
+    settings: dict[str, Any] = {
+        "api_key": API_KEY,
+        "project": PROJECT,
+        "server_url": server_url,
+        "schedule_delay_millis": 50,
+        "export_timeout_millis": 10_000,
+    }
+    settings.update(options)
+    return WeaveSpanProcessor(**settings)
+
+
+def make_tracer(*processors: Any) -> tuple[TracerProvider, Tracer]:
+    provider = TracerProvider(shutdown_on_exit=False)
+    for processor in processors:
+        provider.add_span_processor(processor)
+    return provider, provider.get_tracer("tests", "1.0")
+
+
+def run_instrumented(
+    app: Path, env_overrides: dict[str, str], clear_prefixes: tuple[str, ...] = ("OTEL_",)
+) -> subprocess.CompletedProcess[str]:
+    """``OTEL_TRACES_EXPORTER=weave opentelemetry-instrument python app`` in a subprocess.
+
+    Variables starting with ``clear_prefixes`` are not inherited; ``env_overrides`` win.
+    """
+    command = Path(sys.executable).parent / "opentelemetry-instrument"
+    if not command.exists():
+        pytest.fail("opentelemetry-instrument is missing: install the [test] extra")
+    env = {name: value for name, value in os.environ.items() if not name.startswith(clear_prefixes)}
+    env.update(
+        {
+            "OTEL_TRACES_EXPORTER": "weave",
+            "OTEL_METRICS_EXPORTER": "none",
+            "OTEL_LOGS_EXPORTER": "none",
+            **env_overrides,
+        }
+    )
+    return subprocess.run(
+        [str(command), sys.executable, str(app)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

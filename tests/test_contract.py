@@ -19,7 +19,7 @@ from opentelemetry.exporter.weave._models import (
     TraceStatus,
 )
 
-from .conftest import CONTRACT_DIR, ROUTE_VALIDATORS
+from .helpers import CONTRACT_DIR, ROUTE_VALIDATORS
 
 OPENAPI = json.loads((CONTRACT_DIR / "call_end.schema.json").read_text())["components"]["schemas"]
 START_SCHEMA = json.loads((CONTRACT_DIR / "call_start.schema.json").read_text())

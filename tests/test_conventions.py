@@ -14,7 +14,8 @@ from opentelemetry.trace import Tracer
 from opentelemetry.exporter.weave._conventions import KEYS
 from opentelemetry.exporter.weave._selection import is_genai_span
 
-from .test_mapping import Record, one_span, wire
+from .helpers import Record
+from .test_mapping import one_span, wire
 
 USER = {"role": "user", "content": "What is the capital of France?"}
 ASSISTANT = {"role": "assistant", "content": "Paris."}

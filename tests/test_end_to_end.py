@@ -17,8 +17,7 @@ from opentelemetry.trace import Tracer
 
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import make_processor, make_tracer
-from .helpers import API_KEY, PROJECT
+from .helpers import API_KEY, PROJECT, make_processor, make_tracer
 
 
 def emit_agent(tracer: Tracer) -> None:

@@ -33,9 +33,16 @@ from opentelemetry.exporter.weave import WeaveSpanExporter, WeaveSpanProcessor
 from opentelemetry.exporter.weave._retry import RetryPolicy
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import make_processor, make_tracer
 from .fault_server import Reply, ScriptedServer, Seen, TLSServer, untrusted_certificate
-from .helpers import API_KEY, NO_WAIT_RETRIES, PROJECT, FakeClock, wait_until
+from .helpers import (
+    API_KEY,
+    NO_WAIT_RETRIES,
+    PROJECT,
+    FakeClock,
+    make_processor,
+    make_tracer,
+    wait_until,
+)
 
 LOGGER = "opentelemetry.exporter.weave"
 RETRY_ID = "x-weave-retry-id"

@@ -28,7 +28,7 @@ from opentelemetry.exporter.weave._call import (
 from opentelemetry.exporter.weave._conventions import KEYS
 from opentelemetry.exporter.weave._redaction import Redactor
 
-from .conftest import contract_errors
+from .helpers import contract_errors
 
 MEMORY = InMemorySpanExporter()
 PROVIDER = TracerProvider(

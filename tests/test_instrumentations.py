@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import API_KEY, PROJECT, make_processor, make_tracer, run_instrumented
+from .helpers import API_KEY, PROJECT, make_processor, make_tracer, run_instrumented
 from .openai_server import ERROR_MESSAGE, FAIL_TRIGGER, REPLY, RESPONSE_MODEL, CannedOpenAI
 
 REQUEST_MODEL = "gpt-4o-mini"

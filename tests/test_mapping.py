@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -13,8 +12,9 @@ from opentelemetry.exporter.weave import span_to_call
 from opentelemetry.exporter.weave._models import CallEndReq, CallStartReq
 from opentelemetry.exporter.weave._sanitize import MAX_DEPTH, MAX_STRING_CHARS
 
+from .helpers import Record
+
 PROJECT = "ent/proj"
-Record = Callable[[Callable[[Tracer], None]], list[ReadableSpan]]
 
 
 def one_span(record: Record, attributes: dict[str, Any], name: str = "op") -> ReadableSpan:

@@ -27,20 +27,19 @@ from opentelemetry.exporter.weave._pipeline import BatchReport, ExportPipeline, 
 from opentelemetry.exporter.weave._rollup import SummaryRollup
 from opentelemetry.exporter.weave._transport import PostResult
 
-from .conftest import make_tracer
 from .fault_server import Reply, ScriptedServer
 from .helpers import (
     API_KEY,
     PROJECT,
     FakeClock,
+    Record,
     RecordingSender,
     http_error,
     make_call,
     make_calls,
+    make_tracer,
     settings_for,
 )
-
-Record = Callable[[Callable[[Tracer], None]], list[ReadableSpan]]
 
 START = 1000.0
 LOGGER = "opentelemetry.exporter.weave"

@@ -20,8 +20,7 @@ from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.exporter.weave import ExportStats, WeaveSpanProcessor
 from opentelemetry.exporter.weave._pipeline import BatchReport
 
-from .conftest import make_tracer
-from .helpers import API_KEY, PROJECT, FakeBatchExporter, FakeClock, wait_until
+from .helpers import API_KEY, PROJECT, FakeBatchExporter, FakeClock, make_tracer, wait_until
 
 START = 1000.0
 """Where every test's ``FakeClock`` starts."""

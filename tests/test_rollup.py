@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Tracer
 from opentelemetry.util.types import AttributeValue
 
@@ -15,9 +13,7 @@ from opentelemetry.exporter.weave._call import WeaveCall
 from opentelemetry.exporter.weave._models import SummaryInsertMap
 from opentelemetry.exporter.weave._rollup import SummaryRollup
 
-from .helpers import FakeClock, make_call
-
-Record = Callable[[Callable[[Tracer], None]], list[ReadableSpan]]
+from .helpers import FakeClock, Record, make_call
 
 
 def call(number: int, parent: int | None = None, tokens: int = 0) -> WeaveCall:

@@ -13,9 +13,8 @@ from opentelemetry.util.types import AttributeValue
 from opentelemetry.exporter.weave import WeaveSpanExporter
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import make_processor, make_tracer
 from .fault_server import Reply, ScriptedServer
-from .helpers import API_KEY, NO_WAIT_RETRIES, PROJECT
+from .helpers import API_KEY, NO_WAIT_RETRIES, PROJECT, make_processor, make_tracer
 from .test_redaction import BEARER, JWT, OPENAI_KEY
 
 

@@ -16,8 +16,7 @@ from opentelemetry.exporter.weave._call import format_span_id
 from opentelemetry.exporter.weave._selection import LEFT_OUT, SpanSelection, is_genai_span
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import make_processor, make_tracer
-from .helpers import PROJECT
+from .helpers import PROJECT, make_processor, make_tracer
 
 TRACE_ID = 0x0123456789ABCDEF0123456789ABCDEF
 SAMPLED = TraceFlags(TraceFlags.SAMPLED)

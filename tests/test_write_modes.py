@@ -19,11 +19,17 @@ from opentelemetry.util.types import AttributeValue
 from opentelemetry.exporter.weave import WeaveSpanExporter, WeaveSpanProcessor, WriteMode
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import make_processor, make_tracer
 from .fault_server import ScriptedServer
-from .helpers import API_KEY, NO_WAIT_RETRIES, PROJECT, settings_for
+from .helpers import (
+    API_KEY,
+    NO_WAIT_RETRIES,
+    PROJECT,
+    Record,
+    make_processor,
+    make_tracer,
+    settings_for,
+)
 
-Record = Callable[[Callable[[Tracer], None]], list[ReadableSpan]]
 Call = dict[str, Any]
 ALL_MODES = [mode.value for mode in WriteMode]
 BATCH_MODES = ["upsert_batch", "calls_complete"]

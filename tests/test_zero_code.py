@@ -10,8 +10,7 @@ from pathlib import Path
 from opentelemetry.exporter.weave import WeaveSpanExporter
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .conftest import run_instrumented
-from .helpers import API_KEY, PROJECT
+from .helpers import API_KEY, PROJECT, run_instrumented
 
 # The app traces by hand: loading every instrumentation installed for the other suites (the
 # openai one alone imports the openai package) would cost seconds and prove nothing here.
