@@ -365,14 +365,14 @@ def whole_exports(spans: list[Any], base_url: str, port: int) -> None:
             exporter = WeaveSpanExporter(settings_for(base_url, mode, **extra))
             control(port, "POST", "/_reset", {"expected": 0})
             micros, cpu = timed(
-                lambda b: exporter.export_until(b, time.monotonic() + 600), batches(chosen), 2
+                lambda b: exporter._pipeline.export_batch(b, time.monotonic() + 600),
+                batches(chosen),
+                2,
             )
-            row(
-                f"WeaveSpanExporter.export_until, {label}", micros / BATCH, f"CPU {cpu / BATCH:.0f}"
-            )
+            row(f"ExportPipeline.export_batch, {label}", micros / BATCH, f"CPU {cpu / BATCH:.0f}")
             exporter.shutdown()
 
-        attempt(f"WeaveSpanExporter.export_until, {label}", export)
+        attempt(f"ExportPipeline.export_batch, {label}", export)
 
 
 # ---------------------------------------------------------------- the app thread
@@ -486,12 +486,12 @@ def profiles(spans: list[Any], base_url: str, port: int, top: int) -> None:
         # call_end's 8 sender threads mostly wait: only CPU time says what they cost.
         with _AllThreads(cpu=mode == "call_end") as profiler:
             for batch in batches(spans[:count]):
-                exporter.export_until(batch, time.monotonic() + 600)
+                exporter._pipeline.export_batch(batch, time.monotonic() + 600)
         exporter.shutdown()
         stats = profiler.stats()
         total = sum(timing[2] for timing in stats.stats.values())  # type: ignore[attr-defined]
         section(
-            f"cProfile, WeaveSpanExporter.export_until in {mode} mode, {count} spans, all "
+            f"cProfile, ExportPipeline.export_batch in {mode} mode, {count} spans, all "
             f"threads: top {top} by own {'CPU' if mode == 'call_end' else 'wall'} time (total "
             f"{total:.2f} s under the profiler, which inflates many small Python calls)"
         )
@@ -501,17 +501,19 @@ def profiles(spans: list[Any], base_url: str, port: int, top: int) -> None:
 
 # The steps of an export, as (file suffix, function name): their cumulative share.
 _STEPS = (
-    ("_exporter.py", "export_until"),
-    ("_exporter.py", "_map"),
+    ("_pipeline.py", "export_batch"),
+    ("_pipeline.py", "_calls_for"),
     ("_mapping.py", "span_to_call"),
     ("_mapping.py", "take_content"),
     ("_mapping.py", "_call_attributes"),
     ("_mapping.py", "_usage"),
     ("_redaction.py", "apply"),
     ("_rollup.py", "roll_up"),
-    ("_delivery.py", "deliver"),
+    ("_size.py", "send"),
     ("_size.py", "fit_call"),
-    ("_delivery.py", "_body"),
+    ("_call.py", "calls_complete_body"),
+    ("_call.py", "upsert_batch_body"),
+    ("_retry.py", "post"),
     ("_transport.py", "post"),
 )
 

@@ -94,7 +94,7 @@ def test_replace_changes_the_half_that_holds_each_field(
     assert (call.start, call.end, call.start_json, call.end_json) == before
     # The new call's JSON is its own, not the original's cached JSON.
     assert changed.start_json == changed.start.model_dump_json().encode()
-    assert changed.end_json == changed.end.model_dump_json().encode()
+    assert json.loads(changed.end_json) == json.loads(changed.end.model_dump_json())
     assert (changed.start_json != call.start_json) is in_start
     assert (changed.end_json != call.end_json) is in_end
 

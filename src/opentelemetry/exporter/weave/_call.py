@@ -60,6 +60,8 @@ OTEL_ATTRIBUTES_KEY = "otel"
 
 _START_FIELDS = frozenset(StartedCallSchemaForInsert.model_fields)
 _END_FIELDS = frozenset(EndedCallSchemaForInsert.model_fields)
+_END_ONLY = set(END_ONLY_FIELDS)
+_SHARED_FIELDS = set(_END_FIELDS - _END_ONLY)
 _NANOS_PER_SECOND = 1_000_000_000
 
 
@@ -105,8 +107,15 @@ class WeaveCall:
         return self.start.__pydantic_serializer__.to_json(self.start)
 
     @cached_property
+    def end_only_json(self) -> bytes:
+        """The end's :data:`END_ONLY_FIELDS`: a complete call is the start's JSON plus these."""
+        return self.end.__pydantic_serializer__.to_json(self.end, include=_END_ONLY)
+
+    @cached_property
     def end_json(self) -> bytes:
-        return self.end.__pydantic_serializer__.to_json(self.end)
+        # The end-only fields (output, summary: the bulk) are encoded once, for every route.
+        shared = self.end.__pydantic_serializer__.to_json(self.end, include=_SHARED_FIELDS)
+        return _joined_objects(shared, self.end_only_json)
 
     @cached_property
     def encoded_size(self) -> int:
@@ -146,6 +155,9 @@ def calls_complete_body(calls: Sequence[WeaveCall]) -> bytes:
 
 
 def _complete_json(call: WeaveCall) -> bytes:
-    end_only = call.end.__pydantic_serializer__.to_json(call.end, include=set(END_ONLY_FIELDS))
-    # Both are JSON objects with at least one member (`id`; `ended_at`): one object of both.
-    return call.start_json[:-1] + b"," + end_only[1:]
+    return _joined_objects(call.start_json, call.end_only_json)
+
+
+def _joined_objects(first: bytes, second: bytes) -> bytes:
+    """One JSON object of the members of two, which share no key and have a member each."""
+    return first[:-1] + b"," + second[1:]

@@ -100,9 +100,10 @@ class Redactor:
             output = self.scrub(output)
             attributes = self.scrub(attributes)
             exception = None if exception is None else self.scrub(exception)
-        else:  # scrubbing copies; unscrubbed, a callback editing in place must not change the call
-            inputs, output, attributes = copy.deepcopy((inputs, output, attributes))
         if self._callback is not None:
+            # Scrubbing shares what it leaves as it was: a callback editing in place must not
+            # change the call.
+            inputs, output, attributes = copy.deepcopy((inputs, output, attributes))
             before_callback = attributes
             try:
                 inputs = self._callback("inputs", inputs)
@@ -117,6 +118,13 @@ class Redactor:
                     OTEL_ATTRIBUTES_KEY: before_callback.get(OTEL_ATTRIBUTES_KEY),
                     "redaction_failed": marker,
                 }
+        elif (
+            inputs is call.start.inputs
+            and output is call.end.output
+            and attributes is call.start.attributes
+            and exception is call.end.exception
+        ):
+            return call  # nothing secret: most calls
         if not isinstance(inputs, dict):
             inputs = {"input": inputs}
         if not isinstance(attributes, dict):
@@ -126,18 +134,31 @@ class Redactor:
         )
 
     def scrub(self, value: Any) -> Any:
-        """``value`` with secret-looking keys' values and secret-looking substrings redacted."""
+        """``value`` with secret-looking keys' values and secret-looking substrings redacted.
+
+        Copy on write: what holds no secret is returned as it is, not copied.
+        """
         if isinstance(value, str):
             return _SECRET_VALUES.sub(REDACTED, value) if _might_hold_secret(value) else value
         if isinstance(value, dict):
-            return {
-                key: REDACTED
-                if self._is_secret_key(key) and not isinstance(item, (dict, list))
-                else self.scrub(item)
-                for key, item in value.items()
-            }
+            scrubbed: dict[Any, Any] | None = None
+            for key, item in value.items():
+                is_secret = self._is_secret_key(key) and not isinstance(item, (dict, list))
+                clean = REDACTED if is_secret else self.scrub(item)
+                if clean is not item:
+                    if scrubbed is None:
+                        scrubbed = dict(value)
+                    scrubbed[key] = clean
+            return value if scrubbed is None else scrubbed
         if isinstance(value, list):
-            return [self.scrub(item) for item in value]
+            items: list[Any] | None = None
+            for index, item in enumerate(value):
+                clean = self.scrub(item)
+                if clean is not item:
+                    if items is None:
+                        items = list(value)
+                    items[index] = clean
+            return value if items is None else items
         return value
 
     def _report_callback_failure(self, call: WeaveCall, error: Exception) -> None:
