@@ -36,6 +36,10 @@ class Reply:
     """Read the request, then reset the connection (RST) without answering."""
     trickle_interval_seconds: float = 0.0
     """Send the status line and headers, then the body one byte at a time, this far apart."""
+    reason_phrase: str | None = None
+    """The status line's reason, instead of the status's standard one."""
+    claimed_length: int | None = None
+    """The ``Content-Length`` announced, instead of the body's: a longer one never comes."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,11 @@ class ScriptedServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def handle(self) -> None:
+                # A client that gave up on an answer resets the connection: not a failure here.
+                with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                    super().handle()
+
             def setup(self) -> None:
                 super().setup()
                 # Headers and body go out as two writes: without this, Nagle holds the body
@@ -81,10 +90,11 @@ class ScriptedServer:
                     reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body).encode()
                 )
                 try:
-                    self.send_response(reply.status)
+                    self.send_response(reply.status, reply.reason_phrase)
                     for name, value in reply.headers.items():
                         self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(payload)))
+                    length = len(payload) if reply.claimed_length is None else reply.claimed_length
+                    self.send_header("Content-Length", str(length))
                     self.end_headers()
                     if reply.trickle_interval_seconds > 0:
                         self._trickle(payload, reply.trickle_interval_seconds)

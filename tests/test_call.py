@@ -207,3 +207,29 @@ def test_timestamps_become_utc_datetimes_to_the_microsecond() -> None:
     assert utc_datetime(1_767_225_600_123_456_789) == datetime(
         2026, 1, 1, 0, 0, 0, 123_456, tzinfo=timezone.utc
     )
+
+
+def test_ids_outside_their_width_keep_it() -> None:
+    assert format_span_id(2**64 + 0xABC) == "0000000000000abc"
+    assert format_span_id(-1) == "f" * 16
+    assert format_trace_id(2**128 + 0xABC) == "0" * 29 + "abc"
+
+
+@pytest.mark.parametrize(
+    ("nanoseconds", "expected"),
+    [
+        (-1, datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc)),
+        (253_402_300_799_999_999_999, datetime.max.replace(tzinfo=timezone.utc)),
+        # Exact to the microsecond: integer arithmetic, no float of the seconds.
+        (4_102_444_800_000_001_999, datetime(2100, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc)),
+    ],
+)
+def test_timestamps_convert_exactly_over_all_a_datetime_holds(
+    nanoseconds: int, expected: datetime
+) -> None:
+    assert utc_datetime(nanoseconds) == expected
+
+
+def test_a_timestamp_past_what_a_datetime_holds_is_an_overflow() -> None:
+    with pytest.raises(OverflowError):
+        utc_datetime(253_402_300_800_000_000_000)

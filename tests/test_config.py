@@ -15,7 +15,8 @@ from opentelemetry.exporter.weave import (
     WeaveSpanProcessor,
     WriteMode,
 )
-from opentelemetry.exporter.weave._config import SETTINGS, WeaveOptions
+from opentelemetry.exporter.weave._config import SETTINGS, Setting, WeaveOptions
+from opentelemetry.exporter.weave._docs import config_table
 
 BASE_ENV = {"WANDB_API_KEY": "env-key-abcdef", "WEAVE_PROJECT": "team/proj"}
 
@@ -223,3 +224,179 @@ def test_keyword_only_setting_must_be_callable(name: str) -> None:
         WeaveSettings.from_env(BASE_ENV, **not_callable)
     function: dict[str, Any] = {name: print}
     assert getattr(WeaveSettings.from_env(BASE_ENV, **function), name) is print
+
+
+# Every numeric setting has a range, shown in the README, and a ConfigError outside it.
+
+NUMERIC = [setting for setting in SETTINGS if setting.bounds is not None]
+
+
+def test_every_numeric_setting_has_bounds() -> None:
+    numeric = {
+        setting.keyword
+        for setting in SETTINGS
+        if isinstance(setting.default, (int, float)) and not isinstance(setting.default, bool)
+    }
+    assert numeric == {setting.keyword for setting in NUMERIC}
+
+
+@pytest.mark.parametrize("setting", NUMERIC, ids=lambda setting: setting.keyword)
+def test_a_number_outside_its_bounds_is_a_config_error(setting: Setting) -> None:
+    assert setting.bounds is not None
+    options: dict[str, Any] = {}
+    if setting.keyword == "max_export_batch_size":
+        options["max_queue_size"] = 1_000_000
+    low, high = setting.bounds.low, setting.bounds.high
+    for value in (low, high):
+        accepted = WeaveSettings.from_env(BASE_ENV, **{**options, setting.keyword: value})
+        assert getattr(accepted, setting.name) == value
+    for value in (high * 10, 1e13, low / 2 if low > 0.001 else 0, -1, float("inf"), "1e400"):
+        with pytest.raises(ConfigError, match=f"^{setting.keyword}: must be "):
+            WeaveSettings.from_env(BASE_ENV, **{**options, setting.keyword: value})
+    assert setting.env is not None
+    with pytest.raises(ConfigError, match=f"^{setting.env}: must be "):
+        WeaveSettings.from_env({**BASE_ENV, setting.env: str(high * 10)})
+
+
+def test_an_integer_setting_refuses_digits_int_cannot_read() -> None:
+    with pytest.raises(ConfigError, match="WEAVE_OTEL_MAX_CONCURRENCY: must be an integer"):
+        WeaveSettings.from_env({**BASE_ENV, "WEAVE_OTEL_MAX_CONCURRENCY": "²"})
+
+
+def test_the_readme_table_shows_each_range() -> None:
+    table = config_table()
+    for setting in NUMERIC:
+        row = next(line for line in table.splitlines() if f"`{setting.keyword}`" in line)
+        assert str(setting.bounds).capitalize() in row
+
+
+# Every construction error is a ConfigError naming the setting.
+
+
+@pytest.mark.parametrize("pattern", ["(?i)secret", "(?x)my key", "(?P<k>a)", "x(?s)y"])
+def test_a_key_pattern_the_scrubber_cannot_join_is_a_config_error(pattern: str) -> None:
+    patterns = [pattern, pattern] if "?P<" in pattern else [pattern]
+    with pytest.raises(ConfigError, match=r"^redact_keys: "):
+        WeaveSettings.from_env(BASE_ENV, redact_keys=patterns)
+    with pytest.raises(ConfigError, match=r"^WEAVE_OTEL_REDACT_KEYS: "):
+        WeaveSettings.from_env({**BASE_ENV, "WEAVE_OTEL_REDACT_KEYS": ",".join(patterns)})
+
+
+def test_key_patterns_that_join_build_the_exporter() -> None:
+    settings = WeaveSettings.from_env(BASE_ENV, redact_keys=["(?i:internal)_id", "x(?s:.)y"])
+    WeaveSpanExporter(settings).shutdown()
+
+
+BAD_KEYS = ["kéy-abcdef", "key\x00abcdef", "key\nabcdef", "key abcdef", "key\x7fabcdef", "ключ"]
+
+
+@pytest.mark.parametrize("scheme", ["basic", "bearer"])
+@pytest.mark.parametrize("key", BAD_KEYS, ids=range(len(BAD_KEYS)))
+def test_a_key_that_is_no_header_value_is_a_config_error_that_hides_it(
+    key: str, scheme: str
+) -> None:
+    env = {**BASE_ENV, "WEAVE_OTEL_AUTH_SCHEME": scheme}
+    for source, environ, options in [
+        ("WANDB_API_KEY", {**env, "WANDB_API_KEY": key}, {}),
+        ("api_key", env, {"api_key": key}),
+    ]:
+        with pytest.raises(ConfigError, match=f"^{source}: ") as caught:
+            WeaveSettings.from_env(environ, **options)
+        message = str(caught.value)
+        assert key not in message
+        assert repr(key) not in message
+        assert "abcdef" not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:hunter2pass@trace.example.com",
+        "https://hunter2pass@trace.example.com",
+        "https://:hunter2pass@trace.example.com/traces",
+    ],
+)
+def test_a_server_url_with_credentials_is_a_config_error_that_hides_them(url: str) -> None:
+    for source, env, options in [
+        ("server_url", BASE_ENV, {"server_url": url}),
+        ("WF_TRACE_SERVER_URL", {**BASE_ENV, "WF_TRACE_SERVER_URL": url}, {}),
+        ("WANDB_BASE_URL", {**BASE_ENV, "WANDB_BASE_URL": url}, {}),
+    ]:
+        with pytest.raises(ConfigError, match=f"^{source}: must not contain credentials") as e:
+            WeaveSettings.from_env(env, **options)
+        assert "hunter2pass" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://user:hunter2pass@x",
+        "https://",
+        "https://host:99999",
+        "https://host:port",
+        "https://ho st",
+        "https://host/a\x00b",
+        "https://host?x=1",
+        "https://host/#frag",
+    ],
+)
+def test_a_bad_server_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"^server_url: must ") as caught:
+        WeaveSettings.from_env(BASE_ENV, server_url=url)
+    assert "hunter2pass" not in str(caught.value)
+
+
+def test_repr_never_shows_url_credentials() -> None:
+    settings = WeaveSettings.from_env(BASE_ENV, proxy="http://proxyuser:hunter2pass@proxy:3128")
+    assert settings.proxy == "http://proxyuser:hunter2pass@proxy:3128"  # the transport's
+    for text in (repr(settings), str(settings)):
+        assert "hunter2pass" not in text
+        assert "proxyuser" not in text
+        assert "proxy:3128" in text
+
+
+@pytest.mark.parametrize(
+    "proxy", ["http://proxy:3128", "https://proxy", "socks5://user:pw@127.0.0.1:1080"]
+)
+def test_a_proxy_url_is_read(proxy: str) -> None:
+    assert WeaveSettings.from_env(BASE_ENV, proxy=proxy).proxy == proxy
+    assert WeaveSettings.from_env({**BASE_ENV, "WEAVE_OTEL_PROXY": proxy}).proxy == proxy
+
+
+@pytest.mark.parametrize(
+    "proxy", ["ftp://proxy", "proxy:3128", "http://", "http://proxy:port", "socks4://p"]
+)
+def test_a_bad_proxy_is_a_config_error_that_hides_its_credentials(proxy: str) -> None:
+    with_password = proxy.replace("://", "://u:hunter2pass@", 1)
+    for value in (proxy, with_password):
+        with pytest.raises(ConfigError, match=r"^WEAVE_OTEL_PROXY: must ") as caught:
+            WeaveSettings.from_env({**BASE_ENV, "WEAVE_OTEL_PROXY": value})
+        assert "hunter2pass" not in str(caught.value)
+
+
+def test_the_spool_settings_are_read() -> None:
+    settings = WeaveSettings.from_env(
+        {
+            **BASE_ENV,
+            "WEAVE_OTEL_SPOOL_DIR": "/var/spool/weave",
+            "WEAVE_OTEL_SPOOL_MAX_BYTES": "4096",
+        }
+    )
+    assert (settings.spool_dir, settings.spool_max_bytes) == ("/var/spool/weave", 4096)
+    assert WeaveSettings.from_env(BASE_ENV).spool_dir is None
+
+
+@pytest.mark.parametrize("spool_dir", ["", "   ", "/tmp/a\x00b"])
+def test_a_bad_spool_dir_is_a_config_error(spool_dir: str) -> None:
+    with pytest.raises(ConfigError, match=r"^spool_dir: must "):
+        WeaveSettings.from_env(BASE_ENV, spool_dir=spool_dir)
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    ["user:hunter2pass@proxy:3128", "http://user:hunter2/pass@proxy:3128", "http://u:hunter2pass@"],
+)
+def test_a_proxy_url_too_broken_to_parse_still_hides_its_credentials(proxy: str) -> None:
+    with pytest.raises(ConfigError, match=r"^proxy: must ") as caught:
+        WeaveSettings.from_env(BASE_ENV, proxy=proxy)
+    assert "hunter2" not in str(caught.value)

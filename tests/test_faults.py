@@ -10,6 +10,7 @@ waiting is what is tested. The rules each fault exercises are unit-tested at the
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import ssl
@@ -692,3 +693,74 @@ def test_spans_up_to_the_queue_bound_survive_an_outage_exactly_once(
     # The drops were reported (once, however the wording goes), with their number.
     (warning,) = messages(caplog, "queue")
     assert "7" in warning
+
+
+# 10. Hostile answers: a server's answer is untrusted input.
+
+
+def test_a_2xx_whose_body_no_parser_takes_is_a_success_and_the_ends_follow(
+    tracing: Tracing,
+) -> None:
+    with ScriptedServer() as server:
+        server.responder = lambda seen: Reply(200, b"[" * 100_000)
+        processor, tracer = tracing(server.url, write_mode="call_end")
+        ids = emit(tracer, 3)
+        assert processor.force_flush(10_000)
+        log = scripted_log(server)
+
+    assert sorted(logged.path for logged in log) == ["/call/end"] * 3 + ["/call/start"] * 3
+    assert sorted(accepted_calls(log)) == sorted(ids)
+    stats = processor.stats()
+    assert (stats.calls_exported, stats.calls_undeliverable, stats.calls_failed) == (3, 0, 0)
+
+
+@pytest.mark.parametrize("retry_after", ["-1", "nan", "0", "Thu, 01 Jan 1970 00:00:00 GMT"])
+def test_a_retry_after_that_is_no_sane_wait_leaves_the_backoff_on(
+    tracing: Tracing, retry_after: str
+) -> None:
+    clock = FakeClock()
+    with ScriptedServer() as server:
+        server.script(V2_ROUTE, [Reply(429, headers={"Retry-After": retry_after})] * 3)
+        processor, tracer = tracing(
+            server.url,
+            write_mode="calls_complete",
+            _retry_policy=RetryPolicy(initial_backoff_seconds=1.0),
+            _clock=clock,
+        )
+        ids = emit(tracer, 2)
+        assert processor.force_flush(10_000)
+        log = scripted_log(server)
+
+    assert [logged.status for logged in log] == [429, 429, 429, 200]
+    assert sorted(accepted_calls(log)) == sorted(ids)
+    # Backoff waits, each within its jitter bounds: not three retries at once.
+    ceilings = [1.0, 2.0, 4.0]
+    assert len(clock.waits) == 3
+    assert all(c / 2 <= w <= c for w, c in zip(clock.waits, ceilings, strict=True)), clock.waits
+
+
+def echo_authorization(kind: str) -> Callable[[Seen], Reply]:
+    def reply(seen: Seen) -> Reply:
+        authorization = seen.headers["authorization"]
+        if kind == "reason-phrase":
+            return Reply(401, b"", reason_phrase=f"no: {authorization} / {API_KEY}")
+        return Reply(401, ("x" * 490 + API_KEY + authorization).encode())
+
+    return reply
+
+
+@pytest.mark.parametrize("scheme", ["basic", "bearer"])
+@pytest.mark.parametrize("kind", ["reason-phrase", "straddling-the-cut"])
+def test_a_refusal_echoing_the_credential_logs_no_form_of_it(
+    tracing: Tracing, caplog: pytest.LogCaptureFixture, kind: str, scheme: str
+) -> None:
+    basic = base64.b64encode(f"api:{API_KEY}".encode()).decode()
+    forms = [API_KEY, basic, API_KEY[:10], API_KEY[-10:], basic[:12], basic[-12:]]
+    with ScriptedServer() as server, caplog.at_level(logging.DEBUG):
+        server.responder = echo_authorization(kind)
+        processor, tracer = tracing(server.url, write_mode="calls_complete", auth_scheme=scheme)
+        emit(tracer, 2)
+        assert processor.force_flush(10_000) is False
+
+    (line,) = messages(caplog, "HTTP 401")
+    assert [form for form in forms if form in caplog.text] == [], line

@@ -8,10 +8,12 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, Status, StatusCode
 
 from opentelemetry.exporter.weave import span_to_call
 from opentelemetry.exporter.weave._call import (
@@ -124,4 +126,68 @@ def test_any_span_maps_to_valid_bodies(
     assert (call.end.exception is not None) is failed
     for route, body in bodies(call):
         # Valid JSON whatever went in, and within the contract.
+        assert contract_errors(route, json.loads(body)) == []
+
+
+flattened_key = st.tuples(
+    st.sampled_from(["gen_ai.prompt.", "llm.input_messages.", "gen_ai.completion.", ""]),
+    st.lists(st.sampled_from(["0", "1", "²", "٣", "a", "message", "content", ""]), max_size=1500),
+).map(lambda parts: parts[0] + ".".join(parts[1]))
+hostile_key = st.one_of(attribute_key, flattened_key)
+timestamp = st.one_of(
+    st.none(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+)
+optional_text = st.one_of(st.none(), any_text)
+events = st.lists(
+    st.builds(
+        Event,
+        name=any_text,
+        attributes=st.dictionaries(hostile_key, attribute_value, max_size=5),
+        timestamp=timestamp,
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=any_text,
+    attributes=st.dictionaries(hostile_key, attribute_value, max_size=20),
+    start_time=timestamp,
+    end_time=timestamp,
+    scope=st.tuples(any_text, optional_text),
+    status=st.tuples(st.sampled_from(list(StatusCode)), optional_text),
+    resource=st.dictionaries(any_text, attribute_value, max_size=5),
+    span_events=events,
+)
+def test_any_span_the_sdk_can_hold_maps_to_valid_bodies(
+    name: str,
+    attributes: dict[str, Any],
+    start_time: Any,
+    end_time: Any,
+    scope: tuple[str, str | None],
+    status: tuple[StatusCode, str | None],
+    resource: dict[str, Any],
+    span_events: list[Event],
+) -> None:
+    """Built field by field, past what the tracer API checks: hostile keys, times, texts."""
+    code, description = status
+    span = ReadableSpan(
+        name=name,
+        context=SpanContext(0x1234, 0x5678, is_remote=False),
+        start_time=start_time,
+        end_time=end_time,
+        attributes=attributes,
+        events=span_events,
+        instrumentation_scope=InstrumentationScope(*scope),
+        status=Status(code, description if code is StatusCode.ERROR else None),
+        resource=Resource(resource),
+    )
+
+    call = Redactor().apply(span_to_call(span, "e/p"))
+
+    for route, body in bodies(call):
         assert contract_errors(route, json.loads(body)) == []

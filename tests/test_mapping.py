@@ -5,14 +5,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import Status, StatusCode, Tracer
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, Status, StatusCode, Tracer
 
 from opentelemetry.exporter.weave import span_to_call
 from opentelemetry.exporter.weave._models import CallEndReq, CallStartReq
 from opentelemetry.exporter.weave._sanitize import MAX_DEPTH, MAX_STRING_CHARS
 
-from .helpers import Record
+from .helpers import Record, contract_errors
 
 PROJECT = "ent/proj"
 
@@ -436,3 +438,137 @@ def test_hostile_non_json_values_in_decoded_text(record_spans: Record) -> None:
     )
     assert start["inputs"] == {"a": "NaN", "b": "Infinity"}
     assert end["output"] == ["Infinity", "ok"]
+
+
+def bare_span(**fields: Any) -> ReadableSpan:
+    """A finished span built field by field, as the SDK lets any of them be set."""
+    values: dict[str, Any] = {
+        "name": "op",
+        "context": SpanContext(0x1234, 0x5678, is_remote=False),
+        "start_time": 1_700_000_000_000_000_000,
+        "end_time": 1_700_000_001_000_000_000,
+    }
+    return ReadableSpan(**{**values, **fields})
+
+
+def wire_passes_the_contract(span: ReadableSpan) -> tuple[dict[str, Any], dict[str, Any]]:
+    start, end = wire(span)
+    assert contract_errors("/call/start", {"start": start}) == []
+    assert contract_errors("/call/end", {"end": end}) == []
+    return start, end
+
+
+@pytest.mark.parametrize("digit", ["²", "٣", "①"])
+def test_a_flattened_index_that_is_not_an_ascii_digit_is_an_attribute(digit: str) -> None:
+    attributes = {
+        "gen_ai.prompt.0.role": "user",
+        "gen_ai.prompt.0.content": "hi",
+        f"gen_ai.prompt.{digit}.content": "odd",
+    }
+
+    start, _ = wire_passes_the_contract(bare_span(attributes=attributes))
+
+    assert start["inputs"] == {"messages": [{"role": "user", "content": "hi"}]}
+    assert start["attributes"][f"gen_ai.prompt.{digit}.content"] == "odd"
+
+
+def test_a_flattened_key_deeper_than_json_can_nest_keeps_its_last_segments_as_one_key() -> None:
+    key = "gen_ai.prompt.0." + ".".join(["a"] * 1_500)
+
+    start, _ = wire_passes_the_contract(bare_span(attributes={key: "deep"}))
+
+    node: Any = start["inputs"]["input"][0]  # the list under the prefix, its entry 0
+    depth = 0
+    while len(node) == 1 and (only_key := next(iter(node))) == "a":
+        node, depth = node[only_key], depth + 1
+    assert depth == MAX_DEPTH - 2  # the index and the joined rest are the other two levels
+    assert node == {".".join(["a"] * (1_500 - depth)): "deep"}
+
+
+NS_2023 = 1_700_000_000_000_000_000
+LATEST = "9999-12-31T23:59:59.999999+00:00"
+EPOCH = "1970-01-01T00:00:00.000000+00:00"
+
+
+@pytest.mark.parametrize(
+    ("start_time", "end_time", "started_at", "ended_at", "adjusted"),
+    [
+        # Any int-like or float: the SDK takes it.
+        (NS_2023, float(NS_2023 + 1_500_160), None, "2023-11-14T22:13:20.001500+00:00", None),
+        (NS_2023, True, None, "1970-01-01T00:00:00.000000+00:00", None),
+        # Out of range: clamped, the original kept.
+        (-5, NS_2023, EPOCH, None, {"start_time": -5}),
+        (NS_2023, 10**30, None, LATEST, {"end_time": 10**30}),
+        # Missing or not a number: taken from the other end.
+        (None, NS_2023, "2023-11-14T22:13:20.000000+00:00", None, {"start_time": None}),
+        (NS_2023, float("nan"), None, "2023-11-14T22:13:20.000000+00:00", {"end_time": "NaN"}),
+        (NS_2023, None, None, "2023-11-14T22:13:20.000000+00:00", None),
+        (None, None, EPOCH, EPOCH, {"start_time": None}),
+    ],
+)
+def test_any_span_time_maps_clamped_or_filled_in_and_marked(
+    start_time: Any, end_time: Any, started_at: str | None, ended_at: str | None, adjusted: Any
+) -> None:
+    start, end = wire_passes_the_contract(bare_span(start_time=start_time, end_time=end_time))
+
+    if started_at is not None:
+        assert start["started_at"] == end["started_at"] == started_at
+    if ended_at is not None:
+        assert end["ended_at"] == ended_at
+    assert start["attributes"]["otel"].get("adjusted_times") == adjusted
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected", "original"),
+    [
+        (10**22, LATEST, 10**22),  # after year 9999
+        (-(10**22), EPOCH, -(10**22)),
+        (float(NS_2023), "2023-11-14T22:13:20.000000+00:00", None),
+        ("soon", "2023-11-14T22:13:20.000000+00:00", "soon"),  # not a time: the span's start
+    ],
+)
+def test_any_event_time_maps_clamped_or_marked(
+    timestamp: Any, expected: str, original: Any
+) -> None:
+    event = Event("odd", {"k": "v"}, timestamp=timestamp)
+
+    start, _ = wire_passes_the_contract(bare_span(events=[event]))
+
+    (mapped,) = start["attributes"]["otel"]["events"]
+    assert mapped["timestamp"] == expected
+    assert mapped.get("original_timestamp") == original
+
+
+def test_every_text_of_the_otel_context_is_sanitised() -> None:
+    """Scope, status, event names, resource, span name: whatever reaches the wire is clean."""
+    span = bare_span(
+        name="op \ud800",
+        instrumentation_scope=InstrumentationScope("scope \udc00", "1.0 \ud800"),
+        status=Status(StatusCode.ERROR, "failed \ud800"),
+        events=[Event("event \udfff", {"k \ud800": "v \ud800"}, timestamp=NS_2023)],
+        resource=Resource({"service.name": "svc \ud800"}),
+        attributes={"key \ud800": "value"},
+    )
+
+    start, end = wire_passes_the_contract(span)
+
+    otel = start["attributes"]["otel"]
+    assert start["op_name"] == "op \ufffd"
+    assert otel["scope"] == {"name": "scope \ufffd", "version": "1.0 \ufffd"}
+    assert otel["status"]["description"] == "failed \ufffd"
+    assert otel["events"][0]["name"] == "event \ufffd"
+    assert otel["events"][0]["attributes"] == {"k \ufffd": "v \ufffd"}
+    assert otel["resource"] == {"service.name": "svc \ufffd"}
+    assert start["attributes"]["key \ufffd"] == "value"
+    assert json.loads(end["exception"])["message"] == "failed \ufffd"
+
+
+def test_ids_outside_their_bit_width_still_map_to_fixed_width_hex() -> None:
+    context = SpanContext(2**128 + 5, 2**70 + 6, is_remote=False)
+    parent = SpanContext(2**128 + 5, -1, is_remote=False)
+
+    start, _ = wire_passes_the_contract(bare_span(context=context, parent=parent))
+
+    assert start["trace_id"] == f"{5:032x}"
+    assert start["id"] == f"{6:016x}"
+    assert start["parent_id"] == "f" * 16

@@ -208,6 +208,79 @@ def test_a_span_whose_mapping_raises_costs_only_itself(
     assert logged.startswith("Could not map span 'bad' (")
 
 
+def test_a_call_that_cannot_be_encoded_costs_only_its_span(
+    sender: DeadlineSender,
+    record_spans: Record,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each call is encoded as it is built, so the failure is the span's, not the batch's."""
+    original_map = span_to_call
+
+    def mapping(span: ReadableSpan, project_id: str, parent_id: Any = SPAN_PARENT) -> WeaveCall:
+        call = original_map(span, project_id, parent_id)
+        if span.name == "bad":  # whatever a later stage let through that JSON cannot hold
+            return call.replace(attributes={"odd": object()})
+        return call
+
+    monkeypatch.setattr(_pipeline, "span_to_call", mapping)
+    pipeline = ExportPipeline(settings_for())
+    names = [f"good{index}" for index in range(20)]
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        report = pipeline.export_batch(
+            spans_named(record_spans, *names[:10], "bad", *names[10:]), START
+        )
+    assert (report.spans, report.unmappable) == (21, 1)
+    assert sender.op_names() == names
+    assert report.delivery.failures == ()
+    assert (pipeline.stats().spans_unmappable, pipeline.stats().calls_exported) == (1, 20)
+    (logged,) = caplog.messages
+    assert logged.startswith("Could not map span 'bad' (")
+
+
+def test_a_redaction_callback_returning_what_json_cannot_hold_costs_no_other_span(
+    sender: DeadlineSender, record_spans: Record
+) -> None:
+    def callback(field_name: str, value: Any) -> Any:
+        return {"odd": object()} if value == {"input": "poison"} else value
+
+    def emit(tracer: Tracer) -> None:
+        for index in range(20):
+            with tracer.start_as_current_span(f"good{index}"):
+                pass
+            if index == 9:
+                with tracer.start_as_current_span("bad", attributes={"input.value": "poison"}):
+                    pass
+
+    pipeline = ExportPipeline(settings_for(redaction_callback=callback))
+    report = pipeline.export_batch(record_spans(emit), START)
+
+    # Sanitised or left out as unmappable, the odd call never takes the others with it.
+    assert [name for name in sender.op_names() if name != "bad"] == [
+        f"good{index}" for index in range(20)
+    ]
+    assert report.delivery.failures == ()
+
+
+def test_fitting_to_size_reads_the_deadline_on_the_pipeline_s_clock(
+    sender: DeadlineSender, record_spans: Record
+) -> None:
+    clock = FakeClock(start=0.0)
+    pipeline = ExportPipeline(settings_for(max_request_bytes=20_000), clock=clock)
+
+    def emit(tracer: Tracer) -> None:
+        attributes = {"input.value": "i" * 30_000, "note": "small"}
+        with tracer.start_as_current_span("big", attributes=attributes):
+            pass
+
+    pipeline.export_batch(record_spans(emit), deadline=10.0)
+
+    (call,) = sender.calls_by_name().values()
+    # Time to spare on the pipeline's clock: only the large field is cut, not all of them.
+    assert call.start.attributes["note"] == "small"
+    assert "truncated by opentelemetry-exporter-weave: inputs.input" in call.start.inputs["input"]
+
+
 def test_a_sender_that_raises_costs_the_batch_but_never_raises(
     sender: DeadlineSender, record_spans: Record, caplog: pytest.LogCaptureFixture
 ) -> None:

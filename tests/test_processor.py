@@ -212,7 +212,7 @@ def test_a_loss_in_a_batch_taken_before_the_flush_does_not_fail_it(
     flushing = threading.Thread(target=lambda: results.append(setup.processor.force_flush(5_000)))
     flushing.start()
     # The early batch must report its loss while the flush is waiting: the race at issue.
-    wait_until(lambda: setup.processor._flush_requests)
+    wait_until(lambda: not setup.processor._inbox.empty())
     release.set()
     flushing.join()
     assert results == [True]
@@ -350,3 +350,77 @@ def test_repr_hides_the_key(rig: Callable[..., Rig]) -> None:
     assert API_KEY not in repr(processor)
     assert PROJECT in repr(processor)
     assert API_KEY not in repr(processor.stats())
+
+
+class FailingInbox:
+    """The worker's inbox, whose next waits raise: the worker must go on exporting."""
+
+    def __init__(self, inbox: Any, failures: int) -> None:
+        self._inbox = inbox
+        self.failures = failures
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("the worker's wait broke")
+        return self._inbox.get(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inbox, name)
+
+
+def test_the_worker_survives_its_own_wait_failing(
+    rig: Callable[..., Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    setup = rig(max_export_batch_size=2)
+    inbox = FailingInbox(setup.processor._inbox, failures=3)
+    setup.processor._inbox = inbox  # type: ignore[assignment]
+    setup.processor._inbox.put(None)  # wake the worker: its next wait is the failing one
+    wait_until(lambda: inbox.failures == 0)
+    setup.emit(*names("after", 4))
+    wait_until(lambda: len(setup.exporter.batches) == 2)
+    assert setup.exporter.exported_names() == names("after", 4)
+    assert setup.processor.force_flush(5_000)
+    assert "Weave export worker failed" in caplog.text
+
+
+def test_a_huge_flush_timeout_is_a_long_wait_not_an_error(rig: Callable[..., Rig]) -> None:
+    setup = rig()
+    setup.emit("one")
+    assert setup.processor.force_flush(timeout_millis=10**13) is True
+    assert setup.processor.force_flush(timeout_millis=float("inf")) is True  # type: ignore[arg-type]
+
+
+def test_the_counts_are_exact_under_many_app_threads(rig: Callable[..., Rig]) -> None:
+    setup = rig(max_queue_size=50, max_export_batch_size=10)
+    threads, per_thread = 8, 2_000
+    span = setup.tracer.start_span("shared")
+    span.end()
+
+    def end_many() -> None:
+        for _ in range(per_thread):
+            setup.processor.on_end(span)
+
+    workers = [threading.Thread(target=end_many) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert setup.processor.force_flush(10_000)
+    stats = setup.processor.stats()
+    handed_over = threads * per_thread + 1
+    assert stats.spans_enqueued + stats.spans_dropped_queue_full == handed_over
+    assert stats.calls_exported == stats.spans_enqueued
+    assert stats.spans_dropped_queue_full > 0  # the bound held against them all
+    assert max(setup.exporter.batch_sizes()) <= 10
+
+
+def test_spans_ended_while_the_worker_stops_are_counted(rig: Callable[..., Rig]) -> None:
+    setup = rig()
+    setup.processor.shutdown()
+    assert setup.processor._worker_done
+    setup.processor._shutdown_deadline = None  # as if this on_end passed the check just before
+    setup.emit("late")
+    stats = setup.processor.stats()
+    assert (stats.spans_enqueued, stats.spans_dropped_after_shutdown) == (1, 1)
+    assert not setup.processor._queue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import os
 import signal
@@ -993,3 +994,486 @@ def test_module_cli_refuses_bad_arguments(args: list[str], message: str) -> None
 
     assert result.returncode == 2
     assert message in result.stderr
+
+
+# --- HTTP: refusals before the body, keep-alive, framing, paths, IPv6, connection cap -------
+
+TEN_MIB = 10 * 1024 * 1024
+
+
+def raw_request(method: str, path: str, *headers: str, body: bytes = b"", host: str = "x") -> bytes:
+    """One HTTP/1.1 request as bytes, for what httpx would not send."""
+    head = "".join(
+        f"{line}\r\n" for line in (f"{method} {path} HTTP/1.1", f"Host: {host}", *headers)
+    )
+    return f"{head}\r\n".encode("latin-1") + body
+
+
+def read_response(stream: Any) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of one response read from a socket's file."""
+    status = int(stream.readline().split()[1])
+    headers: dict[str, str] = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, stream.read(int(headers["content-length"]))
+
+
+@contextmanager
+def raw_connection(server: LocalWeaveServer, timeout: float = 5.0) -> Iterator[socket.socket]:
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw:
+        yield raw
+
+
+@pytest.mark.parametrize(
+    ("server_options", "method", "path", "headers", "status"),
+    [
+        ({"api_key": API_KEY}, "POST", "/call/start", (), 401),
+        ({}, "POST", "/call/nowhere", (), 404),
+        ({}, "PUT", "/call/start", (), 405),
+        ({"calls_complete_only": True}, "POST", "/call/start", (), 400),
+    ],
+    ids=["auth", "route", "method", "write-mode"],
+)
+def test_refusal_is_answered_before_the_body_is_read_and_the_connection_goes_on(
+    server_options: dict[str, Any],
+    method: str,
+    path: str,
+    headers: tuple[str, ...],
+    status: int,
+) -> None:
+    with LocalWeaveServer(**server_options) as server, raw_connection(server) as raw:
+        stream = raw.makefile("rb")
+        # Only the head is sent: an answer that waited for the 10 MiB body would never come.
+        raw.sendall(raw_request(method, path, f"Content-Length: {TEN_MIB}", *headers))
+        refused, _, _ = read_response(stream)
+        raw.sendall(b"\0" * TEN_MIB + raw_request("GET", "/health"))
+        health, _, health_body = read_response(stream)
+
+    assert (refused, health, json.loads(health_body)) == (status, 200, {"status": "ok"})
+    assert [r.status for r in server.requests()] == [status, 200]
+    assert server.requests()[0].body == b""
+
+
+def test_refused_bodies_are_not_kept_in_the_request_log(secured: LocalWeaveServer) -> None:
+    with httpx.Client(base_url=secured.url, timeout=30.0) as http:
+        statuses = [http.post("/call/start", content=b"x" * TEN_MIB).status_code for _ in range(5)]
+
+    assert statuses == [401] * 5
+    assert [len(r.body) for r in secured.requests()] == [0] * 5
+
+
+def test_request_log_keeps_the_newest_requests_within_its_count_bound() -> None:
+    with (
+        LocalWeaveServer(max_logged_requests=3) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        for n in range(5):
+            http.post("/call/start", json=start_body(f"{n:016x}"))
+
+    assert [json.loads(r.body)["start"]["id"] for r in server.requests()] == [
+        f"{n:016x}" for n in (2, 3, 4)
+    ]
+    assert len(server.calls()) == 5
+
+
+def test_request_log_keeps_the_newest_bodies_within_its_byte_bound() -> None:
+    body = compact(start_body())
+    headers = {"Content-Type": "application/json"}
+    with (
+        LocalWeaveServer(max_logged_body_bytes=2 * len(body) + 1) as server,
+        httpx.Client(base_url=server.url, headers=headers) as http,
+    ):
+        for _ in range(4):
+            http.post("/call/start", content=body)
+        http.get("/health")
+        bodies_before_large = [r.body for r in server.requests()]
+        # A body over the bound on its own is still kept while it is the newest.
+        large = compact(start_body(inputs={"text": "x" * (3 * len(body))}))
+        http.post("/call/start", content=large)
+
+    assert bodies_before_large == [body, body, b""]
+    assert [r.body for r in server.requests()] == [large]
+
+
+def test_bad_log_bounds_and_connection_cap_are_refused() -> None:
+    for name in ("max_connections", "max_logged_requests", "max_logged_body_bytes"):
+        with pytest.raises(ValueError, match=f"{name} must be at least 1"):
+            LocalWeaveServer(**{name: 0})
+
+
+def test_requests_share_one_keep_alive_connection(server: LocalWeaveServer) -> None:
+    with httpx.Client(base_url=server.url) as http:
+        responses = [http.post("/call/start", json=start_body()) for _ in range(5)]
+        closing = http.get("/health", headers={"Connection": "close"})
+        after = http.get("/health")
+
+    assert {r.http_version for r in responses} == {"HTTP/1.1"}
+    assert all("close" not in r.headers.get("connection", "") for r in responses)
+    assert closing.headers["connection"] == "close"
+    connections = [r.connection for r in server.requests()]
+    assert connections == [connections[0]] * 6 + [connections[0] + 1]
+    assert after.status_code == 200
+
+
+def test_pipelined_requests_on_one_socket_are_answered_in_order(server: LocalWeaveServer) -> None:
+    start = compact(start_body())
+    with raw_connection(server) as raw:
+        raw.sendall(
+            raw_request("POST", "/call/start", f"Content-Length: {len(start)}", body=start)
+            + raw_request("GET", "/health", "Connection: close")
+        )
+        stream = raw.makefile("rb")
+        first, second = read_response(stream), read_response(stream)
+        rest = stream.read()
+
+    assert (first[0], json.loads(first[2])) == (200, {"id": ROOT_ID, "trace_id": TRACE_ID})
+    assert "connection" not in first[1]
+    assert (second[0], second[1]["connection"]) == (200, "close")
+    # Connection: close was honoured: the server closed its end after the answer.
+    assert rest == b""
+
+
+def test_http_1_0_client_gets_its_answer_and_a_closed_connection(
+    server: LocalWeaveServer,
+) -> None:
+    with raw_connection(server) as raw:
+        raw.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+        stream = raw.makefile("rb")
+        status, headers, body = read_response(stream)
+        rest = stream.read()
+
+    assert (status, json.loads(body), headers["connection"], rest) == (
+        200,
+        {"status": "ok"},
+        "close",
+        b"",
+    )
+
+
+def test_exporter_pool_reuses_one_connection_for_many_requests(server: LocalWeaveServer) -> None:
+    from tests.helpers import PROJECT as EXPORTER_PROJECT
+    from tests.helpers import make_processor, make_tracer
+
+    processor = make_processor(server.url)
+    provider, tracer = make_tracer(processor)
+    try:
+        for n in range(10):
+            with tracer.start_as_current_span(f"span {n}"):
+                pass
+            # One export, so one request or more, per span.
+            assert processor.force_flush(10_000)
+    finally:
+        provider.shutdown()
+
+    requests = server.requests()
+    assert len(server.calls(EXPORTER_PROJECT)) == 10
+    assert len(requests) >= 10
+    assert {r.status for r in requests} == {200}
+    assert {r.connection for r in requests} == {requests[0].connection}
+
+
+def chunked(*pieces: bytes) -> Iterator[bytes]:
+    # An iterator has no length, so httpx sends it with Transfer-Encoding: chunked.
+    yield from pieces
+
+
+def test_chunked_body_is_read_and_stored(server: LocalWeaveServer, client: httpx.Client) -> None:
+    body = compact(start_body())
+    headers = {"Content-Type": "application/json"}
+
+    response = client.post("/call/start", content=chunked(body[:10], body[10:]), headers=headers)
+
+    assert (response.status_code, response.json()) == (200, {"id": ROOT_ID, "trace_id": TRACE_ID})
+    [logged] = server.requests()
+    assert (logged.headers["transfer-encoding"], logged.body) == ("chunked", body)
+    assert server.start_writes() == {ROOT_ID: 1}
+
+
+def test_chunked_body_with_extensions_and_trailers_on_a_raw_socket(
+    server: LocalWeaveServer,
+) -> None:
+    body = compact(start_body())
+    framed = (
+        f"{10:x};name=value\r\n".encode()
+        + body[:10]
+        + f"\r\n{len(body) - 10:X}\r\n".encode()
+        + body[10:]
+        + b"\r\n0\r\nX-Trailer: yes\r\n\r\n"
+    )
+    with raw_connection(server) as raw:
+        raw.sendall(
+            raw_request("POST", "/call/start", "Transfer-Encoding: chunked", body=framed)
+            + raw_request("GET", "/health")
+        )
+        stream = raw.makefile("rb")
+        answers = [read_response(stream)[0], read_response(stream)[0]]
+
+    assert answers == [200, 200]
+    assert server.requests()[0].body == body
+
+
+def test_chunked_body_over_max_body_bytes_is_refused_with_413() -> None:
+    body = compact(start_body())
+    with (
+        LocalWeaveServer(max_body_bytes=len(body) - 1) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        refused = http.post("/call/start", content=chunked(body[:10], body[10:]))
+        accepted = http.post("/call/start", content=chunked(body[: len(body) - 1]))
+
+    assert refused.status_code == 413
+    assert refused.json() == {"reason": f"Request body too large: over {len(body) - 1} bytes"}
+    # The truncated body reached validation: it was within the limit.
+    assert accepted.status_code == 422
+    assert server.start_writes() == {}
+
+
+@pytest.mark.parametrize(
+    "framed",
+    [b"zz\r\nabc\r\n0\r\n\r\n", b"3\r\nabcX\r\n0\r\n\r\n", b"-1\r\n\r\n", b"1" * 70000],
+    ids=["non-hex-size", "no-crlf-after-chunk", "negative-size", "endless-size-line"],
+)
+def test_malformed_chunked_body_is_refused_with_400(
+    server: LocalWeaveServer, framed: bytes
+) -> None:
+    with raw_connection(server) as raw:
+        raw.sendall(raw_request("POST", "/call/start", "Transfer-Encoding: chunked", body=framed))
+        status, headers, _ = read_response(raw.makefile("rb"))
+
+    assert (status, headers["connection"]) == (400, "close")
+    assert server.start_writes() == {}
+    assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("project", "encoded"),
+    [("team/my app", "team/my%20app"), ("team/café", "team/caf%C3%A9"), ("a b/c", "a%20b/c")],
+)
+def test_percent_encoded_project_names_are_decoded_in_the_v2_route(
+    server: LocalWeaveServer, client: httpx.Client, project: str, encoded: str
+) -> None:
+    item = complete_item(project_id=project)
+
+    response = client.post(f"/v2/{encoded}/calls/complete", json={"batch": [item]})
+    # httpx percent-encodes the path itself.
+    again = client.post(f"/v2/{project}/calls/complete", json={"batch": [item]})
+
+    assert (response.status_code, again.status_code) == (200, 200)
+    assert [c["project_id"] for c in server.calls(project)] == [project]
+    assert server.start_writes(project) == {ROOT_ID: 2}
+    assert server.requests()[0].path == f"/v2/{encoded}/calls/complete"
+
+
+def test_path_that_is_not_percent_encoded_utf8_is_refused_with_400(
+    server: LocalWeaveServer,
+) -> None:
+    with raw_connection(server) as raw:
+        raw.sendall(raw_request("POST", "/v2/team/caf%E9/calls/complete", "Content-Length: 0"))
+        status, _, body = read_response(raw.makefile("rb"))
+
+    assert status == 400
+    assert "percent-encoded UTF-8" in json.loads(body)["reason"]
+
+
+def ipv6_loopback_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback here")
+def test_server_listens_on_ipv6_loopback_with_a_bracketed_url() -> None:
+    with LocalWeaveServer(host="::1") as server, httpx.Client(base_url=server.url) as http:
+        assert server.url.startswith("http://[::1]:")
+        started = http.post("/call/start", json=start_body())
+
+    assert started.status_code == 200
+    assert [c["id"] for c in server.calls()] == [ROOT_ID]
+
+
+def test_connections_past_the_cap_wait_for_a_free_slot() -> None:
+    with (
+        LocalWeaveServer(max_connections=2) as server,
+        raw_connection(server) as first,
+        raw_connection(server) as second,
+    ):
+        # Both slots are held by keep-alive connections between requests.
+        for held in (first, second):
+            held.sendall(raw_request("GET", "/health"))
+            assert read_response(held.makefile("rb"))[0] == 200
+        with raw_connection(server) as third:
+            third.sendall(raw_request("GET", "/health"))
+            third.settimeout(0.5)
+            # Not served while the two slots are held ...
+            with pytest.raises(TimeoutError):
+                third.recv(1)
+            first.close()
+            third.settimeout(5.0)
+            # ... and served once one is given back.
+            status, _, _ = read_response(third.makefile("rb"))
+
+    assert status == 200
+    assert len({r.connection for r in server.requests()}) == 3
+
+
+def test_waiting_connection_makes_answers_close_their_connection() -> None:
+    with LocalWeaveServer(max_connections=1) as server, raw_connection(server) as first:
+        first_stream = first.makefile("rb")
+        first.sendall(raw_request("GET", "/health"))
+        _, kept_open, _ = read_response(first_stream)
+        with raw_connection(server) as second:
+            second.sendall(raw_request("GET", "/health"))
+            # Wait until the second connection waits for the slot the first one holds.
+            wait_for(lambda: server._running[0].connection_waiting)  # type: ignore[index]
+            first.sendall(raw_request("GET", "/health"))
+            _, closed, _ = read_response(first_stream)
+            second_status, _, _ = read_response(second.makefile("rb"))
+
+    assert "connection" not in kept_open
+    assert closed["connection"] == "close"
+    assert second_status == 200
+
+
+def wait_for(condition: Any, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def test_stop_does_not_wait_for_idle_keep_alive_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry.exporter.weave.testing import _server
+
+    # Only the wake-up on stop() can end the handler's wait before this.
+    monkeypatch.setattr(_server._Handler, "timeout", 3600.0)
+    server = LocalWeaveServer().start()
+    with httpx.Client(base_url=server.url) as http:
+        assert http.get("/health").status_code == 200
+        stopping = threading.Thread(target=server.stop)
+        stopping.start()
+        stopping.join(timeout=60.0)
+        assert not stopping.is_alive()
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        (("Content-Length: abc",), 400),
+        (("Content-Length: -5",), 400),
+        (("Content-Length: 1e3",), 400),
+        (("Content-Length: 5", "Content-Length: 6"), 400),
+        (("Content-Length: 99999999999999999999999999999",), 413),
+        (("Content-Length: " + "9" * 5000,), 413),
+        (("Content-Length: 5", "Transfer-Encoding: chunked"), 400),
+        (("Transfer-Encoding: gzip, chunked",), 501),
+        # Without max_body_bytes, 1 GiB is the most a body may be.
+        ((f"Content-Length: {1024**3 + 1}",), 413),
+        (("X-Big: " + "x" * 70000,), 431),
+        (tuple(f"X-Many-{n}: y" for n in range(101)), 431),
+    ],
+    ids=[
+        "non-numeric",
+        "negative",
+        "float",
+        "conflicting",
+        "huge",
+        "longer-than-int-parses",
+        "both-framings",
+        "unknown-encoding",
+        "over-1-GiB",
+        "long-header",
+        "many-headers",
+    ],
+)
+def test_malformed_request_is_refused_without_a_traceback_and_the_server_goes_on(
+    server: LocalWeaveServer,
+    headers: tuple[str, ...],
+    status: int,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with raw_connection(server) as raw:
+        raw.sendall(raw_request("POST", "/call/start", *headers))
+        answered, answer_headers, _ = read_response(raw.makefile("rb"))
+
+    assert (answered, answer_headers["connection"]) == (status, "close")
+    assert httpx.post(f"{server.url}/call/start", json=start_body()).status_code == 200
+    assert server.start_writes() == {ROOT_ID: 1}
+    assert capfd.readouterr().err == ""
+
+
+def test_client_that_vanishes_mid_body_leaves_no_traceback(
+    server: LocalWeaveServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with raw_connection(server) as raw:
+        raw.sendall(raw_request("POST", "/call/start", "Content-Length: 1000", body=b"{"))
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+
+    assert httpx.get(f"{server.url}/health").status_code == 200
+    assert server.start_writes() == {}
+    assert capfd.readouterr().err == ""
+
+
+def test_refused_body_past_the_discard_limit_closes_the_connection(
+    secured: LocalWeaveServer,
+) -> None:
+    with raw_connection(secured) as raw:
+        raw.sendall(raw_request("POST", "/call/start", f"Content-Length: {65 * 1024 * 1024}"))
+        stream = raw.makefile("rb")
+        status, headers, _ = read_response(stream)
+        rest = stream.read()
+
+    assert (status, headers["connection"], rest) == (401, "close", b"")
+
+
+def test_idle_connection_is_dropped_after_the_idle_timeout(
+    server: LocalWeaveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.exporter.weave.testing import _server
+
+    assert _server._Handler.timeout == 5.0
+    monkeypatch.setattr(_server._Handler, "timeout", 0.1)
+    with raw_connection(server) as raw:
+        raw.sendall(raw_request("GET", "/health"))
+        stream = raw.makefile("rb")
+        assert read_response(stream)[0] == 200
+        # Nothing more is sent: the server closes its end.
+        assert stream.read() == b""
+
+
+def test_documented_defaults_of_the_bounds() -> None:
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(LocalWeaveServer).parameters.items()
+    }
+
+    assert defaults["max_connections"] == 64
+    assert defaults["max_logged_requests"] == 10_000
+    assert defaults["max_logged_body_bytes"] == 64 * 1024 * 1024
+
+
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback here")
+def test_module_cli_names_a_busy_ipv6_address_bracketed() -> None:
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as busy:
+        busy.bind(("::1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        command = [sys.executable, "-m", "opentelemetry.exporter.weave.testing"]
+        result = subprocess.run(
+            [*command, "--host", "::1", "--port", str(port)],
+            capture_output=True,
+            check=False,
+            text=True,
+            timeout=20.0,
+        )
+
+    assert result.returncode == 1
+    assert f"cannot listen on [::1]:{port}" in result.stderr

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import logging
+import math
 import re
+import tracemalloc
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from opentelemetry.exporter.weave import WeaveSettings
 from opentelemetry.exporter.weave._call import WeaveCall
 from opentelemetry.exporter.weave._models import SummaryInsertMap
-from opentelemetry.exporter.weave._redaction import DEFAULT_SECRET_KEYS, REDACTED, Redactor
+from opentelemetry.exporter.weave._redaction import (
+    _NAME_STEMS,
+    _SECRET_VALUES,
+    DEFAULT_SECRET_KEYS,
+    MAX_JSON_TEXT_CHARS,
+    REDACTED,
+    Redactor,
+    _might_hold_secret,
+)
 
 from .helpers import make_call
 
@@ -39,23 +53,27 @@ def identity(field: str, value: Any) -> Any:
 # The first example of each pattern is the pattern's own spelling; the others are the ways
 # instrumentations spell it.
 SECRET_KEY_EXAMPLES: dict[str, tuple[str, ...]] = {
-    r"api[-_.]?key": ("api_key", "openai.api_key", "apiKey", "api.key"),
+    r"api[-_.]?key": ("api_key", "openai.api_key", "apiKey", "openaiApiKey", "OPENAI_API_KEY"),
     r"x[-_]api[-_]key": ("x-api-key", "http.request.header.x_api_key"),
     r"authorization": ("authorization", "http.request.header.authorization"),
     r"proxy[-_]authorization": ("proxy-authorization",),
-    r"(access|auth|bearer|id|refresh|session|csrf|xsrf)[-_.]?token": (
+    r"(access|api|auth|bearer|id|private|refresh|security|session|csrf|xsrf)[-_.]?token": (
         "access_token",
+        "accessToken",
+        "api_token",
         "auth-token",
         "bearerToken",
         "id_token",
+        "private-token",
         "refresh.token",
+        "x-amz-security-token",
         "session_token",
         "csrf-token",
         "xsrftoken",
     ),
-    r"client[-_.]?secret": ("client_secret", "oauth.clientSecret"),
-    r"secret([-_.]?key)?": ("secret", "aws.secret_key"),
-    r"password": ("password", "user.password"),
+    r"client[-_.]?secret": ("client_secret", "oauth.clientSecret", "clientSecret"),
+    r"secret([-_.]?key)?": ("secret", "aws.secret_key", "AWS_SECRET_ACCESS_KEY"),
+    r"password": ("password", "user.password", "dbPassword", "DB_PASSWORD"),
     r"passwd": ("passwd",),
     r"passphrase": ("passphrase",),
     r"private[-_.]?key": ("private_key", "tls.private-key"),
@@ -64,6 +82,8 @@ SECRET_KEY_EXAMPLES: dict[str, tuple[str, ...]] = {
     r"set[-_]cookie": ("set-cookie",),
 }
 SECRET_KEYS = [key for examples in SECRET_KEY_EXAMPLES.values() for key in examples]
+# Words only by their case (`openai|Api|Key`): upper-cased, they are one word.
+CAMEL_JOINED = {"openaiApiKey", "dbPassword"}
 
 # Share a word with a secret key, but are not one: keys match as whole words only.
 NOT_SECRET_KEYS = [
@@ -88,7 +108,7 @@ def test_every_default_secret_key_has_examples() -> None:
 
 @pytest.mark.parametrize("key", SECRET_KEYS)
 def test_secret_keys_are_redacted_at_any_depth_in_any_case(key: str) -> None:
-    for spelling in (key, key.upper()):
+    for spelling in (key,) if key in CAMEL_JOINED else (key, key.upper()):
         call = make_call(
             inputs=at_every_depth(spelling, "plain"),
             output=at_every_depth(spelling, "plain"),
@@ -119,14 +139,27 @@ def test_any_scalar_under_a_secret_key_is_redacted() -> None:
     assert Redactor().scrub(value) == dict.fromkeys(value, REDACTED)
 
 
-def test_a_secret_key_holding_an_object_or_list_is_scrubbed_inside() -> None:
+def test_a_secret_key_holding_an_object_is_scrubbed_inside() -> None:
+    value = {"credentials": {"user": "bob", "password": "hunter2", "note": f"key {OPENAI_KEY}"}}
+    assert Redactor().scrub(value) == {
+        "credentials": {"user": "bob", "password": REDACTED, "note": f"key {REDACTED}"}
+    }
+
+
+@pytest.mark.parametrize("sequence", [list, tuple])
+def test_a_secret_key_holding_a_sequence_has_every_item_redacted(sequence: type) -> None:
+    # How OTel records a captured header: a sequence of strings, kept a list of the same length.
     value = {
-        "credentials": {"user": "bob", "password": "hunter2", "note": f"key {OPENAI_KEY}"},
-        "cookie": ["theme=dark", f"session {JWT}"],
+        "http.request.header.x_api_key": sequence(["plain-key"]),
+        "http.request.header.cookie": sequence(["theme=dark", "session=abc"]),
+        "credentials": sequence([{"user": "bob", "password": "hunter2"}, 42, ["nested"]]),
+        "authorization": sequence([]),
     }
     assert Redactor().scrub(value) == {
-        "credentials": {"user": "bob", "password": REDACTED, "note": f"key {REDACTED}"},
-        "cookie": ["theme=dark", f"session {REDACTED}"],
+        "http.request.header.x_api_key": [REDACTED],
+        "http.request.header.cookie": [REDACTED, REDACTED],
+        "credentials": [{"user": "bob", "password": REDACTED}, REDACTED, [REDACTED]],
+        "authorization": sequence([]),
     }
 
 
@@ -148,6 +181,7 @@ SECRET_VALUES = {
         for prefix in ("xoxa", "xoxb", "xoxp", "xoxr", "xoxs")
     },
     "jwt": JWT,
+    "bearer-mixed-case": "BeArEr abcdefghijklmnopqrstuvwxyz0123",
 }
 SECRET_TEXTS = [
     *(
@@ -158,6 +192,65 @@ SECRET_TEXTS = [
         "postgresql://bob:s3cret@db.internal:5432/app",
         f"postgresql://{REDACTED}@db.internal:5432/app",
         id="url-credentials",
+    ),
+    pytest.param(
+        "git clone https://0123456789abcdef0123@github.com/o/r.git",
+        f"git clone https://{REDACTED}@github.com/o/r.git",
+        id="url-token-only-userinfo",
+    ),
+    *(
+        pytest.param(f"GET https://h/p?{query}", f"GET https://h/p?{expected}", id=f"query-{name}")
+        for name, query, expected in [
+            ("api_key", "api_key=plain1&q=cats", f"api_key={REDACTED}&q=cats"),
+            ("token", "q=cats&token=plain2", f"q=cats&token={REDACTED}"),
+            ("access_token", "a=1&access_token=plain3#top", f"a=1&access_token={REDACTED}"),
+            ("key", "key=plain4", f"key={REDACTED}"),
+            ("sas-sig", "sv=2024&sig=plain5%3D&se=1", f"sv=2024&sig={REDACTED}&se=1"),
+            ("amz-signature", "X-Amz-Signature=plain6", f"X-Amz-Signature={REDACTED}"),
+        ]
+    ),
+    *(
+        pytest.param(text, expected, id=f"env-{name}")
+        for name, text, expected in [
+            (
+                "openai",
+                "OPENAI_API_KEY=plain7 python app.py",
+                f"OPENAI_API_KEY={REDACTED} python app.py",
+            ),
+            ("password", "DB_PASSWORD=hunter2\nDB_HOST=db", f"DB_PASSWORD={REDACTED}\nDB_HOST=db"),
+            (
+                "export",
+                "export AWS_SECRET_ACCESS_KEY=plain8; ls",
+                f"export AWS_SECRET_ACCESS_KEY={REDACTED}; ls",
+            ),
+            ("quoted", 'DB_PASSWORD="hunter 2" ok', f'DB_PASSWORD="{REDACTED}" ok'),
+        ]
+    ),
+    *(
+        pytest.param(text, expected, id=f"named-{name}")
+        for name, text, expected in [
+            ("kwarg", "OpenAI(api_key='plain9')", f"OpenAI(api_key='{REDACTED}')"),
+            (
+                "spaced",
+                '  client = C(password = "hunter2")',
+                f'  client = C(password = "{REDACTED}")',
+            ),
+            (
+                "repr",
+                "bad config {'clientSecret': 'plainA'}",
+                f"bad config {{'clientSecret': '{REDACTED}'}}",
+            ),
+            ("yaml", "db:\n  password: hunter2\n", f"db:\n  password: {REDACTED}\n"),
+            ("header", "Authorization: Basic dXNlcjpwYXNz", f"Authorization: {REDACTED}"),
+            ("cookie", "Cookie: sid=plainB; theme=dark", f"Cookie: {REDACTED}; theme=dark"),
+            (
+                "escaped-json",
+                'args: {\\"apiKey\\": \\"plainC\\"}',
+                f'args: {{\\"apiKey\\": \\"{REDACTED}\\"}}',
+            ),
+            ("not-json", '{"password": "plainD", ', f'{{"password": "{REDACTED}", '),
+            ("json-number", '{"pin_password": 1234, "x"', f'{{"pin_password": "{REDACTED}", "x"'),
+        ]
     ),
 ]
 
@@ -397,3 +490,230 @@ def test_the_original_call_is_not_changed(redactor: Callable[[], Redactor]) -> N
     redacted = redactor().apply(call)
     assert redacted is not call
     assert (call.start.model_dump(), call.end.model_dump()) == before
+
+
+# --- JSON text, false positives, the pre-filter ------------------------------------------
+
+
+def tool_call_message(arguments: str) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "tool_calls": [{"id": "c1", "function": {"name": "fetch", "arguments": arguments}}],
+    }
+
+
+def test_json_text_is_scrubbed_as_what_it_encodes_at_any_depth() -> None:
+    arguments = json.dumps({"url": "https://h/p", "headers": {"x-api-key": "plain1"}})
+    attribute = json.dumps({"openaiApiKey": "plain2", "user": {"dbPassword": 7}, "n": 1})
+    content = json.dumps([{"type": "text", "text": "ok", "accessToken": "plain3"}])
+    # JSON text in JSON text: a tool call's arguments in a JSON message list.
+    nested = json.dumps([tool_call_message(arguments)])
+    scrubbed = Redactor().scrub(
+        {
+            "messages": [tool_call_message(arguments), {"role": "user", "content": content}],
+            "llm.config": attribute,
+            "gen_ai.output.messages": nested,
+        }
+    )
+    decoded_arguments = {"url": "https://h/p", "headers": {"x-api-key": REDACTED}}
+    function = scrubbed["messages"][0]["tool_calls"][0]["function"]
+    assert json.loads(function["arguments"]) == decoded_arguments
+    assert json.loads(scrubbed["messages"][1]["content"]) == [
+        {"type": "text", "text": "ok", "accessToken": REDACTED}
+    ]
+    assert json.loads(scrubbed["llm.config"]) == {
+        "openaiApiKey": REDACTED,
+        "user": {"dbPassword": REDACTED},
+        "n": 1,
+    }
+    (message,) = json.loads(scrubbed["gen_ai.output.messages"])
+    assert json.loads(message["tool_calls"][0]["function"]["arguments"]) == decoded_arguments
+
+
+def test_the_exception_text_and_its_stack_trace_are_scrubbed() -> None:
+    traceback = (
+        'Traceback (most recent call last):\n  File "app.py", line 3, in <module>\n'
+        "    client = OpenAI(api_key=\"plain1\")\nValueError: bad {'password': 'plain2'}\n"
+    )
+    exception = json.dumps(
+        {"type": "ValueError", "message": "login with DB_PASSWORD=plain3", "traceback": traceback}
+    )
+    scrubbed = Redactor().apply(make_call().replace(exception=exception))
+    assert scrubbed.end.exception is not None
+    assert json.loads(scrubbed.end.exception) == {
+        "type": "ValueError",
+        "message": f"login with DB_PASSWORD={REDACTED}",
+        "traceback": traceback.replace("plain1", REDACTED).replace("plain2", REDACTED),
+    }
+
+
+def compact_json(value: Any) -> str:
+    """JSON text the scrubber would not re-encode the same way (it adds spaces)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        compact_json({"filler": "x" * MAX_JSON_TEXT_CHARS, "api_key": "plain1"}),
+        compact_json(
+            {"api_key": "plain1", "deep": functools.reduce(lambda a, _: [a], range(64), [])}
+        ),
+        '{"api_key":"plain1","cut":"…[truncated 12 chars]',
+    ],
+    ids=["too-big", "too-deep", "not-json"],
+)
+def test_json_text_not_decoded_is_scrubbed_as_text(text: str) -> None:
+    scrubbed = Redactor().scrub({"payload": text})["payload"]
+    assert scrubbed == text.replace('"api_key":"plain1"', f'"api_key":"{REDACTED}"')
+
+
+def test_json_text_within_the_limits_is_decoded() -> None:
+    deep = functools.reduce(lambda a, _: [a], range(60), [])
+    text = compact_json({"filler": "x" * 1000, "api_key": "plain1", "deep": deep})
+    scrubbed = Redactor().scrub({"payload": text})["payload"]
+    assert scrubbed == json.dumps({"filler": "x" * 1000, "api_key": REDACTED, "deep": deep})
+
+
+ORDINARY_LLM_TEXTS = [
+    "Your token budget is almost spent: 12 tokens left.",
+    "Click the password reset link we sent; the passcode expires in 5 minutes.",
+    "He was the Bearer of bad news: the key insight was wrong. Author: Ann, signed: yes",
+    "Set max_tokens=256 and temperature: 0.2 for the tokenizer.",
+    "keyboard: qwerty; monkey=business; passage: 3; design=flat; cookies: baked",
+    json.dumps({"max_tokens": 256, "usage": {"input_tokens": 12, "output_tokens": 3}}),
+    json.dumps({"tokenizer": "cl100k", "logprobs": [{"token": "Hi", "logprob": -0.1}]}),
+    json.dumps([{"role": "user", "content": "what is a session key? and a passkey?"}]),
+    "https://docs.example.com/auth/tokens?page=2&sort_by=name",
+]
+
+
+def test_ordinary_llm_text_comes_through_unchanged_and_uncopied() -> None:
+    value = {"messages": [{"role": "user", "content": text} for text in ORDINARY_LLM_TEXTS]}
+    call = make_call(inputs=value, output=ORDINARY_LLM_TEXTS, attributes={"texts": value})
+    assert Redactor().scrub(value) is value
+    assert Redactor().apply(call) is call
+
+
+# Text made of the patterns' own pieces, in any case, so that matches are frequent.
+_PIECES = st.sampled_from(
+    [
+        "bearer",
+        "Bearer",
+        "BeArEr",
+        " ",
+        "\t",
+        "sk-",
+        "AKIA",
+        "AIza",
+        "eyJ",
+        ".",
+        "gh",
+        "p_",
+        "o_",
+        "xox",
+        "b-",
+        "://",
+        ":",
+        "@",
+        "/",
+        "a",
+        "Z",
+        "0",
+        "_",
+        "-",
+        "A1b2C3d4E5f6G7h8",
+    ]
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(_PIECES, max_size=40).map("".join) | st.text(max_size=80))
+@example("BeArEr abcdefghijklmnopqrstuvwxyz0123")
+def test_the_pre_filter_passes_whatever_the_value_patterns_match(text: str) -> None:
+    if _SECRET_VALUES.search(text):  # what the pre-filter must never miss
+        assert _might_hold_secret(text.lower())  # it is given the text lower-cased
+
+
+def test_every_default_secret_key_holds_a_name_stem() -> None:
+    # Text is searched for names by these stems: a secret key without one would be missed.
+    for key in SECRET_KEYS:
+        assert any(stem in key.lower() for stem in _NAME_STEMS), key
+
+
+def test_extra_keys_name_values_in_text_too() -> None:
+    redactor = redactor_for({"WEAVE_OTEL_REDACT_KEYS": r"customer[-_.]?email"})
+    text = 'CUSTOMER_EMAIL=ann@example.com and {"customerEmail": "bob@example.com"}'
+    assert redactor.scrub(text) == (
+        f'CUSTOMER_EMAIL={REDACTED} and {{"customerEmail": "{REDACTED}"}}'
+    )
+
+
+# --- the scrubber's memory ---------------------------------------------------------------
+
+
+def retained_bytes(work: Callable[[], object]) -> int:
+    """Bytes still allocated after ``work`` returns (what it kept alive)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        work()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("count", "chars"), [(100, 100_000), (20_000, 200)], ids=["huge-keys", "many-keys"]
+)
+def test_the_key_cache_is_bounded_in_bytes(count: int, chars: int) -> None:
+    redactor = Redactor()
+
+    def scrub_distinct_keys() -> None:
+        for index in range(count):
+            redactor.scrub({f"{index:08d}".ljust(chars, "k"): 1})
+
+    # 10 MB of huge keys, or 4 MB of short ones, went through: a few MiB at most stay.
+    assert retained_bytes(scrub_distinct_keys) < 3 * 2**20
+
+
+# --- what the callback returns -----------------------------------------------------------
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<Opaque>"
+
+
+def _self_referencing() -> list[Any]:
+    loop: list[Any] = ["start"]
+    loop.append(loop)
+    return loop
+
+
+CALLBACK_RESULTS = {
+    "set-and-tuple": ({"tags": {"a"}, "pair": (1, 2)}, {"tags": ["a"], "pair": [1, 2]}),
+    "custom-class": ({"obj": Opaque()}, {"obj": "<Opaque>"}),
+    "bytes": ({"raw": b"\xffok"}, {"raw": "\\xffok"}),
+    "nan": ({"score": math.nan, "big": math.inf}, {"score": "NaN", "big": "Infinity"}),
+    "non-str-keys": ({1: "one", (2, 3): "pair"}, {"1": "one", "(2, 3)": "pair"}),
+}
+
+
+@pytest.mark.parametrize(("returned", "sent"), CALLBACK_RESULTS.values(), ids=CALLBACK_RESULTS)
+def test_what_the_callback_returns_is_made_json_safe(returned: Any, sent: Any) -> None:
+    redacted = Redactor(callback=lambda field, value: returned).apply(make_call())
+    assert redacted.start.inputs == sent
+    assert redacted.end.output == sent
+    assert redacted.start.attributes == sent
+    assert json.loads(redacted.start_json)["inputs"] == sent
+    assert json.loads(redacted.end_json)["output"] == sent
+
+
+def test_a_self_referencing_callback_result_still_encodes() -> None:
+    redacted = Redactor(callback=lambda field, value: _self_referencing()).apply(make_call())
+    output = json.loads(redacted.end_json)["output"]
+    assert output[0] == "start"
+    assert redacted.start.inputs["input"][0] == "start"

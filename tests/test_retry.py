@@ -157,11 +157,10 @@ def test_backoff_waits_are_jittered_within_their_bounds(
     ("asked", "policy", "waited"),
     [
         (7.0, RetryPolicy(), 7.0),
-        (0.0, RetryPolicy(), 0.0),
         (600.0, RetryPolicy(), 60.0),  # capped at 60 s by default
         (600.0, RetryPolicy(max_retry_after_seconds=5.0), 5.0),
     ],
-    ids=["asked", "zero", "capped-by-default", "capped-by-policy"],
+    ids=["asked", "capped-by-default", "capped-by-policy"],
 )
 def test_retry_after_is_waited_instead_of_the_backoff(
     asked: float, policy: RetryPolicy, waited: float
@@ -171,6 +170,17 @@ def test_retry_after_is_waited_instead_of_the_backoff(
     assert result.ok
     assert result.attempts == 2
     assert retrier.clock.waits == [waited]
+
+
+@pytest.mark.parametrize("asked", [0.0, -1.0, float("nan"), float("inf"), float("-inf")], ids=str)
+def test_a_retry_after_that_is_no_sane_wait_leaves_the_backoff_on(asked: float) -> None:
+    # Taken as the wait, each would make the retries come at once (or never).
+    answers = [http_error(429, "slow down", retry_after=asked)] * 4
+    retrier = rig(*answers, policy=RetryPolicy(initial_backoff_seconds=1.0))
+    assert retrier.post().ok
+    waits = retrier.clock.waits
+    ceilings = [1.0, 2.0, 4.0, 8.0]
+    assert all(c / 2 <= wait <= c for wait, c in zip(waits, ceilings, strict=True)), waits
 
 
 @pytest.mark.parametrize(

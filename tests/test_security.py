@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
+import httpx
 import pytest
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.trace import Status, StatusCode, Tracer
 from opentelemetry.util.types import AttributeValue
 
@@ -63,6 +66,56 @@ def test_default_scrubber_redacts_keys_and_values(receiver: LocalWeaveServer) ->
     assert attributes["valid_tokens"] == 5
     assert attributes["gen_ai.usage.input_tokens"] == 12
     assert call["summary"]["usage"]["gpt-4o"]["input_tokens"] == 12
+
+
+def test_captured_http_headers_are_redacted(
+    receiver: LocalWeaveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real instrumentation records each captured header as a sequence of strings.
+    monkeypatch.setenv(
+        "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST",
+        "authorization,x-api-key,cookie,accept",
+    )
+    provider, _ = make_tracer(make_processor(receiver.url))
+    headers = {
+        "Authorization": "Bearer plain1",
+        "X-Api-Key": "plain2",
+        "Cookie": "sid=plain3",
+        "Accept": "application/json",
+    }
+    with ScriptedServer() as server, httpx.Client(headers=headers) as client:
+        HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
+        client.post(f"{server.url}/v1/search?api_key=plain4&q=cats", json={})
+        assert {k.lower(): v for k, v in server.seen[0].headers.items()}[
+            "x-api-key"
+        ] == "plain2"  # the request itself is intact
+    provider.shutdown()
+    (call,) = receiver.calls(PROJECT)
+    attributes = call["attributes"]
+    assert attributes["http.request.header.authorization"] == ["[REDACTED]"]
+    assert attributes["http.request.header.x_api_key"] == ["[REDACTED]"]
+    assert attributes["http.request.header.cookie"] == ["[REDACTED]"]
+    assert attributes["http.request.header.accept"] == ["application/json"]
+    for secret in ("plain1", "plain2", "plain3", "plain4"):
+        assert secret not in json.dumps(call)
+
+
+def test_a_callback_returning_what_json_cannot_hold_loses_nothing(
+    receiver: LocalWeaveServer,
+) -> None:
+    def odd(field: str, value: Any) -> Any:
+        if field == "inputs" and value.get("input") == "odd":
+            return {"tags": {"a"}, "raw": b"\xff", 1: float("nan")}
+        return value
+
+    provider, tracer = make_tracer(make_processor(receiver.url, redaction_callback=odd))
+    for text in ("good-1", "odd", "good-2"):
+        with tracer.start_as_current_span(text, attributes={"input.value": text}):
+            pass
+    provider.shutdown()
+    calls = {call["op_name"]: call for call in receiver.calls(PROJECT)}
+    assert sorted(calls) == ["good-1", "good-2", "odd"]
+    assert calls["odd"]["inputs"] == {"tags": ["a"], "raw": "\\xff", "1": "NaN"}
 
 
 def test_api_key_never_in_logs_reprs_or_stats(caplog: pytest.LogCaptureFixture) -> None:

@@ -7,12 +7,16 @@ module shares and resets between tests.
 from __future__ import annotations
 
 import base64
+import io
+import json
+import logging
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -22,12 +26,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from opentelemetry.exporter.weave._call import CALL_START_ROUTE, call_start_body
+from opentelemetry.exporter.weave._config import WeaveSettings
 from opentelemetry.exporter.weave._transport import HttpAttempt, PostResult
 from opentelemetry.exporter.weave._version import __version__
 
-from .fault_server import Reply, ScriptedServer, TLSServer, untrusted_certificate
-from .helpers import API_KEY, make_call, settings_for
+from .fault_server import Reply, ScriptedServer, Seen, TLSServer, untrusted_certificate
+from .helpers import API_KEY, PROJECT, make_call, settings_for
 
+LOGGER = "opentelemetry.exporter.weave"
 BODY = call_start_body(make_call())
 # Short, so that abandoned answers cost little; the answers they cut off take far longer.
 GIVE_UP_SECONDS = 0.3
@@ -135,13 +141,34 @@ def test_status_says_whether_to_retry(
     [
         (429, "7", 7.0),
         (503, " 2.5 ", 2.5),
-        (429, "-3", 0.0),
-        (429, formatdate(0, usegmt=True), 0.0),  # a date gone by
+        (400, "7", None),  # a final answer is not waited on
+        # Not a sane positive wait: the backoff applies (None), not "retry at once".
+        (429, "-3", None),
+        (429, "-1", None),
+        (429, "0", None),
+        (429, "nan", None),
+        (429, "inf", None),
+        (429, "1e400", None),
+        (429, "9" * 400, None),
+        (429, formatdate(0, usegmt=True), None),  # a date gone by
         (429, "soon", None),
         (429, "", None),
-        (400, "7", None),  # a final answer is not waited on
     ],
-    ids=["seconds", "fraction", "negative", "past-date", "garbage", "empty", "final-status"],
+    ids=[
+        "seconds",
+        "fraction",
+        "final-status",
+        "negative",
+        "minus-one",
+        "zero",
+        "nan",
+        "inf",
+        "overflowing-exponent",
+        "overflowing-digits",
+        "past-date",
+        "garbage",
+        "empty",
+    ],
 )
 def test_retry_after_is_parsed_into_seconds(
     server: ScriptedServer, connect: Connect, status: int, header: str, seconds: float | None
@@ -356,3 +383,123 @@ def test_an_instrumented_httpx_does_not_trace_the_attempts(
     assert server.paths() == [CALL_START_ROUTE, "/probe"]
     traced = [(span.name, traced_url(span)) for span in spans.get_finished_spans()]
     assert traced == [("POST", f"{server.url}/probe")]  # the probe, and only the probe
+
+
+# Answers are untrusted input.
+
+SUCCESS_BODIES = {
+    "deeply-nested": b"[" * 100_000,
+    "invalid-json": b'{"id": ',
+    "binary": bytes(range(256)) * 4,
+    "huge": b" " * 3_000_000,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SUCCESS_BODIES))
+def test_a_2xx_is_a_success_whatever_its_body(
+    server: ScriptedServer, connect: Connect, kind: str
+) -> None:
+    result = answer(server, connect, Reply(200, SUCCESS_BODIES[kind]))
+    assert (result.status_code, result.ok, result.body) == (200, True, None)
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_a_body_is_read_only_up_to_a_bound(
+    server: ScriptedServer, connect: Connect, status: int
+) -> None:
+    # 100 kB sent of the 1 GB announced: read to its end, the answer would never complete.
+    reply = Reply(status, b"x" * 100_000, claimed_length=10**9)
+    server.script(CALL_START_ROUTE, [reply])
+    result = post(connect(server.url), GIVE_UP_SECONDS)
+    assert result.status_code == status
+    assert result.retryable is (status == 500)
+
+
+def test_a_500_nested_past_any_parser_is_a_readable_retryable_reason(
+    server: ScriptedServer, connect: Connect
+) -> None:
+    result = answer(server, connect, Reply(500, b"[" * 100_000))
+    assert (result.status_code, result.retryable, result.body) == (500, True, None)
+    assert result.reason == "[" * 500
+
+
+def test_a_huge_reason_phrase_is_cut(server: ScriptedServer, connect: Connect) -> None:
+    result = answer(server, connect, Reply(503, b"", reason_phrase="busy " * 10_000))
+    assert result.status_code == 503
+    assert result.reason.startswith("busy busy")
+    assert len(result.reason) == 500
+
+
+def test_a_huge_retry_after_header_is_ignored(server: ScriptedServer, connect: Connect) -> None:
+    result = answer(server, connect, Reply(429, headers={"Retry-After": "1" * 50_000}))
+    assert (result.status_code, result.retry_after) == (429, None)
+
+
+# The key never leaks: an answer may echo any form of it, anywhere.
+
+ESCAPED_KEY = 'k3y"with\\quote/and+plus%=0123456789'
+
+
+def wire_forms(key: str, scheme: str) -> list[str]:
+    """What a log must never hold: each form of the key, and a 12-character piece of each."""
+    basic = base64.b64encode(f"api:{key}".encode()).decode()
+    forms = [key, basic, json.dumps(key)[1:-1], repr(key)[1:-1], quote(key, safe="")]
+    forms.append(f"Bearer {key}" if scheme == "bearer" else f"Basic {basic}")
+    return forms + [form[:12] for form in forms] + [form[-12:] for form in forms]
+
+
+def echoing(kind: str) -> Callable[[Seen], Reply]:
+    """A reply that echoes the request's ``Authorization`` (and the key in it) as ``kind``."""
+
+    def reply(seen: Seen) -> Reply:
+        authorization = seen.headers["authorization"]
+        scheme, _, credential = authorization.partition(" ")
+        key = credential if scheme == "Bearer" else base64.b64decode(credential).decode()[4:]
+        echoes = {
+            "reason-phrase": Reply(401, b"", reason_phrase=f"bad {authorization}"),
+            "key-as-reason": Reply(401, b"", reason_phrase=f"bad key {key}"),
+            "straddling-the-cut": Reply(401, ("x" * 490 + key + "y" * 100).encode()),
+            "json-escaped": Reply(401, {"detail": {"got": authorization, "key": key}}),
+            "header": Reply(401, {}, headers={"WWW-Authenticate": authorization}),
+        }
+        return echoes[kind]
+
+    return reply
+
+
+@pytest.mark.parametrize("key", [API_KEY, ESCAPED_KEY], ids=["plain-key", "escaped-key"])
+@pytest.mark.parametrize("scheme", ["basic", "bearer"])
+@pytest.mark.parametrize(
+    "kind", ["reason-phrase", "key-as-reason", "straddling-the-cut", "json-escaped", "header"]
+)
+def test_no_form_of_the_key_reaches_a_log_or_a_reason(
+    server: ScriptedServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    scheme: str,
+    key: str,
+) -> None:
+    last_resort = io.StringIO()
+    monkeypatch.setattr(logging, "lastResort", logging.StreamHandler(last_resort))
+    server.responder = echoing(kind)
+    settings = WeaveSettings.from_env(
+        {}, api_key=key, project=PROJECT, server_url=server.url, auth_scheme=scheme
+    )
+    with caplog.at_level(logging.DEBUG):
+        attempt = HttpAttempt(settings)
+        try:
+            result = post(attempt)
+            logging.getLogger(LOGGER).warning("refused: %s", result.reason)
+            try:
+                raise RuntimeError(f"answer {server.answers[-1][1]!r}")
+            except RuntimeError:
+                logging.getLogger(LOGGER).exception("echoed")
+        finally:
+            attempt.close()
+    assert result.status_code == 401
+    logged = "\n".join([caplog.text, last_resort.getvalue(), result.reason])
+    assert "HTTP Request: POST" in caplog.text  # httpx's own records were captured
+    assert "RuntimeError" in caplog.text
+    leaked = [form for form in wire_forms(key, scheme) if form in logged]
+    assert leaked == [], logged

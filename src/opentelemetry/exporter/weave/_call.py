@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 from urllib.parse import quote
@@ -62,21 +62,27 @@ _START_FIELDS = frozenset(StartedCallSchemaForInsert.model_fields)
 _END_FIELDS = frozenset(EndedCallSchemaForInsert.model_fields)
 _END_ONLY = set(END_ONLY_FIELDS)
 _SHARED_FIELDS = set(_END_FIELDS - _END_ONLY)
-_NANOS_PER_SECOND = 1_000_000_000
+_NANOS_PER_MICROSECOND = 1000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def format_span_id(span_id: int) -> str:
-    return format(span_id, "016x")
+    """16 hex digits, as Weave requires, even of an id outside the 64 bits a valid one has."""
+    return format(span_id % 2**64, "016x")
 
 
 def format_trace_id(trace_id: int) -> str:
-    return format(trace_id, "032x")
+    """32 hex digits, as Weave requires, even of an id outside the 128 bits a valid one has."""
+    return format(trace_id % 2**128, "032x")
 
 
 def utc_datetime(nanoseconds: int) -> datetime:
-    """An OpenTelemetry timestamp (ns since the epoch) as a UTC datetime, to the microsecond."""
-    seconds, remainder = divmod(nanoseconds, _NANOS_PER_SECOND)
-    return datetime.fromtimestamp(seconds, timezone.utc).replace(microsecond=remainder // 1000)
+    """An OpenTelemetry timestamp (ns since the epoch) as a UTC datetime, to the microsecond.
+
+    Raises ``OverflowError`` outside what a datetime holds (years 1 to 9999).
+    """
+    # Integer arithmetic: exact to the microsecond, and no platform limit of fromtimestamp().
+    return _EPOCH + timedelta(microseconds=nanoseconds // _NANOS_PER_MICROSECOND)
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,14 @@ def upsert_batch_body(calls: Sequence[WeaveCall]) -> bytes:
 
 
 def calls_complete_route(entity: str, project: str) -> str:
-    return f"/v2/{quote(entity, safe='')}/{quote(project, safe='')}/calls/complete"
+    """The route of ``entity``'s ``project``, each name one path segment whatever it holds."""
+    return f"/v2/{_path_segment(entity)}/{_path_segment(project)}/calls/complete"
+
+
+def _path_segment(name: str) -> str:
+    # quote() leaves dots alone, and a URL resolves a "." or ".." segment away (httpx does
+    # too): encoded, the name stays a segment of its own, under the server URL's path.
+    return quote(name, safe="") if name.strip(".") else name.replace(".", "%2E")
 
 
 def calls_complete_body(calls: Sequence[WeaveCall]) -> bytes:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from urllib.parse import SplitResult, urlsplit
 
 from opentelemetry.sdk.environment_variables import (
     OTEL_BSP_EXPORT_TIMEOUT,
@@ -98,10 +100,12 @@ class _Env:
         variable: str | None,
         default: _T,
         parse: Callable[[object], _T],
+        *,
+        shown: Callable[[object], str] = repr,
     ) -> _T:
         """The argument if given, else the variable if set, else the default; parsed.
 
-        A bad value raises ConfigError naming where it came from.
+        A bad value raises ConfigError naming where it came from, with the value as ``shown``.
         """
         if argument is not None:
             source, raw = argument_name, argument
@@ -112,7 +116,7 @@ class _Env:
         try:
             return parse(raw)
         except ValueError as exc:
-            raise ConfigError(f"{source}: {exc} (got {raw!r})") from None
+            raise ConfigError(f"{source}: {exc} (got {shown(raw)})") from None
 
 
 Resolver = Callable[[_Env, "Setting", Any, Mapping[str, Any]], Any]
@@ -134,6 +138,8 @@ class Setting:
     doc: str
     """Markdown: the "Meaning" column of the README's configuration table."""
     resolve: Resolver
+    bounds: Bounds | None
+    """The values a numeric setting accepts; None for the others."""
 
     @property
     def required(self) -> bool:
@@ -148,6 +154,7 @@ class _Declaration:
     doc: str
     resolve: Resolver
     keyword: str | None
+    bounds: Bounds | None
 
 
 _DECLARATION = "opentelemetry.exporter.weave.setting"
@@ -160,15 +167,19 @@ def _setting(
     parse: Callable[[object], Any] | None = None,
     resolve: Resolver | None = None,
     keyword: str | None = None,
+    bounds: Bounds | None = None,
 ) -> dict[str, _Declaration]:
     """A WeaveSettings field's metadata. ``parse`` reads a plain setting (keyword argument,
     else variable, else the field's default); ``resolve`` replaces that for the others.
-    ``keyword`` is the argument's name when it is not the field's."""
+    ``keyword`` is the argument's name when it is not the field's. A numeric setting's
+    ``parse`` is its :class:`Bounds`; one with a ``resolve`` of its own declares them."""
     if resolve is None:
         if parse is None:
             raise TypeError("a setting needs parse= or resolve=")
         resolve = _plain(parse)
-    return {_DECLARATION: _Declaration(env, doc, resolve, keyword)}
+    if bounds is None and isinstance(parse, Bounds):
+        bounds = parse
+    return {_DECLARATION: _Declaration(env, doc, resolve, keyword, bounds)}
 
 
 def _plain(parse: Callable[[object], Any]) -> Resolver:
@@ -178,28 +189,57 @@ def _plain(parse: Callable[[object], Any]) -> Resolver:
     return resolve
 
 
-def _positive_int(raw: object) -> int:
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        value = raw
-    elif isinstance(raw, str) and raw.strip().isdigit():
-        value = int(raw)
-    else:
-        raise ValueError("must be a positive integer")
-    if value <= 0:
-        raise ValueError("must be a positive integer")
-    return value
+@dataclass(frozen=True)
+class Bounds:
+    """A numeric setting's parser: a number from ``low`` to ``high``, both included.
+
+    Every number has an upper bound: a huge but finite delay or timeout overflows the waits
+    of ``threading`` (``threading.TIMEOUT_MAX``) on the worker or in ``shutdown()``.
+    """
+
+    low: float
+    high: float
+    integer: bool = False
+
+    def __call__(self, raw: object) -> float:
+        value = self._number(raw)
+        if value is None or not self.low <= value <= self.high:
+            raise ValueError(f"must be {self}")
+        return value
+
+    def _number(self, raw: object) -> float | None:
+        if isinstance(raw, bool):
+            return None
+        if self.integer:
+            if isinstance(raw, int):
+                return raw
+            # Not str.isdigit alone: it accepts digits such as "²" that int() refuses.
+            if isinstance(raw, str) and re.fullmatch(r"\s*[0-9]+\s*", raw):
+                return int(raw)
+            return None
+        if isinstance(raw, (int, float)):
+            return float(raw)
+        if isinstance(raw, str):
+            try:
+                return float(raw)
+            except ValueError:
+                return None
+        return None
+
+    def __str__(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        return f"{kind} from {_number_text(self.low)} to {_number_text(self.high)}"
 
 
-def _positive_float(raw: object) -> float:
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
-        raise ValueError("must be a positive number")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError("must be a positive number") from None
-    if not 0 < value < float("inf"):
-        raise ValueError("must be a positive number")
-    return value
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+_MIB = 1024 * 1024
+_HOUR_MILLIS = 3_600_000
+_MAX_QUEUE_SIZE = 1_000_000
+# The most the service accepts in one request body.
+_SERVICE_MAX_REQUEST_BYTES = 32 * _MIB
 
 
 def _enum(enum_type: type[_E]) -> Callable[[object], _E]:
@@ -243,20 +283,84 @@ def _patterns(raw: object) -> tuple[str, ...]:
             re.compile(pattern)
         except re.error as exc:
             raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+    _check_key_patterns(patterns)
     return patterns
+
+
+def _check_key_patterns(patterns: tuple[str, ...]) -> None:
+    """Build the scrubber with the patterns, as the exporter will: a pattern valid alone can
+    break the expression it is joined into (an inline global flag such as ``(?i)``, a group
+    name used twice)."""
+    # Imported here: the redaction module imports this one.
+    from opentelemetry.exporter.weave._redaction import Redactor
+
+    for pattern in patterns:
+        try:
+            Redactor(extra_keys=(pattern,))
+        except re.error as exc:
+            raise ValueError(
+                f"{pattern!r} cannot be used as a key pattern: {exc} (key names match "
+                "case-insensitively already; scope any other flag to a group, as in (?s:...))"
+            ) from None
+    try:
+        Redactor(extra_keys=patterns)
+    except re.error as exc:
+        raise ValueError(f"the patterns cannot be used together: {exc}") from None
 
 
 def _resolve_api_key(
     env: _Env, setting: Setting, api_key: str | None, resolved: Mapping[str, Any]
 ) -> SecretStr:
     assert setting.env is not None
-    key = api_key if api_key is not None else env.get(setting.env)
+    source, key = (setting.keyword, api_key) if api_key is not None else (setting.env, None)
+    if key is None:
+        key = env.get(setting.env)
     if key is None or not key.strip():
         raise ConfigError(
             f"No Weave API key: set {setting.env} or pass {setting.keyword}= "
             "(find yours at https://wandb.ai/authorize)"
         )
-    return SecretStr(key.strip())
+    key = key.strip()
+    # The key goes into the Authorization header as it is (bearer) or base64'd (basic): what
+    # is not a token there is a mistake to report now, not an encoding error in each request.
+    if not _API_KEY.fullmatch(key):
+        raise ConfigError(
+            f"{source}: the API key must be printable ASCII without spaces or control "
+            "characters (the key is not shown)"
+        )
+    return SecretStr(key)
+
+
+_API_KEY = re.compile(r"[\x21-\x7e]+")
+
+_NAME_MAX_CHARS = 128
+# W&B's own rule for project names (wandb.sdk.artifacts._validators.validate_project_name):
+# at most 128 characters, none of these. The percent sign is among them, so a name never
+# reaches the path already encoded.
+_NAME_FORBIDDEN = frozenset("/\\#?%:")
+
+
+def _name_problem(name: str, kind: str) -> str | None:
+    """Why ``name`` is no W&B entity or project name, if it is not one.
+
+    Entities are user and team names, which hold no spaces; projects may hold inner spaces.
+    Neither may be a dot segment (``.``, ``..``), which a URL path would resolve away.
+    """
+    if not name:
+        return f"the {kind} is empty"
+    if len(name) > _NAME_MAX_CHARS:
+        return f"the {kind} is longer than {_NAME_MAX_CHARS} characters"
+    if name in (".", ".."):
+        return f"the {kind} cannot be {name!r}"
+    if forbidden := sorted(_NAME_FORBIDDEN.intersection(name)):
+        return f"the {kind} cannot contain {' '.join(forbidden)}"
+    if any(unicodedata.category(char).startswith(("C", "Z")) and char != " " for char in name):
+        return f"the {kind} cannot contain control or separator characters"
+    if kind == "entity" and " " in name:
+        return "the entity cannot contain spaces"
+    if name != name.strip():
+        return f"the {kind} cannot start or end with a space"
+    return None
 
 
 def _resolve_project(
@@ -274,6 +378,8 @@ def _resolve_project(
             f"No Weave project: set {setting.env}=entity/project (or WANDB_ENTITY and "
             f"WANDB_PROJECT), or pass {setting.keyword}='entity/project'"
         )
+    if not isinstance(value, str):
+        raise ConfigError(f"{source}: must be 'entity/project' (got {value!r})")
     value = value.strip()
     if "/" not in value:
         entity = env.get("WANDB_ENTITY")
@@ -283,9 +389,56 @@ def _resolve_project(
             )
         value = f"{entity}/{value}"
     entity_name, _, project_name = value.partition("/")
-    if not entity_name or not project_name or "/" in project_name:
+    if "/" in project_name:
         raise ConfigError(f"{source}: must be 'entity/project' (got {value!r})")
+    for name, kind in ((entity_name, "entity"), (project_name, "project")):
+        if (problem := _name_problem(name, kind)) is not None:
+            raise ConfigError(f"{source}: must be 'entity/project', but {problem} (got {value!r})")
     return value
+
+
+def _without_userinfo(url: object) -> str:
+    """``url`` as it may be shown: anything before its last ``@`` (a ``user:password``, even
+    one that breaks the URL) replaced by ``***``."""
+    text = str(url)
+    if "@" not in text:
+        return text
+    before, _, after = text.rpartition("@")
+    scheme, separator, _ = before.partition("://")
+    return f"{scheme}{separator}***@{after}" if separator else f"***@{after}"
+
+
+def _shown_url(url: object) -> str:
+    return repr(_without_userinfo(url))
+
+
+def _url(raw: object, schemes: tuple[str, ...]) -> SplitResult:
+    """``raw`` as a URL with one of ``schemes`` and a host; ValueError (that never shows the
+    URL) otherwise."""
+    names = ", ".join(f"{scheme}://" for scheme in schemes)
+    if not isinstance(raw, str):
+        raise ValueError(f"must be a {names} URL")
+    try:
+        url = urlsplit(raw.strip())
+        url.port  # noqa: B018 -- parses the port: a bad one raises ValueError here
+    except ValueError:
+        raise ValueError(f"must be a {names} URL") from None
+    if url.scheme.lower() not in schemes or not url.hostname:
+        raise ValueError(f"must be a {names} URL")
+    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in raw.strip()):
+        raise ValueError("must not contain spaces or control characters")
+    return url
+
+
+def _server_url(raw: object) -> str:
+    url = _url(raw, ("http", "https"))
+    text = str(raw)
+    if url.username is not None or url.password is not None:
+        # httpx would send these instead of the API key.
+        raise ValueError("must not contain credentials (user:password@): the API key authenticates")
+    if "?" in text or "#" in text:
+        raise ValueError("must not have a query or a fragment: routes are appended to it")
+    return url.geturl().rstrip("/")
 
 
 def _resolve_server_url(
@@ -301,12 +454,29 @@ def _resolve_server_url(
     ) != WANDB_PUBLIC_BASE_URL:
         source, url = "WANDB_BASE_URL", f"{base_url.rstrip('/')}/traces"
     else:
-        assert isinstance(setting.default, str)
-        return setting.default
-    url = url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
-        raise ConfigError(f"{source}: must be an http:// or https:// URL (got {url!r})")
-    return url
+        source, url = setting.keyword, None  # the default
+    assert isinstance(setting.default, str)
+    return env.setting(url, source, None, setting.default, _server_url, shown=_shown_url)
+
+
+def _proxy_url(raw: object) -> str:
+    # Unlike the server URL, a proxy URL may carry the proxy's own credentials.
+    return _url(raw, ("http", "https", "socks5")).geturl()
+
+
+def _resolve_proxy(
+    env: _Env, setting: Setting, proxy: str | None, resolved: Mapping[str, Any]
+) -> str | None:
+    default: str | None = None
+    return env.setting(proxy, setting.keyword, setting.env, default, _proxy_url, shown=_shown_url)
+
+
+def _spool_dir(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("must be a directory path")
+    if "\0" in raw:
+        raise ValueError("must not contain NUL characters")
+    return raw
 
 
 def _resolve_batch_size(
@@ -318,15 +488,19 @@ def _resolve_batch_size(
         argument,
         setting.keyword,
         setting.env,
-        min(setting.default, max_queue),  # a small queue alone must not make the default invalid
-        _positive_int,
+        # A small queue alone must not make the default invalid.
+        float(min(setting.default, max_queue)),
+        _QUEUE_SIZES,
     )
     if batch_size > max_queue:
         raise ConfigError(
             f"{setting.env} / {setting.keyword} ({batch_size}) must not "
             f"exceed {OTEL_BSP_MAX_QUEUE_SIZE} / max_queue_size ({max_queue})"
         )
-    return batch_size
+    return int(batch_size)
+
+
+_QUEUE_SIZES = Bounds(1, _MAX_QUEUE_SIZE, integer=True)
 
 
 class WeaveOptions(TypedDict, total=False):
@@ -340,6 +514,7 @@ class WeaveOptions(TypedDict, total=False):
     server_url: str
     write_mode: str | WriteMode
     auth_scheme: str | AuthScheme
+    proxy: str
     http_timeout_seconds: float
     max_concurrency: int
     schedule_delay_millis: float
@@ -347,6 +522,8 @@ class WeaveOptions(TypedDict, total=False):
     max_export_batch_size: int
     export_timeout_millis: float
     max_request_bytes: int
+    spool_dir: str
+    spool_max_bytes: int
     rollup_max_pending: int
     rollup_max_age_seconds: float
     spans: str | SpanSet
@@ -410,11 +587,21 @@ class WeaveSettings:
             "(`Authorization: Bearer <key>`).",
         ),
     )
+    proxy: str | None = field(
+        default=None,
+        metadata=_setting(
+            env="WEAVE_OTEL_PROXY",
+            resolve=_resolve_proxy,
+            doc="Proxy URL for the trace service (`http://`, `https://` or `socks5://`…); "
+            "without it the standard `HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY` "
+            "variables apply, as in httpx.",
+        ),
+    )
     http_timeout_seconds: float = field(
         default=10.0,
         metadata=_setting(
             env="WEAVE_OTEL_HTTP_TIMEOUT",
-            parse=_positive_float,
+            parse=Bounds(0.001, 3600),
             doc="Timeout of one HTTP request, seconds.",
         ),
     )
@@ -422,7 +609,7 @@ class WeaveSettings:
         default=8,
         metadata=_setting(
             env="WEAVE_OTEL_MAX_CONCURRENCY",
-            parse=_positive_int,
+            parse=Bounds(1, 256, integer=True),
             doc="Calls of a batch sent at the same time (and the connection pool size).",
         ),
     )
@@ -430,7 +617,7 @@ class WeaveSettings:
         default=5000.0,
         metadata=_setting(
             env=OTEL_BSP_SCHEDULE_DELAY,
-            parse=_positive_float,
+            parse=Bounds(1, _HOUR_MILLIS),
             doc="Processor: longest wait before queued spans are exported, ms.",
         ),
     )
@@ -438,7 +625,7 @@ class WeaveSettings:
         default=2048,
         metadata=_setting(
             env=OTEL_BSP_MAX_QUEUE_SIZE,
-            parse=_positive_int,
+            parse=_QUEUE_SIZES,
             doc="Processor: spans queued at most; more are dropped and counted.",
         ),
     )
@@ -447,6 +634,7 @@ class WeaveSettings:
         metadata=_setting(
             env=OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
             resolve=_resolve_batch_size,
+            bounds=_QUEUE_SIZES,
             doc="Processor: spans per export batch; must not exceed `max_queue_size`.",
         ),
     )
@@ -454,7 +642,7 @@ class WeaveSettings:
         default=30000.0,
         metadata=_setting(
             env=OTEL_BSP_EXPORT_TIMEOUT,
-            parse=_positive_float,
+            parse=Bounds(1, _HOUR_MILLIS),
             doc="Deadline of one export batch (retries included), and of `shutdown()`, ms.",
         ),
     )
@@ -462,16 +650,33 @@ class WeaveSettings:
         default=DEFAULT_MAX_REQUEST_BYTES,
         metadata=_setting(
             env="WEAVE_OTEL_MAX_REQUEST_BYTES",
-            parse=_positive_int,
+            parse=Bounds(1024, _SERVICE_MAX_REQUEST_BYTES, integer=True),
             doc="Largest request body sent; the service refuses more than 32 MiB. A call too "
             "large on its own has its largest fields cut (see [Delivery](#delivery)).",
+        ),
+    )
+    spool_dir: str | None = field(
+        default=None,
+        metadata=_setting(
+            env="WEAVE_OTEL_SPOOL_DIR",
+            parse=_spool_dir,
+            doc="Directory of the on-disk spool for calls that could not be delivered (off "
+            "when unset); see [Delivery](#delivery).",
+        ),
+    )
+    spool_max_bytes: int = field(
+        default=256 * _MIB,
+        metadata=_setting(
+            env="WEAVE_OTEL_SPOOL_MAX_BYTES",
+            parse=Bounds(1, 2**40, integer=True),
+            doc="Size cap of the spool; the oldest calls go first beyond it, counted.",
         ),
     )
     rollup_max_pending: int = field(
         default=10_000,
         metadata=_setting(
             env="WEAVE_OTEL_ROLLUP_MAX_PENDING",
-            parse=_positive_int,
+            parse=Bounds(1, 1_000_000, integer=True),
             doc="Roll-up: most parents whose ended children's totals are held until the parent "
             "ends; the oldest are given up beyond it. Also bounds what the span filter tracks.",
         ),
@@ -480,7 +685,7 @@ class WeaveSettings:
         default=3600.0,
         metadata=_setting(
             env="WEAVE_OTEL_ROLLUP_MAX_AGE",
-            parse=_positive_float,
+            parse=Bounds(0.001, 7 * 24 * 3600),
             doc="Roll-up: longest such totals are held, seconds.",
         ),
     )
@@ -538,6 +743,17 @@ class WeaveSettings:
         ),
     )
 
+    def __repr__(self) -> str:
+        # Not the dataclass's: a URL's credentials (a proxy's) are never shown either.
+        shown = (
+            f"{spec.name}={_without_userinfo(value)!r}"
+            if type(value := getattr(self, spec.name)) is str and "://" in value
+            else f"{spec.name}={value!r}"
+            for spec in fields(self)
+            if spec.repr
+        )
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     @property
     def entity(self) -> str:
         return self.project_id.split("/", 1)[0]
@@ -577,6 +793,7 @@ def _declared(settings_class: type[WeaveSettings]) -> tuple[Setting, ...]:
                 default=spec.default,
                 doc=declaration.doc,
                 resolve=declaration.resolve,
+                bounds=declaration.bounds,
             )
         )
     return tuple(declared)

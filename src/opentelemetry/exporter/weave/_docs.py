@@ -46,8 +46,14 @@ def config_table() -> str:
     for setting in SETTINGS:
         variable = f"`{setting.env}`" if setting.env else "—"
         default = _default_text(setting)
-        rows.append(f"| {variable} | `{setting.keyword}` | {default} | {setting.doc} |")
+        rows.append(f"| {variable} | `{setting.keyword}` | {default} | {_meaning(setting)} |")
     return "\n".join(rows)
+
+
+def _meaning(setting: Setting) -> str:
+    if setting.bounds is None:
+        return setting.doc
+    return f"{setting.doc} {str(setting.bounds).capitalize()}."
 
 
 def _default_text(setting: Setting) -> str:

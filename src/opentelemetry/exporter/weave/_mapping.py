@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator
 import re
 from collections import ChainMap
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from enum import Enum
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, SupportsIndex
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -37,7 +39,7 @@ from opentelemetry.exporter.weave._models import (
     SummaryInsertMap,
     TraceStatus,
 )
-from opentelemetry.exporter.weave._sanitize import clean_str, json_safe, safe_json_from
+from opentelemetry.exporter.weave._sanitize import MAX_DEPTH, clean_str, json_safe, safe_json_from
 
 __all__ = ["SPAN_PARENT", "parent_call_id", "span_to_call"]
 
@@ -59,9 +61,9 @@ def parent_call_id(span: ReadableSpan) -> str | None:
     return format_span_id(span.parent.span_id) if span.parent else None
 
 
-def op_name_for(span_name: str) -> str:
+def op_name_for(span_name: object) -> str:
     """The span name, shortened deterministically (prefix + hash) when Weave would refuse it."""
-    name = clean_str(span_name) or "unnamed_span"
+    name = _as_str(span_name) or "unnamed_span"
     if len(name) < OP_NAME_MAX_LENGTH:
         return name
     digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:_SHORTENED_HASH_CHARS]
@@ -73,15 +75,15 @@ def span_to_call(
     project_id: str,
     parent_id: str | Literal[_Parent.OF_SPAN] | None = SPAN_PARENT,
 ) -> WeaveCall:
-    """Map one finished span. Never raises on odd attribute values: they are sanitised.
+    """Map one finished span. Never raises on anything the SDK lets a span hold: odd values
+    and texts are sanitised, odd times clamped or filled in and marked (``_span_times``).
 
     ``parent_id`` overrides the span's parent (a span filter re-parents spans whose parent it
     left out).
     """
     reader = _SpanReader(span)
     span_id = format_span_id(span.context.span_id) if span.context else "0" * 16
-    started_at = utc_datetime(span.start_time or 0)
-    ended_at = utc_datetime(span.end_time) if span.end_time is not None else started_at
+    times = _span_times(span)
     exception = _exception_json(span)
     is_error = exception is not None
     # Every field that reads attributes first: the rest of them become the call's attributes.
@@ -101,17 +103,17 @@ def span_to_call(
         trace_id=format_trace_id(span.context.trace_id) if span.context else "0" * 32,
         parent_id=parent_call_id(span) if parent_id is SPAN_PARENT else parent_id,
         thread_id=thread_id,
-        started_at=started_at,
+        started_at=times.started_at,
         inputs=inputs,
         wb_run_id=wb_run_id,
         wb_run_step=wb_run_step,
-        attributes=_call_attributes(span, reader),
+        attributes=_call_attributes(span, reader, times),
     )
     end = EndedCallSchemaForInsert(
         project_id=project_id,
         id=span_id,
-        started_at=started_at,
-        ended_at=ended_at,
+        started_at=times.started_at,
+        ended_at=times.ended_at,
         exception=exception,
         output=output,
         summary=SummaryInsertMap(
@@ -221,8 +223,9 @@ def _rebuild_flattened(attributes: Mapping[str, Any], prefix: str) -> _Found | N
     for key, value in attributes.items():
         if not key.startswith(start):
             continue
-        path = key[len(start) :].split(".")
-        if not path[0].isdigit():
+        # Segments past MAX_DEPTH stay one key: deeper nesting would be cut at that depth anyway.
+        path = key[len(start) :].split(".", MAX_DEPTH - 1)
+        if not _is_index(path[0]):
             continue
         node = tree
         for part in path[:-1]:
@@ -249,9 +252,14 @@ def _as_lists(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     converted = {key: _as_lists(child) for key, child in node.items()}
-    if converted and all(key.isdigit() for key in converted):
+    if converted and all(_is_index(key) for key in converted):
         return [converted[key] for key in sorted(converted, key=int)]
     return converted
+
+
+def _is_index(key: str) -> bool:
+    # ASCII only: `"²".isdigit()` is true, but `int("²")` fails.
+    return key.isascii() and key.isdigit()
 
 
 def _as_str(value: object) -> str | None:
@@ -342,7 +350,7 @@ def _exception_json(span: ReadableSpan) -> str | None:
     else:
         span_attributes = span.attributes or {}
         error_type = _class_name(_as_str(span_attributes.get("error.type"))) or "Error"
-        message = clean_str(span.status.description or "") or _http_status_message(
+        message = _as_str(span.status.description) or _http_status_message(
             span_attributes, error_type
         )
         traceback = ""
@@ -405,10 +413,10 @@ def _resource_attributes(resource: Resource | None) -> dict[str, Any]:
     return converted
 
 
-def _call_attributes(span: ReadableSpan, reader: _SpanReader) -> dict[str, Any]:
+def _call_attributes(span: ReadableSpan, reader: _SpanReader, times: _Times) -> dict[str, Any]:
     """The span's own attributes, minus those that became call fields, plus OTel context."""
     call_attributes = {
-        clean_str(key): json_safe(value)
+        _as_text(key): json_safe(value)
         for key, value in reader.attributes.items()
         if key not in reader.consumed
     }
@@ -419,20 +427,72 @@ def _call_attributes(span: ReadableSpan, reader: _SpanReader) -> dict[str, Any]:
         "llm_provider": reader.peek_str(KEYS.provider),
         "status": {
             "code": span.status.status_code.name,
-            "description": clean_str(span.status.description or "") or None,
+            "description": _as_str(span.status.description),
         },
         "scope": {
-            "name": scope.name if scope else None,
-            "version": scope.version if scope else None,
+            "name": _as_str(scope.name) if scope else None,
+            "version": _as_str(scope.version) if scope else None,
         },
         "resource": _resource_attributes(span.resource),
-        "events": [
-            {
-                "name": clean_str(event.name),
-                "timestamp": utc_datetime(event.timestamp).isoformat(timespec="microseconds"),
-                "attributes": json_safe(dict(event.attributes or {})),
-            }
-            for event in span.events
-        ],
+        "events": [_event_json(event, times.started_at) for event in span.events],
     }
+    if times.adjusted:
+        call_attributes[OTEL_ATTRIBUTES_KEY]["adjusted_times"] = times.adjusted
     return call_attributes
+
+
+def _event_json(event: Event, default_time: datetime) -> dict[str, Any]:
+    timestamp, adjusted = _timestamp(event.timestamp)
+    event_json = {
+        "name": _as_text(event.name),
+        "timestamp": (timestamp or default_time).isoformat(timespec="microseconds"),
+        "attributes": json_safe(dict(event.attributes or {})),
+    }
+    if adjusted:
+        event_json["original_timestamp"] = json_safe(event.timestamp)
+    return event_json
+
+
+def _as_text(value: object) -> str:
+    return clean_str(value) if isinstance(value, str) else _as_str(value) or ""
+
+
+class _Times(NamedTuple):
+    started_at: datetime
+    ended_at: datetime
+    adjusted: dict[str, Any]
+    """The original of each span time that was missing, not a number or out of range."""
+
+
+_EPOCH = utc_datetime(0)
+_LATEST_NANOSECONDS = 253_402_300_799_999_999_999
+"""9999-12-31T23:59:59.999999999Z, the last instant a datetime holds."""
+
+
+def _span_times(span: ReadableSpan) -> _Times:
+    """The span's start and end as datetimes, each filled in from the other when unusable."""
+    start, start_adjusted = _timestamp(span.start_time)
+    end, end_adjusted = _timestamp(span.end_time)
+    started_at = start or end or _EPOCH
+    adjusted: dict[str, Any] = {}
+    if start_adjusted:
+        adjusted["start_time"] = json_safe(span.start_time)
+    if end_adjusted and span.end_time is not None:  # no end time: it ended as it started
+        adjusted["end_time"] = json_safe(span.end_time)
+    return _Times(started_at, end or started_at, adjusted)
+
+
+def _timestamp(raw: object) -> tuple[datetime | None, bool]:
+    """An OTel timestamp (any int-like, ns since the epoch) as a datetime, and whether it was
+    adjusted: None if missing or not a number, clamped into the Unix epoch to year 9999."""
+    nanoseconds = _as_nanoseconds(raw)
+    if nanoseconds is None:
+        return None, True
+    clamped = min(max(nanoseconds, 0), _LATEST_NANOSECONDS)
+    return utc_datetime(clamped), clamped != nanoseconds
+
+
+def _as_nanoseconds(raw: object) -> int | None:
+    if isinstance(raw, float):
+        return int(raw) if math.isfinite(raw) else None
+    return operator.index(raw) if isinstance(raw, SupportsIndex) else None

@@ -9,8 +9,9 @@ attempt**. Both the processor and the exporter drive this; it never raises. Repo
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -28,7 +29,8 @@ from opentelemetry.exporter.weave._redaction import Redactor
 from opentelemetry.exporter.weave._retry import SYSTEM_CLOCK, Clock, Retrying, RetryPolicy
 from opentelemetry.exporter.weave._rollup import SummaryRollup
 from opentelemetry.exporter.weave._selection import LEFT_OUT, SpanSelection, is_genai_span
-from opentelemetry.exporter.weave._size import FitToSize
+from opentelemetry.exporter.weave._size import FitToSize, fit_call
+from opentelemetry.exporter.weave._spool import SpoolActivity, Spooling, open_spool
 from opentelemetry.exporter.weave._stats import (
     LOSS_COUNTERS,
     ExportStats,
@@ -100,7 +102,17 @@ class ExportPipeline:
         self._http = HttpAttempt(settings)
         self._retrying = Retrying(self._http, retry_policy, clock)
         write_mode = write_mode_for(settings, self._retrying, budget, clock.monotonic)
-        self._deliver: CallSender = FitToSize(write_mode, budget)
+        # Spooling (opt-in) sits under FitToSize: the spool keeps calls already fitted, and
+        # re-sends them through the write mode as it is then (AutoUpgrade's switch included)
+        # and its retries; it spools only what those gave up on at the deadline.
+        self._budget = budget
+        self._spooling = _spooling_for(settings, write_mode, clock, self._record_spooling)
+        if self._spooling is not None:
+            write_mode = self._spooling
+        self._deliver: CallSender = FitToSize(write_mode, budget, clock.monotonic)
+        # Mapping holds per-trace state (selection, roll-up): a shutdown that spools what the
+        # worker had no time for must not map beside it. Reentrant: a callback may shut down.
+        self._mapping = threading.RLock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"
@@ -133,6 +145,12 @@ class ExportPipeline:
         return BatchReport(len(spans), filtered, unmappable, delivery)
 
     def _calls_for(self, spans: Sequence[ReadableSpan]) -> tuple[list[WeaveCall], int, int]:
+        with self._mapping:
+            return self._calls_for_unlocked(spans)
+
+    def _calls_for_unlocked(
+        self, spans: Sequence[ReadableSpan]
+    ) -> tuple[list[WeaveCall], int, int]:
         calls: list[WeaveCall] = []
         filtered = unmappable = 0
         last_yield = time.perf_counter()
@@ -146,6 +164,10 @@ class ExportPipeline:
                 last_yield = time.perf_counter()
             try:
                 call = self._call_for(span)
+                if call is not None:
+                    # Both halves encoded here, not at delivery: a call that cannot be encoded
+                    # then costs only its own span, not the batch it would have been sent in.
+                    _ = call.encoded_size
             except Exception:
                 unmappable += 1
                 span_id = format_span_id(span.context.span_id) if span.context else "?"
@@ -168,6 +190,30 @@ class ExportPipeline:
         for failure in report.failures:
             add(LOSS_COUNTERS[failure.kind])
 
+    def _record_spooling(self, activity: SpoolActivity) -> None:
+        add = self._counter.add
+        add("calls_spooled", activity.spooled)
+        add("calls_unspooled", activity.resent.delivered)
+        add("requests_retried", activity.resent.retries)
+        add("batches_split", activity.resent.splits)
+        for failure in activity.resent.failures:
+            add(LOSS_COUNTERS[failure.kind])
+        add("calls_spool_evicted", activity.evicted)
+        _log_failures(activity.resent.failures)
+
+    def spill(self, spans: Sequence[ReadableSpan]) -> int:
+        """Map ``spans`` and spool their calls unsent: the queue at a shutdown past its deadline.
+
+        How many of ``spans`` are accounted for here (spooled, filtered or unmappable, each
+        counted); the rest (all of them without a spool) are the caller's to count as dropped.
+        """
+        if self._spooling is None:
+            return 0
+        calls, filtered, unmappable = self._calls_for(spans)
+        fitted = [fit_call(call, self._budget) for call in calls]
+        self._counter.add("calls_truncated", sum(1 for _, cut in fitted if cut))
+        return self._spooling.keep([call for call, _ in fitted]) + filtered + unmappable
+
     def stats(self) -> ExportStats:
         return self._counter.snapshot()
 
@@ -176,11 +222,27 @@ class ExportPipeline:
         self._http.reset_after_fork()
         self._retrying.reopen()
         self._counter = StatsCounter()
+        if self._spooling is not None:
+            self._spooling.after_fork()
 
     def close(self) -> None:
         """Stop retrying and release the connections; exports still running give up."""
         self._retrying.close()
         self._http.close()
+        if self._spooling is not None:
+            self._spooling.close()
+
+
+def _spooling_for(
+    settings: WeaveSettings,
+    inner: CallSender,
+    clock: Clock,
+    on_activity: Callable[[SpoolActivity], None],
+) -> Spooling | None:
+    if settings.spool_dir is None:
+        return None
+    store = open_spool(settings.spool_dir, settings.spool_max_bytes)
+    return None if store is None else Spooling(inner, store, clock.monotonic, on_activity)
 
 
 def _selection_for(settings: WeaveSettings) -> SpanSelection | None:

@@ -8,8 +8,10 @@ fake one in tests.
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
+import queue
 import threading
 import weakref
 from collections import deque
@@ -49,6 +51,10 @@ class BatchExporter(Protocol):
         """Export ``spans`` by ``deadline`` (``clock.monotonic()``); never raises."""
         ...
 
+    def spill(self, spans: Sequence[ReadableSpan]) -> int:
+        """Keep ``spans`` for a later process, unsent (the spool); how many it accounted for."""
+        ...
+
     def stats(self) -> ExportStats: ...
 
     def after_fork(self) -> None:
@@ -61,16 +67,38 @@ class BatchExporter(Protocol):
 @dataclass
 class _FlushRequest:
     deadline: float
-    done: threading.Event = field(default_factory=threading.Event)
+    done: queue.SimpleQueue[bool] = field(default_factory=queue.SimpleQueue)
+    """Where the worker answers once the queue was emptied. Not a ``threading.Event``: its
+    ``set()`` waits for a lock that its ``wait()`` holds for a moment, so a signal handler
+    flushing in that moment would keep the worker from answering, and itself waiting."""
     failed: bool = False
     """Set when a batch exported after the request was made lost a span."""
 
 
-@dataclass
-class _QueueCounts:
-    enqueued: int = 0
-    dropped_queue_full: int = 0
-    dropped_after_shutdown: int = 0
+class _Tally:
+    """A count that any thread, or a signal handler interrupting it, adds to without a lock.
+
+    ``next()`` on an ``itertools.count`` is one call into C, which the GIL makes atomic;
+    ``+= 1`` on an attribute is several bytecodes, between which another thread or a signal
+    handler can add too, and one of the two additions is lost.
+    """
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+
+    def add(self, count: int = 1) -> None:
+        for _ in range(count):
+            next(self._counter)
+
+    @property
+    def value(self) -> int:
+        # An itertools.count shows its next value in its repr, its one reading that does not
+        # advance it.
+        return int(repr(self._counter)[len("count(") : -1])
+
+
+_WAKE_UP = None
+"""What ``on_end`` puts in the worker's inbox when a batch is full."""
 
 
 class WeaveSpanProcessor(SpanProcessor):
@@ -79,6 +107,11 @@ class WeaveSpanProcessor(SpanProcessor):
     ``provider.add_span_processor(WeaveSpanProcessor())`` is the whole setup: settings come
     from the environment unless given as keyword arguments. ``on_end`` only appends to a
     bounded queue; a worker thread maps and exports in batches. Nothing raises into the app.
+
+    No public method takes a lock its own thread could already hold: a signal handler may
+    call ``force_flush()`` or ``shutdown()`` while the thread it interrupted is inside any of
+    them. The app's threads and the worker share a deque, lock-free counters and an inbox
+    (``queue.SimpleQueue``, whose ``put`` is safe in a signal handler).
     """
 
     def __init__(
@@ -103,12 +136,20 @@ class WeaveSpanProcessor(SpanProcessor):
         self._register_hooks()
 
     def _init_state(self) -> None:
-        self._condition = threading.Condition(threading.Lock())
         self._queue: deque[ReadableSpan] = deque()
-        self._counts = _QueueCounts()
+        self._enqueued = _Tally()
+        self._dropped_queue_full = _Tally()
+        self._dropped_after_shutdown = _Tally()
+        self._inbox: queue.SimpleQueue[_FlushRequest | None] = queue.SimpleQueue()
+        self._wake_up_sent = False
+        """Whether a full batch's wake-up is in the inbox: on_end sends one, not one a span."""
+        # next() is an atomic test-and-set: it returns 0 to the first caller only.
+        self._shutdown_calls = itertools.count()
+        self._shutdown_deadline: float | None = None
+        self._worker_done = False
         self._loss_reporter = LossReporter(self.stats, self.settings.on_drop)
         self._flush_requests: list[_FlushRequest] = []
-        self._shutdown_deadline: float | None = None
+        """The worker's: the flushes received and not finished yet."""
         self._worker = threading.Thread(target=self._run, name="WeaveSpanProcessor", daemon=True)
         self._worker.start()
 
@@ -147,32 +188,44 @@ class WeaveSpanProcessor(SpanProcessor):
 
     def stats(self) -> ExportStats:
         """Counters of what happened to every span this processor saw."""
-        with self._condition:
-            counts = self._counts
-            queue = ExportStats(
-                spans_enqueued=counts.enqueued,
-                spans_dropped_queue_full=counts.dropped_queue_full,
-                spans_dropped_after_shutdown=counts.dropped_after_shutdown,
-            )
-        return queue + self._exporter.stats()
+        queue_counts = ExportStats(
+            spans_enqueued=self._enqueued.value,
+            spans_dropped_queue_full=self._dropped_queue_full.value,
+            spans_dropped_after_shutdown=self._dropped_after_shutdown.value,
+        )
+        return queue_counts + self._exporter.stats()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
+        # No lock: each step is one atomic operation on the deque or a tally, and the counts
+        # stay exact whatever runs in between, another app thread or a signal handler.
         if span.context is None or not span.context.trace_flags.sampled:
             return
-        with self._condition:
-            if self._shutdown_deadline is not None:
-                self._counts.dropped_after_shutdown += 1
+        if self._shutdown_deadline is not None:
+            self._dropped_after_shutdown.add()
+            return
+        spans = self._queue
+        spans.append(span)
+        queued = len(spans)
+        if queued > self._max_queue_size:
+            # Appending first and giving back the newest keeps the bound when many threads
+            # append at once; each drop is counted by the thread that made it.
+            try:
+                spans.pop()
+            except IndexError:  # the worker took them all meanwhile, this span included
+                pass
+            else:
+                self._dropped_queue_full.add()
                 return
-            if len(self._queue) >= self._max_queue_size:
-                self._counts.dropped_queue_full += 1
-                return
-            self._queue.append(span)
-            self._counts.enqueued += 1
-            if len(self._queue) == self._batch_size:
-                self._condition.notify()
+        self._enqueued.add()
+        if queued >= self._batch_size and not self._wake_up_sent:
+            self._wake_up_sent = True
+            self._inbox.put(_WAKE_UP)
+        if self._worker_done:
+            # Shut down since the check above, and the worker gone: nobody else will.
+            self._drop_queued()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export everything queued now.
@@ -180,55 +233,123 @@ class WeaveSpanProcessor(SpanProcessor):
         True only if it was all delivered within the timeout; False if the timeout passed or
         a span of a batch exported meanwhile was lost (the counters in :meth:`stats` say how).
         """
+        if self._shutdown_deadline is not None or not self._worker.is_alive():
+            return not self._queue
         request = _FlushRequest(deadline=self._clock.monotonic() + timeout_millis / 1000)
-        with self._condition:
-            if self._shutdown_deadline is not None or not self._worker.is_alive():
-                return not self._queue
-            self._flush_requests.append(request)
-            self._condition.notify()
-        finished = request.done.wait(max(0.0, request.deadline - self._clock.monotonic()))
-        return finished and not request.failed
+        self._inbox.put(request)
+        try:
+            request.done.get(timeout=_wait_seconds(request.deadline - self._clock.monotonic()))
+        except queue.Empty:
+            return False
+        return not request.failed
 
     def shutdown(self) -> None:
         """Export what is queued, within the export timeout, then release connections."""
-        with self._condition:
-            if self._shutdown_deadline is not None:
-                return
-            self._shutdown_deadline = self._clock.monotonic() + self._export_timeout
-            self._condition.notify()
+        if next(self._shutdown_calls):  # the first call shuts down, the others return
+            return
+        self._shutdown_deadline = self._clock.monotonic() + self._export_timeout
+        self._inbox.put(_WAKE_UP)
         atexit.unregister(self._on_exit)
         if self._worker is not threading.current_thread():
-            self._worker.join(max(0.0, self._shutdown_deadline - self._clock.monotonic()))
+            self._worker.join(_wait_seconds(self._shutdown_deadline - self._clock.monotonic()))
+            if self._worker.is_alive() and self.settings.spool_dir is not None:
+                # Still exporting at the deadline, and the process may exit now: what the
+                # worker has not taken goes to the spool before it is too late.
+                self._spill(self._take_queued())
         self._exporter.close()
 
     def _run(self) -> None:
-        while True:
-            with self._condition:
-                if self._is_idle():
-                    self._condition.wait(self._schedule_delay)
-                batch = [
-                    self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))
-                ]
-                # The flushes this batch counts for: those requested before it left the queue.
-                waiting = list(self._flush_requests)
-                finished: list[_FlushRequest] = []
-                if not self._queue:
-                    finished, self._flush_requests = self._flush_requests, []
-                deadline = self._export_deadline()
-                stopping = self._shutdown_deadline is not None and not self._queue
-            delivered = False
+        if self.settings.spool_dir is not None:
+            # A process that makes no span still sends what an earlier one left in the spool.
             try:
-                delivered = self._export(batch, deadline)
-                self._loss_reporter.report()
-            except Exception:  # the worker must outlive any bug of ours
-                logger.exception("Weave export worker failed on a batch of %d spans", len(batch))
-            finally:
-                for request in waiting:
-                    request.failed = request.failed or not delivered
-                for request in finished:
-                    request.done.set()
-            if stopping:
-                return
+                self._exporter.export_batch([], self._export_deadline())
+            except Exception:
+                logger.exception("Weave could not re-send the spool")
+        while True:
+            try:
+                if self._export_next_batch():
+                    break
+            except Exception:  # the worker must outlive any bug of ours, its waits' included
+                logger.exception("Weave export worker failed")
+        self._worker_done = True
+        self._spill(self._take_queued())
+
+    def _export_next_batch(self) -> bool:
+        """Wait for a batch (or the schedule delay), export it; True once shut down and empty."""
+        self._receive(self._schedule_delay if self._is_idle() else 0.0)
+        batch = self._take_batch()
+        # The flushes this batch counts for: those requested before it left the queue.
+        waiting = list(self._flush_requests)
+        finished: list[_FlushRequest] = []
+        if not self._queue:
+            finished, self._flush_requests = self._flush_requests, []
+        deadline = self._export_deadline()
+        stopping = self._shutdown_deadline is not None and not self._queue
+        delivered = False
+        try:
+            delivered = self._export(batch, deadline)
+            self._loss_reporter.report()
+        except Exception:  # the worker must outlive any bug of ours
+            logger.exception("Weave export worker failed on a batch of %d spans", len(batch))
+        finally:
+            for request in waiting:
+                request.failed = request.failed or not delivered
+            for request in finished:
+                request.done.put(True)
+        return stopping
+
+    def _receive(self, timeout: float) -> None:
+        """Take what the inbox holds, waiting up to ``timeout`` for something to arrive."""
+        try:
+            message = self._inbox.get(timeout=timeout) if timeout else self._inbox.get_nowait()
+            while True:
+                if message is not None:
+                    self._flush_requests.append(message)
+                message = self._inbox.get_nowait()
+        except queue.Empty:
+            pass
+        finally:
+            # Cleared once the inbox is empty and before the queue is read: a span appended
+            # after this sends a wake-up of its own, one appended before is in the batch read.
+            self._wake_up_sent = False
+
+    def _take_batch(self) -> list[ReadableSpan]:
+        batch: list[ReadableSpan] = []
+        try:
+            while len(batch) < self._batch_size:
+                batch.append(self._queue.popleft())
+        except IndexError:
+            pass
+        return batch
+
+    def _take_queued(self) -> list[ReadableSpan]:
+        """Everything still queued (popleft is atomic: no span goes to two threads)."""
+        spans: list[ReadableSpan] = []
+        try:
+            while True:
+                spans.append(self._queue.popleft())
+        except IndexError:
+            return spans
+
+    def _spill(self, spans: list[ReadableSpan]) -> None:
+        """Spans shutdown had no time to export: spooled if there is a spool, else dropped."""
+        kept = 0
+        if spans:
+            try:
+                kept = self._exporter.spill(spans)
+            except Exception:  # never raises into shutdown()
+                logger.exception("Weave could not keep %d spans for later", len(spans))
+        self._dropped_after_shutdown.add(len(spans) - kept)
+
+    def _drop_queued(self) -> None:
+        """Count what is left in the queue as dropped after shutdown (each span once: popleft
+        is atomic, whichever thread gets it)."""
+        try:
+            while True:
+                self._queue.popleft()
+                self._dropped_after_shutdown.add()
+        except IndexError:
+            pass
 
     def _is_idle(self) -> bool:
         return (
@@ -251,6 +372,10 @@ class WeaveSpanProcessor(SpanProcessor):
             return True
         if self._shutdown_deadline is None or self._clock.monotonic() < self._shutdown_deadline:
             return self._exporter.export_batch(batch, deadline).ok
-        with self._condition:
-            self._counts.dropped_after_shutdown += len(batch)
+        self._spill(batch)
         return False
+
+
+def _wait_seconds(seconds: float) -> float:
+    """``seconds`` as a timeout ``threading`` accepts: none past ``TIMEOUT_MAX``, none below 0."""
+    return min(max(0.0, seconds), threading.TIMEOUT_MAX)

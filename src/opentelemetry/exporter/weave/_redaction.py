@@ -1,25 +1,29 @@
 """Scrubbing secrets out of calls before they leave the process.
 
-The default scrubber replaces the value of any secret-looking key (``api_key``,
-``authorization``, ``password``, …) and any secret-looking substring of a value (bearer
-tokens, provider API keys, JWTs, credentials in URLs) with ``[REDACTED]``, in inputs, output,
-attributes and the exception text. A user callback runs after it. Should the callback raise,
-the call is still exported — its timing, status and usage — with its content (inputs, output,
-attributes) replaced by a marker: failing closed, so a broken callback cannot leak what it
-was meant to remove, nor drop the call silently.
+The default scrubber replaces the value of any secret-looking key (``api_key``, ``apiKey``,
+``authorization``, ``password``, …, whatever the value's type) and any secret-looking substring
+of a value (bearer tokens, provider API keys, JWTs, credentials in URLs, ``name=value`` or
+``"name": "value"`` text naming a secret) with ``[REDACTED]``, in inputs, output, attributes
+and the exception text. JSON text is scrubbed as what it encodes. A user callback runs after
+it; what it returns is made JSON-safe. Should the callback raise, the call is still exported —
+its timing, status and usage — with its content (inputs, output, attributes) replaced by a
+marker: failing closed, so a broken callback cannot leak what it was meant to remove, nor drop
+the call silently.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
+import heapq
+import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall
 from opentelemetry.exporter.weave._config import RedactionCallback
+from opentelemetry.exporter.weave._sanitize import clean_str, json_safe
 
 __all__ = ["DEFAULT_SECRET_KEYS", "REDACTED", "Redactor"]
 
@@ -33,7 +37,7 @@ DEFAULT_SECRET_KEYS = (
     r"x[-_]api[-_]key",
     r"authorization",
     r"proxy[-_]authorization",
-    r"(access|auth|bearer|id|refresh|session|csrf|xsrf)[-_.]?token",
+    r"(access|api|auth|bearer|id|private|refresh|security|session|csrf|xsrf)[-_.]?token",
     r"client[-_.]?secret",
     r"secret([-_.]?key)?",
     r"password",
@@ -44,6 +48,10 @@ DEFAULT_SECRET_KEYS = (
     r"cookie",
     r"set[-_]cookie",
 )
+
+# Every default secret key holds one of these, lower-cased: a text none is in names no secret.
+# `sig` is for query strings (`&sig=`, `X-Amz-Signature=`).
+_NAME_STEMS = ("key", "token", "secret", "pass", "auth", "credential", "cookie", "sig")
 
 _SECRET_VALUES = re.compile(
     "|".join(
@@ -56,9 +64,39 @@ _SECRET_VALUES = re.compile(
             r"\bxox[abprs]-[A-Za-z0-9-]{10,}",  # Slack tokens
             r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWT
             r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",  # user:password in a URL
+            r"(?<=://)[A-Za-z0-9._~%+-]{16,}(?=@)",  # a token as a URL's whole userinfo
         )
     )
 )
+
+# What follows a secret's name in text: `=`, `:` (with the name's closing quote, escaped or
+# not), then the value, quoted or bare; an HTTP auth scheme is kept with its credentials.
+_AFTER_NAME = re.compile(
+    r"""(?P<close>\\*["'])?[ \t]*(?:[:=]=?)[ \t]*(?:
+        (?P<dq>\\*")(?P<dq_value>[^"\\\r\n]*)
+      | (?P<sq>\\*')(?P<sq_value>[^'\\\r\n]*)
+      | (?P<bare>(?![{\[])
+            (?:(?i:basic|bearer|digest|negotiate|token)[ \t]+)?[^\s"'\\&,;<>]+)
+    )""",
+    re.VERBOSE,
+)
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_MAX_NAME_CHARS = 128
+# Secret only as a URL query parameter (`?key=…`, `&token=…`, `&sig=…`).
+_QUERY_SECRET_NAMES = re.compile(r"(?:x-amz-|x-goog-)?(?:key|token|sig|signature)", re.I)
+
+# `openaiApiKey` is `openai_Api_Key`, `XApiKey` is `X_Api_Key`: camelCase humps are words.
+_CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+# JSON text larger or deeper than this is scrubbed as text (by the value and name patterns),
+# not decoded: decoding is the costly part, and the nesting bounds the scrubber's recursion.
+MAX_JSON_TEXT_CHARS = 100_000
+_MAX_NESTING = 64
+
+# Keys repeat from call to call (attribute names, `role`, `content`): classify each once, but
+# only short ones, and so many: the cache stays under a few MiB whatever the keys.
+_CACHED_KEY_CHARS = 256
+_CACHED_KEYS = 4096
 
 
 def _key_pattern(keys: Iterable[str]) -> re.Pattern[str]:
@@ -77,10 +115,15 @@ class Redactor:
         callback: RedactionCallback | None = None,
     ) -> None:
         self._enabled = enabled
-        # Keys repeat from call to call (attribute names, `role`, `content`): match each once.
-        self._is_secret_key = functools.lru_cache(maxsize=4096)(
-            _key_pattern((*DEFAULT_SECRET_KEYS, *extra_keys)).search
+        extra_keys = tuple(extra_keys)
+        self._secret_key = _key_pattern((*DEFAULT_SECRET_KEYS, *extra_keys))
+        # Extra keys hold no known stem: their own patterns find them in text.
+        self._extra_key_words = (
+            re.compile("|".join(f"(?:{key})" for key in extra_keys), re.IGNORECASE)
+            if extra_keys
+            else None
         )
+        self._key_cache: dict[str, bool] = {}
         self._callback = callback
         self._callback_failed_types: set[type[BaseException]] = set()
 
@@ -106,9 +149,10 @@ class Redactor:
             inputs, output, attributes = copy.deepcopy((inputs, output, attributes))
             before_callback = attributes
             try:
-                inputs = self._callback("inputs", inputs)
-                output = self._callback("output", output)
-                attributes = self._callback("attributes", attributes)
+                # Whatever the callback returns (a set, bytes, NaN, a cycle) must encode.
+                inputs = json_safe(self._callback("inputs", inputs))
+                output = json_safe(self._callback("output", output))
+                attributes = json_safe(self._callback("attributes", attributes))
             except Exception as error:
                 self._report_callback_failure(call, error)
                 marker = f"[removed: the redaction callback raised {type(error).__name__}]"
@@ -138,28 +182,131 @@ class Redactor:
 
         Copy on write: what holds no secret is returned as it is, not copied.
         """
+        return self._scrub(value, 0)
+
+    def _scrub(self, value: Any, depth: int) -> Any:
         if isinstance(value, str):
-            return _SECRET_VALUES.sub(REDACTED, value) if _might_hold_secret(value) else value
+            lowered = value.lower()
+            holds_value = _might_hold_secret(lowered)
+            # A secret's name is followed by `=` or `:` (a JSON key too).
+            if holds_value or (
+                ("=" in value or ":" in value)
+                and (self._extra_key_words is not None or _holds_name_stem(lowered))
+            ):
+                return self._scrub_text(value, depth, holds_value)
+            return value  # most strings
         if isinstance(value, dict):
             scrubbed: dict[Any, Any] | None = None
+            cache = self._key_cache
             for key, item in value.items():
-                is_secret = self._is_secret_key(key) and not isinstance(item, (dict, list))
-                clean = REDACTED if is_secret else self.scrub(item)
+                is_secret = cache.get(key)
+                if is_secret is None:
+                    is_secret = self._is_secret_key(key)
+                clean = self._redact_all(item, depth) if is_secret else self._scrub(item, depth + 1)
                 if clean is not item:
                     if scrubbed is None:
                         scrubbed = dict(value)
                     scrubbed[key] = clean
             return value if scrubbed is None else scrubbed
-        if isinstance(value, list):
+        if isinstance(value, (list, tuple)):
             items: list[Any] | None = None
             for index, item in enumerate(value):
-                clean = self.scrub(item)
+                clean = self._scrub(item, depth + 1)
                 if clean is not item:
                     if items is None:
                         items = list(value)
                     items[index] = clean
             return value if items is None else items
         return value
+
+    def _redact_all(self, value: Any, depth: int) -> Any:
+        """What a secret key holds: every scalar replaced, objects scrubbed by their keys.
+
+        A list keeps its length: a captured header (``["Bearer …"]``) stays a list of strings.
+        """
+        if isinstance(value, dict):
+            return self._scrub(value, depth + 1)
+        if isinstance(value, (list, tuple)):
+            return [self._redact_all(item, depth + 1) for item in value] if value else value
+        return REDACTED
+
+    def _is_secret_key(self, key: Any) -> bool:
+        if not isinstance(key, str):
+            return False
+        is_secret = self._secret_key.search(key) is not None or (
+            not key.islower() and self._secret_key.search(_CAMEL_HUMP.sub("_", key)) is not None
+        )
+        if len(key) <= _CACHED_KEY_CHARS:
+            if len(self._key_cache) >= _CACHED_KEYS:
+                self._key_cache.clear()
+            self._key_cache[key] = is_secret
+        return is_secret
+
+    def _scrub_text(self, text: str, depth: int, holds_value: bool) -> str:
+        if text[:64].lstrip()[:1] in ("{", "["):
+            decoded = self._scrub_json_text(text, depth)
+            if decoded is not None:
+                return decoded
+        if holds_value:
+            text = _SECRET_VALUES.sub(REDACTED, text)
+        return self._scrub_named_values(text)
+
+    def _scrub_json_text(self, text: str, depth: int) -> str | None:
+        """JSON text scrubbed as what it encodes; None if it is not JSON, or too big or deep."""
+        if len(text) > MAX_JSON_TEXT_CHARS:
+            return None
+        try:
+            decoded = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(decoded, (dict, list)) or _deeper_than(decoded, _MAX_NESTING - depth):
+            return None
+        clean = self._scrub(decoded, depth + 1)
+        return text if clean is decoded else clean_str(json.dumps(clean, ensure_ascii=False))
+
+    def _scrub_named_values(self, text: str) -> str:
+        """``text`` with the value after each secret name (``NAME=…``, ``"name": "…"``) redacted."""
+        pieces: list[str] = []
+        done = seen = 0
+        for hit in self._name_hits(text):
+            if hit[0] < seen:
+                continue  # in a name or value already seen: each character is looked at once
+            start, end = _name_around(text, hit, seen)
+            seen = end
+            after = _AFTER_NAME.match(text, end)
+            if after is None:
+                continue
+            name = text[start:end]
+            in_query = start > 0 and text[start - 1] in "?&;" and text[end] == "="
+            if not (
+                self._is_secret_key(name)
+                or (in_query and _QUERY_SECRET_NAMES.fullmatch(name) is not None)
+            ):
+                continue
+            group = "dq_value" if after["dq"] else "sq_value" if after["sq"] else "bare"
+            value_start, value_end = after.span(group)
+            if value_start == value_end or after[group] == REDACTED:
+                continue
+            # A bare value after a JSON key (a number, `null`) becomes a JSON string.
+            quoted = group == "bare" and (after["close"] or "").endswith('"')
+            pieces += (text[done:value_start], f'"{REDACTED}"' if quoted else REDACTED)
+            done = seen = value_end
+        if not pieces:
+            return text
+        pieces.append(text[done:])
+        return "".join(pieces)
+
+    def _name_hits(self, text: str) -> Iterator[tuple[int, int]]:
+        """Where a secret's name may be, in order: each stem, and each extra key's match."""
+        lowered = text.lower()
+        sources: list[Iterator[tuple[int, int]]] = (
+            [_found(lowered, stem) for stem in _NAME_STEMS]
+            if len(lowered) == len(text)  # each character lowered to one: the same positions
+            else [(match.span() for match in _STEM_WORDS.finditer(text))]
+        )
+        if self._extra_key_words is not None:
+            sources.append(match.span() for match in self._extra_key_words.finditer(text))
+        return heapq.merge(*sources)
 
     def _report_callback_failure(self, call: WeaveCall, error: Exception) -> None:
         if type(error) in self._callback_failed_types:
@@ -175,21 +322,69 @@ class Redactor:
         )
 
 
-def _might_hold_secret(text: str) -> bool:
-    # Every value pattern holds one of these; plain substring tests clear most strings at a
-    # fraction of the cost of running the patterns (or one alternation of these markers).
+_STEM_WORDS = re.compile("|".join(_NAME_STEMS), re.IGNORECASE)
+
+
+def _might_hold_secret(lowered: str) -> bool:
+    """Whether a text, given lower-cased, may hold a match of the value patterns.
+
+    Never False if it does: every value pattern holds one of these, lower-cased (``BeArEr``
+    too). Plain substring tests clear most strings at a fraction of the cost of the patterns.
+    """
     return (
-        "://" in text
-        or "sk-" in text
-        or "eyJ" in text
-        or "earer" in text
-        or "EARER" in text
-        or "AKIA" in text
-        or "AIza" in text
-        or "xox" in text
-        or "ghp_" in text
-        or "gho_" in text
-        or "ghu_" in text
-        or "ghs_" in text
-        or "ghr_" in text
+        "://" in lowered
+        or "sk-" in lowered
+        or "eyj" in lowered
+        or "bearer" in lowered
+        or "akia" in lowered
+        or "aiza" in lowered
+        or "xox" in lowered
+        or "ghp_" in lowered
+        or "gho_" in lowered
+        or "ghu_" in lowered
+        or "ghs_" in lowered
+        or "ghr_" in lowered
     )
+
+
+def _holds_name_stem(lowered: str) -> bool:
+    return (
+        "key" in lowered
+        or "token" in lowered
+        or "secret" in lowered
+        or "pass" in lowered
+        or "auth" in lowered
+        or "credential" in lowered
+        or "cookie" in lowered
+        or "sig" in lowered
+    )
+
+
+def _found(lowered: str, stem: str) -> Iterator[tuple[int, int]]:
+    found = lowered.find(stem)
+    while found >= 0:
+        yield found, found + len(stem)
+        found = lowered.find(stem, found + len(stem))
+
+
+def _name_around(text: str, hit: tuple[int, int], floor: int) -> tuple[int, int]:
+    """The whole name (``OPENAI_API_KEY``, ``x-api-key``) a stem was found in."""
+    start, end = hit
+    floor = max(floor, start - _MAX_NAME_CHARS)
+    while start > floor and text[start - 1] in _NAME_CHARS:
+        start -= 1
+    ceiling = min(len(text), end + _MAX_NAME_CHARS)
+    while end < ceiling and text[end] in _NAME_CHARS:
+        end += 1
+    return start, end
+
+
+def _deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        pending += ((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False

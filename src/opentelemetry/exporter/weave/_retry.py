@@ -8,6 +8,7 @@ Time comes from a :class:`Clock`, so tests can run a whole retry schedule withou
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -64,9 +65,15 @@ class RetryPolicy:
         return random.uniform(ceiling / 2, ceiling)
 
     def delay(self, retry: int, result: PostResult) -> float:
-        if result.retry_after is None:
+        """The service's ``Retry-After`` (capped) if it is a sane wait, else the backoff.
+
+        A wait of zero, less, NaN or infinity is no wait at all: taken, it would turn retries
+        into a tight loop against a service that is already failing.
+        """
+        wait = result.retry_after
+        if wait is None or not math.isfinite(wait) or wait <= 0:
             return self.backoff(retry)
-        return min(result.retry_after, self.max_retry_after_seconds)
+        return min(wait, self.max_retry_after_seconds)
 
 
 class Retrying:

@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_NODES",
     "MAX_STRING_CHARS",
     "clean_str",
     "json_safe",
@@ -17,6 +18,7 @@ __all__ = [
 
 MAX_DEPTH = 32
 MAX_STRING_CHARS = 1_000_000
+MAX_NODES = 100_000
 
 _NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
@@ -34,30 +36,49 @@ def clean_str(text: str) -> str:
     return text
 
 
-def json_safe(value: object, depth: int = 0) -> Any:
+def json_safe(value: object) -> Any:
     """A JSON-serialisable copy of ``value``.
 
     bytes are decoded (undecodable bytes escaped), NaN and infinities become strings, sequences
-    become lists, mapping keys become strings, anything else its ``repr``; nesting deeper than
-    ``MAX_DEPTH`` is replaced by a marker, which also ends self-referencing structures.
+    become lists, mapping keys become strings, anything else its ``repr``. Nesting deeper than
+    ``MAX_DEPTH``, a container inside itself, and anything past ``MAX_NODES`` values (a
+    structure sharing its parts can stand for far more than it holds) become markers.
     """
-    if value is None or isinstance(value, (bool, int)):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value):
+    return _SafeCopy().of(value, 0)
+
+
+class _SafeCopy:
+    def __init__(self) -> None:
+        self._open: set[int] = set()  # the containers being copied: their ids
+        self._nodes = 0
+
+    def of(self, value: object, depth: int) -> Any:
+        if value is None or isinstance(value, (bool, int)):
             return value
-        return _NON_FINITE.get(value, "NaN")
-    if isinstance(value, str):
-        return clean_str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return clean_str(bytes(value).decode("utf-8", "backslashreplace"))
-    if depth >= MAX_DEPTH:
-        return f"[nested deeper than {MAX_DEPTH} levels]"
-    if isinstance(value, Mapping):
-        return {_key(key): json_safe(item, depth + 1) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [json_safe(item, depth + 1) for item in value]
-    return clean_str(_safe_repr(value))
+        if isinstance(value, float):
+            if math.isfinite(value):
+                return value
+            return _NON_FINITE.get(value, "NaN")
+        if isinstance(value, str):
+            return clean_str(value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return clean_str(bytes(value).decode("utf-8", "backslashreplace"))
+        if not isinstance(value, (Mapping, list, tuple, set, frozenset)):
+            return clean_str(_safe_repr(value))
+        if depth >= MAX_DEPTH:
+            return f"[nested deeper than {MAX_DEPTH} levels]"
+        self._nodes += len(value)
+        if self._nodes > MAX_NODES:
+            return f"[more than {MAX_NODES} values]"
+        if id(value) in self._open:
+            return "[a container inside itself]"
+        self._open.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                return {_key(key): self.of(item, depth + 1) for key, item in value.items()}
+            return [self.of(item, depth + 1) for item in value]
+        finally:
+            self._open.discard(id(value))
 
 
 def decode_json_text(value: object) -> Any:

@@ -29,8 +29,9 @@ class ExportStats:
     """A snapshot of the counters.
 
     Every span handed to the processor ends in exactly one of: exported, dropped (queue
-    full, after shutdown), filtered, unmappable, or a failed call (rejected, too large,
-    undeliverable).
+    full, after shutdown), filtered, unmappable, spooled, or a failed call (rejected, too
+    large, undeliverable). A spooled call ends later, in this process or another one sharing
+    the spool: re-sent and accepted (unspooled), refused for good, or evicted.
     """
 
     spans_enqueued: int = 0
@@ -58,6 +59,13 @@ class ExportStats:
     """HTTP requests sent again after a retryable failure."""
     batches_split: int = 0
     """Requests halved after a 413 or 422 answer."""
+    calls_spooled: int = 0
+    """Calls written to the spool to be re-sent: undeliverable at the export deadline, or
+    still queued at a shutdown past its deadline."""
+    calls_unspooled: int = 0
+    """Spooled calls re-sent and accepted (from this process's spool or one it shares)."""
+    calls_spool_evicted: int = 0
+    """Spooled calls given up: forced out by ``spool_max_bytes``, or unreadable."""
     rollup_parents_evicted: int = 0
     """Parents whose children's totals were given up waiting for (never ended, too old)."""
     export_batches: int = 0
@@ -65,8 +73,13 @@ class ExportStats:
 
     @property
     def calls_failed(self) -> int:
-        """Calls not delivered, for whatever reason: the sum of the three ``calls_*`` failures."""
-        return self.calls_rejected + self.calls_too_large + self.calls_undeliverable
+        """Calls lost, for whatever reason: rejected, too large, undeliverable, spool-evicted."""
+        return (
+            self.calls_rejected
+            + self.calls_too_large
+            + self.calls_undeliverable
+            + self.calls_spool_evicted
+        )
 
     def __add__(self, other: ExportStats) -> ExportStats:
         """The counts of two parts of a pipeline (the processor's queue, the exporter) together."""
@@ -90,6 +103,9 @@ CounterName = Literal[
     "calls_truncated",
     "requests_retried",
     "batches_split",
+    "calls_spooled",
+    "calls_unspooled",
+    "calls_spool_evicted",
     "rollup_parents_evicted",
     "export_batches",
 ]
@@ -105,6 +121,7 @@ class LossReason(str, Enum):
     REJECTED = "rejected"
     TOO_LARGE = "too_large"
     UNDELIVERABLE = "undeliverable"
+    SPOOL_FULL = "spool_full"
 
 
 LOSS_COUNTERS: Mapping[LossReason, CounterName] = {
@@ -114,6 +131,7 @@ LOSS_COUNTERS: Mapping[LossReason, CounterName] = {
     LossReason.REJECTED: "calls_rejected",
     LossReason.TOO_LARGE: "calls_too_large",
     LossReason.UNDELIVERABLE: "calls_undeliverable",
+    LossReason.SPOOL_FULL: "calls_spool_evicted",
 }
 """The counter that counts each loss reason."""
 
@@ -130,8 +148,9 @@ class StatsCounter:
             self._counts[name] += amount
 
     def snapshot(self) -> ExportStats:
-        with self._lock:
-            return ExportStats(**self._counts)
+        # No lock: stats() may be called from a signal handler that interrupted an add() on
+        # this very thread. Copying a dict is one step under the GIL, so the copy is consistent.
+        return ExportStats(**self._counts.copy())
 
 
 class LossReporter:

@@ -3,6 +3,9 @@
 Every request runs with OpenTelemetry instrumentation suppressed, so that exporting never
 produces spans of its own (an instrumented httpx would otherwise trace each POST). Retrying is
 not this layer's business (``_retry.py``); it only says whether an answer is worth retrying.
+
+Answers are untrusted input: a 2xx is a success whatever its body, an error body is read up to
+a bound, and no part of an answer (body, reason phrase, ``Retry-After``) is used unbounded.
 """
 
 from __future__ import annotations
@@ -12,9 +15,13 @@ import functools
 import ipaddress
 import json
 import logging
+import math
+import re
 import ssl
 import threading
 import time
+import urllib.request
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +32,12 @@ import httpcore
 import httpx
 from opentelemetry import context
 
-from opentelemetry.exporter.weave._config import AuthScheme, WeaveSettings
+from opentelemetry.exporter.weave._config import AuthScheme, ConfigError, WeaveSettings
+from opentelemetry.exporter.weave._secrets import (
+    ACTIVE,
+    CredentialForms,
+    install_log_redaction,
+)
 from opentelemetry.exporter.weave._version import __version__
 
 __all__ = ["HttpAttempt", "PostResult", "is_retryable_status"]
@@ -33,8 +45,10 @@ __all__ = ["HttpAttempt", "PostResult", "is_retryable_status"]
 logger = logging.getLogger(__package__)
 
 _REASON_MAX_CHARS = 500
+_BODY_MAX_BYTES = 64 * 1024
+"""An answer's body is read this far, no further: enough for any error the service gives."""
+_RETRY_AFTER_MAX_CHARS = 64
 _MAX_CAUSE_DEPTH = 16
-_REDACTED = "***"
 
 
 @dataclass(frozen=True)
@@ -46,7 +60,7 @@ class PostResult:
     reason: str = ""
     attempts: int = 1
     body: Any = None
-    """The last response's JSON body, if it had one."""
+    """The last error response's JSON body, if it had one (a success's body is not read)."""
     retryable: bool = False
     """Whether sending the same request again may succeed."""
     retry_after: float | None = None
@@ -81,8 +95,22 @@ class HttpAttempt:
 
     def __init__(self, settings: WeaveSettings) -> None:
         self._settings = settings
-        self._secret = settings.api_key.get_secret_value()
-        self._client = self._new_client()
+        secret = settings.api_key.get_secret_value()
+        self._secret = CredentialForms(secret)
+        # The log filter redacts this key for as long as this attempt lives (and not longer:
+        # the registry holds the keys of live attempts only).
+        ACTIVE.add(secret)
+        weakref.finalize(self, ACTIVE.release, secret)
+        self._authorization = _authorization(settings.auth_scheme, secret)
+        try:
+            self._proxy = _proxy_for(settings.server_url, settings.proxy)
+            self._client = self._new_client()
+        except (ValueError, ImportError, httpx.InvalidURL) as exc:  # a proxy httpx cannot use
+            raise ConfigError(
+                f"proxy (or HTTPS_PROXY / HTTP_PROXY / ALL_PROXY): cannot use it: {exc}"
+            ) from None
+        if self._proxy is not None:
+            self._warn_if_the_proxy_sees_the_key(self._proxy)
         if _sends_credentials_in_clear(settings.server_url):
             logger.warning(
                 "Weave server_url %s is plain http:// to a non-loopback host: the API key "
@@ -98,18 +126,35 @@ class HttpAttempt:
             max_connections=self._settings.max_concurrency,
             max_keepalive_connections=self._settings.max_concurrency,
         )
-        transport = httpx.HTTPTransport(limits=limits, verify=_verifying_ssl_context())
+        transport = httpx.HTTPTransport(
+            limits=limits, verify=_verifying_ssl_context(), proxy=self._proxy
+        )
+        # Through a proxy too: its pool makes the tunnel's connections with the same backend.
         _bound_every_io_by_the_attempt_deadline(transport)
         return httpx.Client(
             transport=transport,
             base_url=self._settings.server_url,
             headers={
-                "Authorization": _authorization(self._settings.auth_scheme, self._secret),
+                "Authorization": self._authorization,
+                # Raw bytes only: a compressed answer would expand past the body's bound.
+                "Accept-Encoding": "identity",
                 "Content-Type": "application/json",
                 "User-Agent": f"opentelemetry-exporter-weave/{__version__}",
             },
             timeout=self._settings.http_timeout_seconds,
         )
+
+    def _warn_if_the_proxy_sees_the_key(self, proxy: httpx.Proxy) -> None:
+        # An https:// server is reached through a CONNECT tunnel: the proxy sees only TLS.
+        if httpx.URL(self._settings.server_url).scheme == "http" and not _is_loopback(
+            proxy.url.host
+        ):
+            logger.warning(
+                "Weave server_url %s is plain http:// through the proxy %s: the proxy, and "
+                "the network to it, see the API key; use https://",
+                self._settings.server_url,
+                _shown(proxy),
+            )
 
     def reset_after_fork(self) -> None:
         """Give a forked child its own pool; the parent's sockets are not the child's to use."""
@@ -125,10 +170,13 @@ class HttpAttempt:
         timeout = min(timeout, self._settings.http_timeout_seconds)
         _attempt.deadline = time.monotonic() + timeout
         try:
-            with suppressed_instrumentation():
-                response = self._client.post(
-                    path, content=body, headers=dict(headers), timeout=timeout
-                )
+            with (
+                suppressed_instrumentation(),
+                self._client.stream(
+                    "POST", path, content=body, headers=dict(headers), timeout=timeout
+                ) as response,
+            ):
+                start = _bounded_read(response)
         except httpx.HTTPError as exc:
             # Retrying cannot make a certificate trusted.
             return PostResult(
@@ -140,21 +188,24 @@ class HttpAttempt:
             return PostResult(None, f"client closed: {self._redact(str(exc))}")
         finally:
             _attempt.deadline = None
-        return self._result_of(response)
+        return self._result_of(response, start)
 
-    def _result_of(self, response: httpx.Response) -> PostResult:
-        body: Any = None
+    def _result_of(self, response: httpx.Response, start: bytes) -> PostResult:
+        if response.is_success:  # whatever its body says: the service took the request
+            return PostResult(response.status_code)
+        text = start.decode("utf-8", errors="replace")
+        body: Any
         try:
-            body = response.json()
-        except ValueError:
-            reason = response.text
-        else:
+            body = json.loads(text)
             reason = _reason_from_json(body)
-        reason = self._redact(reason.strip()[:_REASON_MAX_CHARS]) or response.reason_phrase
+        except (ValueError, RecursionError):  # not JSON, or nested past what json can take
+            body, reason = None, text
+        # Redacted first: a cut could otherwise keep the start of a key and drop its end.
+        reason = self._redact(reason.strip()) or self._redact(response.reason_phrase)
         retryable = is_retryable_status(response.status_code)
         return PostResult(
             response.status_code,
-            reason,
+            reason[:_REASON_MAX_CHARS],
             body=body,
             retryable=retryable,
             retry_after=_retry_after_seconds(response.headers.get("retry-after"))
@@ -163,13 +214,30 @@ class HttpAttempt:
         )
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._secret, _REDACTED) if self._secret in text else text
+        return self._secret.redact(text)
+
+
+def _bounded_read(response: httpx.Response) -> bytes:
+    """The body's first ``_BODY_MAX_BYTES``; a longer body's connection is closed, not reused."""
+    received = bytearray()
+    for chunk in response.iter_raw():
+        received += chunk
+        if len(received) >= _BODY_MAX_BYTES:
+            break
+    return bytes(received[:_BODY_MAX_BYTES])
 
 
 # The deadline of the request attempt running on this thread. httpx's timeouts bound each
 # network operation, not the request: a server trickling its answer a byte at a time would
 # hold an export far past its deadline. Every connect, read and write checks this instead.
 _attempt = threading.local()
+
+
+def _in_attempt() -> bool:
+    return getattr(_attempt, "deadline", None) is not None
+
+
+install_log_redaction(__package__, _in_attempt)
 
 
 def _within_attempt(timeout: float | None, timed_out: type[Exception]) -> float | None:
@@ -253,17 +321,73 @@ def _verifying_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def _proxy_for(server_url: str, explicit: str | None) -> httpx.Proxy | None:
+    """The proxy to reach ``server_url`` through: the ``proxy`` setting, else the environment.
+
+    The environment is read as httpx reads it (with ``urllib``): ``HTTPS_PROXY`` or
+    ``HTTP_PROXY`` by the server URL's scheme, else ``ALL_PROXY``, lowercase names first,
+    unless ``NO_PROXY`` names the server's host.
+    """
+    if explicit is None:
+        server = httpx.URL(server_url)
+        proxies = urllib.request.getproxies_environment()
+        explicit = proxies.get(server.scheme) or proxies.get("all")
+        if not explicit or _bypassed(server, proxies.get("no", "")):
+            return None
+        if "://" not in explicit:  # "proxy.corp:3128", as httpx takes it
+            explicit = f"http://{explicit}"
+    url = httpx.URL(explicit)
+    if url.scheme != "https":
+        return httpx.Proxy(url)
+    # Our context, not httpx's per-connection default: the same trust for proxy and server.
+    return httpx.Proxy(url, ssl_context=_verifying_ssl_context())
+
+
+def _bypassed(url: httpx.URL, no_proxy: str) -> bool:
+    """Whether ``NO_PROXY`` names the host, as httpx reads it.
+
+    ``*`` is every host; ``example.com`` is it and its subdomains; ``.example.com`` its
+    subdomains only; an address or network (``10.0.0.0/8``) the addresses in it.
+    """
+    host = url.host.lower()
+    for entry in (entry.strip().lower() for entry in no_proxy.split(",")):
+        if entry == "*":
+            return True
+        if not entry:
+            continue
+        if entry.startswith("."):
+            if host.endswith(entry):
+                return True
+        elif host == entry or host.endswith(f".{entry}") or _in_network(host, entry):
+            return True
+    return False
+
+
+def _in_network(host: str, entry: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
+    except ValueError:  # a host name, or an entry that is not an address
+        return False
+
+
+def _shown(proxy: httpx.Proxy) -> str:
+    """A proxy's URL without its credentials, fit for a log line."""
+    return str(proxy.url.copy_with(username=None, password=None))
+
+
 def _sends_credentials_in_clear(url: str) -> bool:
     parsed = httpx.URL(url)
-    if parsed.scheme != "http":
-        return False
-    host = parsed.host.strip("[]")
+    return parsed.scheme == "http" and not _is_loopback(parsed.host)
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]")
     if host == "localhost":
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name other than localhost
         return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        return False
 
 
 def _is_certificate_error(exc: BaseException) -> bool:
@@ -292,17 +416,23 @@ def _reason_from_json(body: Any) -> str:
     return json.dumps(body, default=str)
 
 
+_DELTA_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
 def _retry_after_seconds(header: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date)."""
-    if not header:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date).
+
+    None unless the wait is positive and finite: ``-1``, ``nan``, ``inf``, ``0``, a date gone by
+    or garbage must not replace the backoff (they would make retries come at once).
+    """
+    if not header or len(header) > _RETRY_AFTER_MAX_CHARS:
         return None
     header = header.strip()
-    try:
-        return max(0.0, float(header))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(header)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    if _DELTA_SECONDS.fullmatch(header):
+        seconds = float(header)
+    else:
+        try:
+            seconds = parsedate_to_datetime(header).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None

@@ -1,7 +1,8 @@
 """A local, Weave-compatible trace receiver for demos and tests.
 
-``LocalWeaveServer`` answers the trace service's call routes on 127.0.0.1, validates bodies as
-the service does, and keeps what it receives for inspection::
+``LocalWeaveServer`` answers the trace service's call routes over HTTP/1.1 with keep-alive
+(on 127.0.0.1 by default, IPv6 too), validates bodies as the service does, and keeps what it
+receives for inspection::
 
     with LocalWeaveServer() as server:
         ...  # point the exporter at server.url

@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         server.start()
     except OSError as exc:
-        parser.exit(1, f"cannot listen on {args.host}:{args.port}: {exc}\n")
+        address = f"[{args.host}]" if ":" in args.host else args.host
+        parser.exit(1, f"cannot listen on {address}:{args.port}: {exc}\n")
     signal.signal(signal.SIGTERM, _interrupt)
     notes = ["API key required" if api_key is not None else "no auth"]
     if args.calls_complete_only:
