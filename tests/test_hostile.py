@@ -1,11 +1,14 @@
 """Property-based: whatever a span carries, nothing raises and every body is valid JSON that
-passes the contract schema."""
+passes the contract schema; whatever a redaction callback returns or a server answers, the
+same."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.sdk.resources import Resource
@@ -29,8 +32,10 @@ from opentelemetry.exporter.weave._call import (
 )
 from opentelemetry.exporter.weave._conventions import KEYS
 from opentelemetry.exporter.weave._redaction import Redactor
+from opentelemetry.exporter.weave._transport import HttpAttempt
 
-from .helpers import contract_errors
+from .fault_server import Reply, ScriptedServer
+from .helpers import API_KEY, contract_errors, make_call, settings_for
 
 MEMORY = InMemorySpanExporter()
 PROVIDER = TracerProvider(
@@ -191,3 +196,76 @@ def test_any_span_the_sdk_can_hold_maps_to_valid_bodies(
 
     for route, body in bodies(call):
         assert contract_errors(route, json.loads(body)) == []
+
+
+json_unsafe = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=50)
+    | st.binary(max_size=50)
+    | st.builds(object),
+    lambda children: (
+        st.lists(children, max_size=5)
+        | st.tuples(children, children)
+        | st.frozensets(st.integers() | st.text(max_size=5), max_size=5)
+        | st.dictionaries(st.integers() | st.text(max_size=10) | st.none(), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(inputs=json_unsafe, output=json_unsafe, attributes=json_unsafe)
+def test_any_redaction_callback_result_reaches_the_wire_as_valid_json(
+    inputs: Any, output: Any, attributes: Any
+) -> None:
+    results = {"inputs": inputs, "output": output, "attributes": attributes}
+    redactor = Redactor(callback=lambda field, value: results[field])
+
+    call = redactor.apply(make_call())
+
+    for route, body in bodies(call):
+        assert contract_errors(route, json.loads(body)) == []
+
+
+@pytest.fixture(scope="module")
+def answering() -> Iterator[tuple[ScriptedServer, HttpAttempt]]:
+    with ScriptedServer() as server:
+        attempt = HttpAttempt(settings_for(server.url))
+        yield server, attempt
+        attempt.close()
+
+
+header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    status=st.integers(200, 599),
+    reason=header_text,
+    retry_after=st.none() | header_text | st.sampled_from(["-1", "nan", "inf", "1e400", "0"]),
+    body=st.binary(max_size=2000)
+    | st.sampled_from(
+        [b"[" * 100_000, b'{"reason":' * 5_000, f'{{"reason":"{API_KEY}"}}'.encode()]
+    ),
+)
+def test_any_server_answer_is_taken_for_what_it_is_and_never_raises(
+    answering: tuple[ScriptedServer, HttpAttempt],
+    status: int,
+    reason: str,
+    retry_after: str | None,
+    body: bytes,
+) -> None:
+    server, attempt = answering
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    server.responder = lambda seen: Reply(status, body, headers, reason_phrase=reason or None)
+
+    result = attempt.post(CALL_START_ROUTE, call_start_body(make_call()), 5.0, {})
+
+    assert result.status_code == status
+    assert result.ok is (200 <= status < 300)  # a 2xx is a success, whatever its body
+    assert result.retry_after is None or 0 < result.retry_after < float("inf")
+    assert len(result.reason) <= 500
+    assert API_KEY not in result.reason

@@ -224,3 +224,18 @@ def test_no_proxy_names_hosts_domains_and_networks_as_httpx_reads_them(
     host: str, no_proxy: str, bypassed: bool
 ) -> None:
     assert _transport._bypassed(httpx.URL(f"https://{host}/traces"), no_proxy) is bypassed
+
+
+def test_the_proxy_password_is_redacted_from_the_logs_like_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    password = "proxy-pass-0123456789"
+    attempt = HttpAttempt(
+        settings_for("https://trace.example", proxy=f"http://user:{password}@127.0.0.1:9")
+    )
+    with caplog.at_level(logging.DEBUG, logger="opentelemetry.exporter.weave"):
+        logging.getLogger("opentelemetry.exporter.weave").warning("proxy said %s", password)
+    attempt.close()
+
+    assert password not in caplog.text
+    assert "proxy said ***" in caplog.text

@@ -110,6 +110,10 @@ class HttpAttempt:
                 f"proxy (or HTTPS_PROXY / HTTP_PROXY / ALL_PROXY): cannot use it: {exc}"
             ) from None
         if self._proxy is not None:
+            proxy_password = self._proxy.auth[1] if self._proxy.auth else ""
+            if proxy_password:  # redacted from the logs like the key, for as long
+                ACTIVE.add(proxy_password)
+                weakref.finalize(self, ACTIVE.release, proxy_password)
             self._warn_if_the_proxy_sees_the_key(self._proxy)
         if _sends_credentials_in_clear(settings.server_url):
             logger.warning(
