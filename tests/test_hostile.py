@@ -243,7 +243,8 @@ header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    status=st.integers(200, 599),
+    # 204 and 304 have no body in HTTP: the test server would send one anyway.
+    status=st.integers(200, 599).filter(lambda status: status not in (204, 304)),
     reason=header_text,
     retry_after=st.none() | header_text | st.sampled_from(["-1", "nan", "inf", "1e400", "0"]),
     body=st.binary(max_size=2000)

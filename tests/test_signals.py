@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 
 ROOT = Path(__file__).resolve().parent.parent
-HANG_SECONDS = 60
+HANG_SECONDS = 120
 """Far longer than any case takes: reaching it means the child hung."""
 
 CHILD = textwrap.dedent(
@@ -41,7 +41,7 @@ CHILD = textwrap.dedent(
         if action == "shutdown":
             processor.shutdown()
         else:
-            flushed.append(processor.force_flush(5_000))
+            flushed.append(processor.force_flush(20_000))
         if signum == signal.SIGALRM:  # the next one, 0.2 ms after this handler returns
             signal.setitimer(signal.ITIMER_REAL, 0.0002)
 
@@ -71,7 +71,7 @@ CHILD = textwrap.dedent(
                 processor.on_end(span)
                 calls += 1
             elif case == "force-flush":
-                flushed.append(processor.force_flush(5_000))
+                flushed.append(processor.force_flush(20_000))
             else:
                 processor.shutdown()
         signal.setitimer(signal.ITIMER_REAL, 0)
