@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -48,6 +49,15 @@ def contract_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     monkeypatch.setattr(HttpAttempt, "post", checked_post)
     yield violations
     assert violations == [], "bodies that break the contract were sent"
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback URL where nothing listens: connecting is refused."""
+    with socket.socket() as unbound:
+        unbound.bind(("127.0.0.1", 0))
+        port = unbound.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

@@ -183,20 +183,29 @@ def test_a_reparented_span_carries_its_new_parent_into_mapping_and_roll_up(
     assert calls["root"].end.summary.status_counts == {"success": 2, "error": 0}
 
 
+def map_bad_spans_with(
+    monkeypatch: pytest.MonkeyPatch, change: Callable[[WeaveCall], WeaveCall]
+) -> None:
+    """The pipeline's mapping, with ``change`` applied to the calls of spans named ``bad``."""
+    original_map = span_to_call
+
+    def mapping(span: ReadableSpan, project_id: str, parent_id: Any = SPAN_PARENT) -> WeaveCall:
+        call = original_map(span, project_id, parent_id)
+        return change(call) if span.name == "bad" else call
+
+    monkeypatch.setattr(_pipeline, "span_to_call", mapping)
+
+
 def test_a_span_whose_mapping_raises_costs_only_itself(
     sender: DeadlineSender,
     record_spans: Record,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    original_map = span_to_call
+    def fail(call: WeaveCall) -> WeaveCall:
+        raise ValueError("mapping bug")
 
-    def mapping(span: ReadableSpan, project_id: str, parent_id: Any = SPAN_PARENT) -> WeaveCall:
-        if span.name == "bad":
-            raise ValueError("mapping bug")
-        return original_map(span, project_id, parent_id)
-
-    monkeypatch.setattr(_pipeline, "span_to_call", mapping)
+    map_bad_spans_with(monkeypatch, fail)
     pipeline = ExportPipeline(settings_for())
     with caplog.at_level(logging.ERROR, logger=LOGGER):
         report = pipeline.export_batch(spans_named(record_spans, "before", "bad", "after"), START)
@@ -215,15 +224,8 @@ def test_a_call_that_cannot_be_encoded_costs_only_its_span(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Each call is encoded as it is built, so the failure is the span's, not the batch's."""
-    original_map = span_to_call
-
-    def mapping(span: ReadableSpan, project_id: str, parent_id: Any = SPAN_PARENT) -> WeaveCall:
-        call = original_map(span, project_id, parent_id)
-        if span.name == "bad":  # whatever a later stage let through that JSON cannot hold
-            return call.replace(attributes={"odd": object()})
-        return call
-
-    monkeypatch.setattr(_pipeline, "span_to_call", mapping)
+    # Whatever a later stage let through that JSON cannot hold.
+    map_bad_spans_with(monkeypatch, lambda call: call.replace(attributes={"odd": object()}))
     pipeline = ExportPipeline(settings_for())
     names = [f"good{index}" for index in range(20)]
     with caplog.at_level(logging.ERROR, logger=LOGGER):

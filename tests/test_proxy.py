@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,14 +65,6 @@ def post_via(
 ) -> PostResult:
     attempts.append(HttpAttempt(settings_for(url, **options)))
     return attempts[-1].post(CALL_START_ROUTE, BODY, timeout, {})
-
-
-@pytest.fixture
-def closed_port_url() -> str:
-    with socket.socket() as unbound:
-        unbound.bind(("127.0.0.1", 0))
-        port = unbound.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 # Which proxy.

@@ -10,7 +10,6 @@ import base64
 import io
 import json
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from email.utils import formatdate
@@ -282,14 +281,6 @@ def test_the_api_key_echoed_in_a_body_is_redacted(
 
 
 # No answer.
-
-
-@pytest.fixture
-def closed_port_url() -> str:
-    with socket.socket() as unbound:
-        unbound.bind(("127.0.0.1", 0))
-        port = unbound.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 def test_connection_refused_has_no_status_and_is_retryable(

@@ -1,9 +1,9 @@
 """The export pipeline, composed in one place: what happens to a batch of finished spans.
 
 Per span, on the export worker: **select → map → redact → roll up**. Per batch of calls:
-**fit to size → write mode (auto-upgrade; packing) → split on 413/422 → retry → one HTTP
-attempt**. Both the processor and the exporter drive this; it never raises. Reporting losses
-(``on_drop``, the warning) is theirs: only they know every counter.
+**fit to size → (spool, opt-in) → write mode (auto-upgrade; packing) → split on 413/422 →
+retry → one HTTP attempt**. Both the processor and the exporter drive this; it never raises.
+Reporting losses (``on_drop``, the warning) is theirs: only they know every counter.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class ExportPipeline:
         )
         # Each batch of calls, in _deliver (built from the wire up):
         #   FitToSize       fit to size: cut the largest fields of a call over the limit
+        #   Spooling        (opt-in) keep on disk what the rest gives up on, re-send it later
         #   write_mode_for  write mode: AutoUpgrade over CallEndWriter and, for the batched
         #                   routes, Packing into requests, each split on 413/422 (SplitOnRefusal)
         #   Retrying        retry: backoff, Retry-After, one idempotency id per request
