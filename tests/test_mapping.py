@@ -11,6 +11,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, Status, StatusCode, Tracer
 
 from opentelemetry.exporter.weave import span_to_call
+from opentelemetry.exporter.weave._mapping import stack_frames
 from opentelemetry.exporter.weave._models import CallEndReq, CallStartReq
 from opentelemetry.exporter.weave._sanitize import MAX_DEPTH, MAX_STRING_CHARS
 
@@ -186,8 +187,11 @@ def test_error_span_with_exception_event(record_spans: Record) -> None:
     exception = json.loads(end["exception"])
     assert exception["type"] == "ValueError"
     assert exception["message"] == "bad input"
-    assert "Traceback" in exception["traceback"]
-    assert "raise ValueError" in exception["traceback"]
+    *_, raised = exception["traceback"]  # frames, as Weave's exception panel lists them
+    assert raised["filename"].endswith("test_mapping.py")
+    assert raised["function_name"] == "emit"
+    assert isinstance(raised["line_number"], int)
+    assert raised["text"] == 'raise ValueError("bad input")'
     assert end["summary"]["status_counts"] == {"success": 0, "error": 1}
 
 
@@ -213,7 +217,7 @@ def test_error_span_without_event_uses_error_type_and_description(record_spans: 
     assert json.loads(end["exception"]) == {
         "type": "RateLimitError",
         "message": "429 Too Many Requests",
-        "traceback": "",
+        "traceback": [],
     }
 
 
@@ -235,7 +239,7 @@ def test_failed_http_span_says_its_status(record_spans: Record) -> None:
 
     (span,) = record_spans(emit)
     _, end = wire(span)
-    assert json.loads(end["exception"]) == {"type": "Error", "message": "HTTP 400", "traceback": ""}
+    assert json.loads(end["exception"]) == {"type": "Error", "message": "HTTP 400", "traceback": []}
 
 
 def test_error_span_with_nothing_still_has_exception(record_spans: Record) -> None:
@@ -572,3 +576,66 @@ def test_ids_outside_their_bit_width_still_map_to_fixed_width_hex() -> None:
     assert start["trace_id"] == f"{5:032x}"
     assert start["id"] == f"{6:016x}"
     assert start["parent_id"] == "f" * 16
+
+
+PYTHON_STACK = """Traceback (most recent call last):
+  File "/app/agent.py", line 12, in run
+    answer = tool(query)
+             ^^^^^^^^^^^
+  File "/app/tools.py", line 40, in tool
+    raise LookupError(query)
+LookupError: no such city
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "<stdin>", line 1, in <module>
+RuntimeError: tool failed
+"""
+
+
+def test_a_python_stack_trace_becomes_its_frames() -> None:
+    assert stack_frames(PYTHON_STACK) == [
+        {
+            "filename": "/app/agent.py",
+            "line_number": 12,
+            "function_name": "run",
+            "text": "answer = tool(query)",
+        },
+        {
+            "filename": "/app/tools.py",
+            "line_number": 40,
+            "function_name": "tool",
+            "text": "raise LookupError(query)",
+        },
+        {"filename": "<stdin>", "line_number": 1, "function_name": "<module>", "text": None},
+    ]
+
+
+def test_another_language_s_stack_text_is_one_frame_a_line_and_nothing_is_lost() -> None:
+    stack = (
+        "TypeError: x is undefined\n    at run (/app/agent.js:12:5)\n\n"
+        "    at main (/app/index.js:3:1)"
+    )
+
+    frames = stack_frames(stack)
+
+    assert [frame["text"] for frame in frames] == [
+        "TypeError: x is undefined",
+        "at run (/app/agent.js:12:5)",
+        "at main (/app/index.js:3:1)",
+    ]
+    assert {(frame["filename"], frame["line_number"]) for frame in frames} == {("", None)}
+
+
+@pytest.mark.parametrize("stack", ["", "   \n\n"])
+def test_no_stack_trace_is_no_frame(stack: str) -> None:
+    assert stack_frames(stack) == []
+
+
+def test_a_line_number_too_long_for_a_number_is_no_python_frame() -> None:
+    line = f'  File "a.py", line {"9" * 5000}, in f'
+
+    assert stack_frames(line) == [
+        {"filename": "", "line_number": None, "function_name": "", "text": line.strip()}
+    ]

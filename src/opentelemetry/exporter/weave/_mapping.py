@@ -41,7 +41,7 @@ from opentelemetry.exporter.weave._models import (
 )
 from opentelemetry.exporter.weave._sanitize import MAX_DEPTH, clean_str, json_safe, safe_json_from
 
-__all__ = ["SPAN_PARENT", "parent_call_id", "span_to_call"]
+__all__ = ["SPAN_PARENT", "parent_call_id", "span_to_call", "stack_frames"]
 
 UNKNOWN_MODEL = "unknown"
 _EXCEPTION_EVENT = "exception"
@@ -346,17 +346,59 @@ def _exception_json(span: ReadableSpan) -> str | None:
         event_attributes = event.attributes or {}
         error_type = _as_str(event_attributes.get("exception.type")) or "Exception"
         message = _as_str(event_attributes.get("exception.message")) or ""
-        traceback = _as_str(event_attributes.get("exception.stacktrace")) or ""
+        traceback = stack_frames(_as_str(event_attributes.get("exception.stacktrace")) or "")
     else:
         span_attributes = span.attributes or {}
         error_type = _class_name(_as_str(span_attributes.get("error.type"))) or "Error"
         message = _as_str(span.status.description) or _http_status_message(
             span_attributes, error_type
         )
-        traceback = ""
+        traceback = []
     return json.dumps(
         {"type": error_type, "message": message, "traceback": traceback}, ensure_ascii=False
     )
+
+
+_PYTHON_FRAME = re.compile(
+    r'\s*File "(?P<filename>.*)", line (?P<line>[0-9]{1,9}), in (?P<function>.*)'
+)
+_CARETS = re.compile(r"\s*[\^~]+\s*")
+
+
+def stack_frames(stacktrace: str) -> list[dict[str, Any]]:
+    """The frames of a stack trace, as Weave's exception panel lists them.
+
+    Python's format (``File "…", line N, in f`` and the source line under it) gives one frame
+    each; any other language's stack text gives one frame per non-blank line, its text kept
+    whole: nothing of it is lost.
+    """
+    lines = stacktrace.splitlines()
+    frames: list[dict[str, Any]] = []
+    for index, line in enumerate(lines):
+        match = _PYTHON_FRAME.fullmatch(line)
+        if match is None:
+            continue
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        is_source = (
+            following.startswith("    ")
+            and not _PYTHON_FRAME.fullmatch(following)
+            and not _CARETS.fullmatch(following)
+        )
+        frames.append(
+            {
+                "filename": match["filename"],
+                "line_number": int(match["line"]),
+                "function_name": match["function"],
+                "text": following.strip() if is_source else None,
+            }
+        )
+    if frames:
+        return frames
+    return [
+        {"filename": "", "line_number": None, "function_name": "", "text": line.strip()}
+        for line in lines
+        if line.strip()
+    ]
 
 
 _CLASS_REPR = re.compile(r"<class '([^']+)'>")
