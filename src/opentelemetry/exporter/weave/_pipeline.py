@@ -29,10 +29,11 @@ from opentelemetry.exporter.weave._redaction import Redactor
 from opentelemetry.exporter.weave._retry import SYSTEM_CLOCK, Clock, Retrying, RetryPolicy
 from opentelemetry.exporter.weave._rollup import SummaryRollup
 from opentelemetry.exporter.weave._selection import LEFT_OUT, SpanSelection, is_genai_span
-from opentelemetry.exporter.weave._size import FitToSize, fit_call
+from opentelemetry.exporter.weave._size import FitToSize
 from opentelemetry.exporter.weave._spool import SpoolActivity, Spooling, open_spool
 from opentelemetry.exporter.weave._stats import (
     LOSS_COUNTERS,
+    CounterName,
     ExportStats,
     LossReason,
     StatsCounter,
@@ -106,11 +107,11 @@ class ExportPipeline:
         # Spooling (opt-in) sits under FitToSize: the spool keeps calls already fitted, and
         # re-sends them through the write mode as it is then (AutoUpgrade's switch included)
         # and its retries; it spools only what those gave up on at the deadline.
-        self._budget = budget
         self._spooling = _spooling_for(settings, write_mode, clock, self._record_spooling)
         if self._spooling is not None:
             write_mode = self._spooling
-        self._deliver: CallSender = FitToSize(write_mode, budget, clock.monotonic)
+        self._fit_to_size = FitToSize(write_mode, budget, clock.monotonic)
+        self._deliver: CallSender = self._fit_to_size
         # Mapping holds per-trace state (selection, roll-up): a shutdown that spools what the
         # worker had no time for must not map beside it. Reentrant: a callback may shut down.
         self._mapping = threading.RLock()
@@ -182,9 +183,9 @@ class ExportPipeline:
         self._counter.add("spans_unmappable", unmappable)
         return calls, filtered, unmappable
 
-    def _record(self, report: DeliveryReport) -> None:
+    def _record(self, report: DeliveryReport, delivered_as: CounterName = "calls_exported") -> None:
         add = self._counter.add
-        add("calls_exported", report.delivered)
+        add(delivered_as, report.delivered)
         add("calls_truncated", report.truncated)
         add("requests_retried", report.retries)
         add("batches_split", report.splits)
@@ -192,14 +193,9 @@ class ExportPipeline:
             add(LOSS_COUNTERS[failure.kind])
 
     def _record_spooling(self, activity: SpoolActivity) -> None:
-        add = self._counter.add
-        add("calls_spooled", activity.spooled)
-        add("calls_unspooled", activity.resent.delivered)
-        add("requests_retried", activity.resent.retries)
-        add("batches_split", activity.resent.splits)
-        for failure in activity.resent.failures:
-            add(LOSS_COUNTERS[failure.kind])
-        add("calls_spool_evicted", activity.evicted)
+        self._counter.add("calls_spooled", activity.spooled)
+        self._record(activity.resent, delivered_as="calls_unspooled")
+        self._counter.add("calls_spool_evicted", activity.evicted)
         _log_failures(activity.resent.failures)
 
     def spill(self, spans: Sequence[ReadableSpan]) -> int:
@@ -211,9 +207,10 @@ class ExportPipeline:
         if self._spooling is None:
             return 0
         calls, filtered, unmappable = self._calls_for(spans)
-        fitted = [fit_call(call, self._budget) for call in calls]
-        self._counter.add("calls_truncated", sum(1 for _, cut in fitted if cut))
-        return self._spooling.keep([call for call, _ in fitted]) + filtered + unmappable
+        # No deadline: the export's has passed, and the spool is the last chance of these.
+        fitted, truncated = self._fit_to_size.fit(calls, deadline=float("inf"))
+        self._counter.add("calls_truncated", truncated)
+        return self._spooling.keep(fitted) + filtered + unmappable
 
     def stats(self) -> ExportStats:
         return self._counter.snapshot()

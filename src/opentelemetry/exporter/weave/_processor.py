@@ -342,14 +342,8 @@ class WeaveSpanProcessor(SpanProcessor):
         self._dropped_after_shutdown.add(len(spans) - kept)
 
     def _drop_queued(self) -> None:
-        """Count what is left in the queue as dropped after shutdown (each span once: popleft
-        is atomic, whichever thread gets it)."""
-        try:
-            while True:
-                self._queue.popleft()
-                self._dropped_after_shutdown.add()
-        except IndexError:
-            pass
+        """Count what is left in the queue as dropped after shutdown."""
+        self._dropped_after_shutdown.add(len(self._take_queued()))
 
     def _is_idle(self) -> bool:
         return (

@@ -45,6 +45,11 @@ class FitToSize:
         self._clock = clock
 
     def send(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
+        fitted, truncated = self.fit(calls, deadline)
+        return self._inner.send(fitted, deadline) + DeliveryReport(truncated=truncated)
+
+    def fit(self, calls: Sequence[WeaveCall], deadline: float) -> tuple[list[WeaveCall], int]:
+        """``calls`` fitted, and how many of them were cut."""
         now = self._clock()
         cut_by = now + max(0.0, deadline - now) * _FITTING_SHARE_OF_TIME_LEFT
 
@@ -52,9 +57,7 @@ class FitToSize:
             return self._clock() >= cut_by
 
         fitted = [fit_call(call, self._budget, out_of_time) for call in calls]
-        truncated = sum(1 for _, cut in fitted if cut)
-        report = self._inner.send([call for call, _ in fitted], deadline)
-        return report + DeliveryReport(truncated=truncated)
+        return [call for call, _ in fitted], sum(1 for _, cut in fitted if cut)
 
 
 def _never() -> bool:
