@@ -424,3 +424,44 @@ def test_spans_ended_while_the_worker_stops_are_counted(rig: Callable[..., Rig])
     stats = setup.processor.stats()
     assert (stats.spans_enqueued, stats.spans_dropped_after_shutdown) == (1, 1)
     assert not setup.processor._queue
+
+
+class SpoolingExporter(FakeBatchExporter):
+    """A fake with a spool: keeps every span handed to ``spill`` but the last."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(spool_dir="/spool", **options)
+        self.spilled: list[ReadableSpan] = []
+
+    def spill(self, spans: Sequence[ReadableSpan]) -> int:
+        self.spilled += spans
+        return len(spans) - 1
+
+
+def test_with_a_spool_a_worker_re_sends_it_at_once_even_with_no_span() -> None:
+    exporter = SpoolingExporter(schedule_delay_millis=60_000)
+    processor = WeaveSpanProcessor(_exporter=exporter)
+
+    wait_until(lambda: exporter.batches)
+    assert [spans for spans, _ in exporter.batches] == [[]]
+    processor.shutdown()
+
+
+def test_with_a_spool_what_a_late_shutdown_left_queued_is_spilled_not_dropped() -> None:
+    exporter = SpoolingExporter(
+        schedule_delay_millis=60_000, max_export_batch_size=2, export_timeout_millis=50
+    )
+    processor = WeaveSpanProcessor(_exporter=exporter)
+    provider, tracer = make_tracer(processor)
+    wait_until(lambda: exporter.batches)  # the start-up re-send, done
+    exporter.block = threading.Event()
+    for name in ("in-flight-0", "in-flight-1", "queued-0", "queued-1", "queued-2"):
+        tracer.start_span(name).end()
+    wait_until(lambda: len(processor._queue) == 3)  # the worker holds the first batch
+
+    processor.shutdown()  # its 50 ms pass with that batch still held
+
+    assert [span.name for span in exporter.spilled] == ["queued-0", "queued-1", "queued-2"]
+    assert processor.stats().spans_dropped_after_shutdown == 1  # the one spill did not keep
+    exporter.block.set()
+    provider.shutdown()
