@@ -12,14 +12,20 @@ and no API key::
   the requested one, as OpenAI answers) with ``REPLY`` and ``USAGE``;
 - ``"stream": true`` gets ``REPLY`` as server-sent event chunks, then a usage chunk when
   ``stream_options.include_usage`` is true, then ``data: [DONE]``;
+- a request that offers ``tools`` and holds no tool result yet gets a call of its first tool
+  instead (arguments filled in from the tool's JSON schema, ``TOOL_ARGUMENT`` for strings),
+  streamed too, so an agent loop runs: tool call, tool result, answer;
 - a request whose messages contain ``FAIL_TRIGGER`` gets HTTP 400 with an OpenAI-style error
   body (a 400, not a 5xx, so the client never retries it).
+
+Each answer has an id of its own, ``RESPONSE_ID`` first, counting up per server.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -35,6 +41,7 @@ __all__ = [
     "REPLY",
     "RESPONSE_ID",
     "RESPONSE_MODEL",
+    "TOOL_ARGUMENT",
     "USAGE",
     "CannedOpenAI",
 ]
@@ -45,6 +52,7 @@ USAGE = {"prompt_tokens": 13, "completion_tokens": 7, "total_tokens": 20}
 FAIL_TRIGGER = "FAIL"
 ERROR_MESSAGE = "The canned server refuses this request on purpose."
 RESPONSE_ID = "chatcmpl-canned-0001"
+TOOL_ARGUMENT = "Paris"
 CREATED = 1_700_000_000
 _POLL_INTERVAL_S = 0.05
 
@@ -55,6 +63,7 @@ class CannedOpenAI:
     def __init__(self, port: int = 0) -> None:
         """Listens on 127.0.0.1 only; port 0 picks a free one."""
         self.requests: list[dict[str, Any]] = []
+        self.response_numbers = itertools.count(1)
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self._server.daemon_threads = True
         self._server.canned = self  # type: ignore[attr-defined]
@@ -100,9 +109,46 @@ class CannedOpenAI:
         self.stop()
 
 
-def completion() -> dict[str, Any]:
+def response_id(number: int) -> str:
+    return f"chatcmpl-canned-{number:04d}"
+
+
+def tool_call_for(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The call of the request's first tool, unless it has none or already holds a result."""
+    tools = body.get("tools")
+    messages = body.get("messages")
+    if not isinstance(tools, list) or not tools or not isinstance(messages, list):
+        return None
+    if any(isinstance(message, dict) and message.get("role") == "tool" for message in messages):
+        return None
+    function = tools[0].get("function", {}) if isinstance(tools[0], dict) else {}
+    schema = function.get("parameters") or {}
+    arguments = {
+        name: _example_value(spec)
+        for name, spec in (schema.get("properties") or {}).items()
+        if name in (schema.get("required") or ())
+    }
     return {
-        "id": RESPONSE_ID,
+        "id": "call_canned_0001",
+        "type": "function",
+        "function": {"name": function.get("name", "tool"), "arguments": json.dumps(arguments)},
+    }
+
+
+def _example_value(spec: Any) -> Any:
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    return {"integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {}}.get(
+        kind if isinstance(kind, str) else "", TOOL_ARGUMENT
+    )
+
+
+def completion(number: int = 1, tool_call: dict[str, Any] | None = None) -> dict[str, Any]:
+    if tool_call is None:
+        message: dict[str, Any] = {"role": "assistant", "content": REPLY, "refusal": None}
+    else:
+        message = {"role": "assistant", "content": None, "tool_calls": [tool_call]}
+    return {
+        "id": response_id(number),
         "object": "chat.completion",
         "created": CREATED,
         "model": RESPONSE_MODEL,
@@ -110,21 +156,24 @@ def completion() -> dict[str, Any]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": REPLY, "refusal": None},
+                "message": message,
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": "stop" if tool_call is None else "tool_calls",
             }
         ],
         "usage": dict(USAGE),
     }
 
 
-def stream_chunks(include_usage: bool) -> Iterator[dict[str, Any]]:
-    """The chunks of a streamed ``REPLY``: role first, a few words each, then usage."""
+def stream_chunks(
+    include_usage: bool, number: int = 1, tool_call: dict[str, Any] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The chunks of a streamed ``REPLY`` (role first, a few words each) or tool call, then
+    usage."""
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "id": RESPONSE_ID,
+            "id": response_id(number),
             "object": "chat.completion.chunk",
             "created": CREATED,
             "model": RESPONSE_MODEL,
@@ -137,11 +186,15 @@ def stream_chunks(include_usage: bool) -> Iterator[dict[str, Any]]:
             body["usage"] = None  # as OpenAI sends it on every chunk but the last
         return body
 
-    yield chunk({"role": "assistant", "content": ""})
-    words = REPLY.split(" ")
-    for index, word in enumerate(words):
-        yield chunk({"content": word if index == 0 else f" {word}"})
-    yield chunk({}, finish_reason="stop")
+    yield chunk({"role": "assistant", "content": "" if tool_call is None else None})
+    if tool_call is None:
+        words = REPLY.split(" ")
+        for index, word in enumerate(words):
+            yield chunk({"content": word if index == 0 else f" {word}"})
+        yield chunk({}, finish_reason="stop")
+    else:
+        yield chunk({"tool_calls": [{"index": 0, **tool_call}]})
+        yield chunk({}, finish_reason="tool_calls")
     if include_usage:
         last = chunk({})
         last["choices"] = []
@@ -187,14 +240,18 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") != "/v1/chat/completions" or not isinstance(body, dict):
             self._send_json(HTTPStatus.NOT_FOUND, {"error": {"message": f"no {self.path}"}})
             return
-        self.server.canned.requests.append(body)  # type: ignore[attr-defined]
+        canned: CannedOpenAI = self.server.canned  # type: ignore[attr-defined]
+        canned.requests.append(body)
         if _mentions_trigger(body.get("messages")):
             self._send_json(HTTPStatus.BAD_REQUEST, error_body())
-        elif body.get("stream"):
+            return
+        number, tool_call = next(canned.response_numbers), tool_call_for(body)
+        if body.get("stream"):
             options = body.get("stream_options") or {}
-            self._send_stream(stream_chunks(bool(options.get("include_usage"))))
+            include_usage = bool(options.get("include_usage"))
+            self._send_stream(stream_chunks(include_usage, number, tool_call))
         else:
-            self._send_json(HTTPStatus.OK, completion())
+            self._send_json(HTTPStatus.OK, completion(number, tool_call))
 
     def do_GET(self) -> None:
         self._send_json(HTTPStatus.NOT_FOUND, {"error": {"message": f"no {self.path}"}})

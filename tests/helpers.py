@@ -57,6 +57,9 @@ def wait_until(condition: Callable[[], object], seconds: float = 10.0) -> None:
 
 
 def settings_for(server_url: str = "http://127.0.0.1:9", **options: Any) -> WeaveSettings:
+    """Settings for tests. Op refs are off unless asked for: with them, each new span name
+    costs op requests, which tests of other stages would have to count (tests/test_ops.py)."""
+    options.setdefault("op_refs", False)
     return WeaveSettings.from_env(
         {}, api_key=API_KEY, project=PROJECT, server_url=server_url, **options
     )
@@ -194,11 +197,15 @@ class FakeBatchExporter:
         self.settings = settings_for(**options)
         self.clock = clock or FakeClock()
         self.batches: list[tuple[list[ReadableSpan], float]] = []
+        self.started: list[ReadableSpan] = []
         self.block: threading.Event | None = None
         self.fail_next = False
         self.forked = 0
         self.closed = 0
         self._lock = threading.Lock()
+
+    def span_started(self, span: ReadableSpan) -> None:
+        self.started.append(span)
 
     def export_batch(self, spans: Sequence[ReadableSpan], deadline: float) -> BatchReport:
         if self.block is not None:
@@ -278,6 +285,7 @@ def make_processor(server_url: str, **options: Any) -> WeaveSpanProcessor:
         "server_url": server_url,
         "schedule_delay_millis": 50,
         "export_timeout_millis": 10_000,
+        "op_refs": False,  # as in settings_for
     }
     settings.update(options)
     return WeaveSpanProcessor(**settings)
@@ -317,3 +325,150 @@ def run_instrumented(
         timeout=120,
         check=False,
     )
+
+
+def run_scenario(
+    environment: str, scenario: str, receiver_url: str, **env_overrides: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m tests.frameworks.<scenario>`` in the test environment ``environment``
+    (``tests/venvs.py``), tracing into the receiver at ``receiver_url``; fails on a nonzero exit.
+    """
+    from .frameworks.runtime import RECEIVER_URL_ENV
+    from .venvs import venv_python
+
+    python = venv_python(environment)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")}
+    env.update(
+        {
+            RECEIVER_URL_ENV: receiver_url,
+            "WANDB_API_KEY": API_KEY,
+            "WEAVE_PROJECT": PROJECT,
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            **env_overrides,
+        }
+    )
+    result = subprocess.run(
+        [str(python), "-m", f"tests.frameworks.{scenario}"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{scenario} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+# Framework tests (tests/test_fw_*.py): what a Weave user must see in the stored calls.
+
+
+def weave_kind(call: Mapping[str, Any]) -> str | None:
+    """The call's ``attributes.weave.kind`` (its icon in the UI), None when unset."""
+    weave = (call.get("attributes") or {}).get("weave")
+    return weave.get("kind") if isinstance(weave, Mapping) else None
+
+
+def usage_by_model(call: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """``summary.usage`` without the counters that are not token pairs or requests."""
+    usage = (call.get("summary") or {}).get("usage") or {}
+    keys = ("input_tokens", "output_tokens", "total_tokens", "requests")
+    return {
+        model: {key: value for key, value in counts.items() if key in keys}
+        for model, counts in usage.items()
+    }
+
+
+def summed_usage(calls: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """The per-model sum of the calls' own usage: what their common ancestor must show."""
+    total: dict[str, dict[str, int]] = {}
+    for call in calls:
+        for model, counts in usage_by_model(call).items():
+            into = total.setdefault(model, {})
+            for key, value in counts.items():
+                into[key] = into.get(key, 0) + value
+    return total
+
+
+def exception_errors(
+    call: Mapping[str, Any], type_name: str | None, message_part: str, *, with_frames: bool = True
+) -> list[str]:
+    """Why the call's ``exception`` is not the JSON the exception panel reads (empty: it is).
+
+    ``type_name`` None: any type (a span with an error status but no exception event);
+    ``with_frames`` False: the traceback may be an empty list (no stack trace was recorded).
+    """
+    text = call.get("exception")
+    if not isinstance(text, str):
+        return [f"exception is {text!r}, not JSON text"]
+    try:
+        exception = json.loads(text)
+    except ValueError:
+        return [f"exception is not JSON: {text[:200]!r}"]
+    errors = []
+    if type_name is not None and exception.get("type") != type_name:
+        errors.append(f"exception type {exception.get('type')!r} != {type_name!r}")
+    if message_part not in str(exception.get("message")):
+        errors.append(f"exception message {exception.get('message')!r} lacks {message_part!r}")
+    frames = exception.get("traceback")
+    frame_keys = {"filename", "line_number", "function_name", "text"}
+    if not isinstance(frames, list) or (with_frames and not frames):
+        errors.append(f"traceback is {type(frames).__name__}, not a list of frames")
+    elif not all(isinstance(frame, dict) and frame_keys <= frame.keys() for frame in frames):
+        errors.append(f"traceback frames lack {sorted(frame_keys)}: {frames[:1]!r}")
+    return errors
+
+
+class Checklist:
+    """Many named checks on one scenario's calls, all evaluated, reported together.
+
+    A framework scenario takes seconds to run: one run feeds every assertion, and the failure
+    message lists each check that failed with the raw values it saw (``pytest -rA`` or ``-s``
+    also prints the ones that passed).
+    """
+
+    def __init__(self) -> None:
+        self.results: list[tuple[str, bool, str]] = []
+
+    def check(self, name: str, ok: bool, detail: object = "") -> bool:
+        self.results.append((name, ok, "" if ok else str(detail)[:1500]))
+        return ok
+
+    def equal(self, name: str, actual: object, expected: object) -> bool:
+        return self.check(name, actual == expected, f"got {actual!r}, want {expected!r}")
+
+    def report(self) -> str:
+        return "\n".join(
+            f"{'PASS' if ok else 'FAIL'} {name}" + (f"\n     {detail}" if detail else "")
+            for name, ok, detail in self.results
+        )
+
+    def assert_all(self) -> None:
+        print(self.report())
+        failed = [name for name, ok, _ in self.results if not ok]
+        assert not failed, f"{len(failed)} of {len(self.results)} checks failed:\n{self.report()}"
+
+
+def op_matches(call: Mapping[str, Any], span_name: str) -> bool:
+    """Whether the call's ``op_name`` is ``span_name``: plain, or an op ref to its safe name."""
+    op_name = str(call.get("op_name"))
+    safe = re.sub(r"[^\w._-]", "", span_name.replace(" ", "_").replace("/", "_")).lower()
+    return op_name == span_name or (op_name.startswith("weave:///") and f"/op/{safe}:" in op_name)
+
+
+def calls_named(calls: Sequence[Mapping[str, Any]], *span_names: str) -> list[Any]:
+    """The calls of spans with these names (``op_matches``), in start order."""
+    found = [c for c in calls if any(op_matches(c, name) for name in span_names)]
+    return sorted(found, key=lambda call: str(call["started_at"]))
+
+
+def children_of(calls: Sequence[Mapping[str, Any]], parent: Mapping[str, Any]) -> list[Any]:
+    """The calls whose parent is ``parent``, in start order."""
+    found = [c for c in calls if c["parent_id"] == parent["id"]]
+    return sorted(found, key=lambda call: str(call["started_at"]))
+
+
+def trace_of(calls: Sequence[Mapping[str, Any]], call: Mapping[str, Any]) -> list[Any]:
+    """Every call of ``call``'s trace but ``call`` itself."""
+    return [c for c in calls if c["trace_id"] == call["trace_id"] and c["id"] != call["id"]]

@@ -8,7 +8,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from opentelemetry.trace import Tracer
 
+from opentelemetry.exporter.weave import WeaveSpanExporter, WriteMode
 from opentelemetry.exporter.weave._call import (
     END_ONLY_FIELDS,
     REQUEST_ENVELOPE_BYTES,
@@ -34,8 +36,9 @@ from opentelemetry.exporter.weave._models import (
     TraceStatus,
     UpsertBatchReq,
 )
+from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .helpers import make_call
+from .helpers import API_KEY, PROJECT, Record, make_call
 
 BatchBody = Callable[[Sequence[WeaveCall]], bytes]
 BATCH_BODIES = [upsert_batch_body, calls_complete_body]
@@ -74,6 +77,7 @@ CALLS = [make_call(), rich_call(), make_call("00000000000000bb", inputs={"t": '\
         pytest.param({"id": "fedcba9876543210"}, True, True, id="shared-id"),
         pytest.param({"project_id": "other/project"}, True, True, id="shared-project"),
         pytest.param({"started_at": LATER}, True, True, id="shared-started-at"),
+        pytest.param({"trace_id": "f" * 32}, True, True, id="shared-trace-id"),
     ],
 )
 def test_replace_changes_the_half_that_holds_each_field(
@@ -97,6 +101,41 @@ def test_replace_changes_the_half_that_holds_each_field(
     assert json.loads(changed.end_json) == json.loads(changed.end.model_dump_json())
     assert (changed.start_json != call.start_json) is in_start
     assert (changed.end_json != call.end_json) is in_end
+
+
+def test_every_call_s_end_carries_its_start_s_trace_id() -> None:
+    # Built without one, as an end from an older spool or a hand-made call would be.
+    call = make_call()
+    bare = WeaveCall(start=call.start, end=call.end.model_copy(update={"trace_id": None}))
+    other = WeaveCall(start=call.start, end=call.end.model_copy(update={"trace_id": "e" * 32}))
+
+    for each in (call, bare, other, call.replace(output={"a": 1})):
+        assert each.end.trace_id == each.start.trace_id
+        assert json.loads(each.end_json)["trace_id"] == each.start.trace_id
+
+
+@pytest.mark.parametrize(
+    "ends",
+    [
+        lambda call: [json.loads(call_end_body(call))["end"]],
+        lambda call: [
+            item["req"]["end"]
+            for item in json.loads(upsert_batch_body([call]))["batch"]
+            if item["mode"] == "end"
+        ],
+        lambda call: json.loads(calls_complete_body([call]))["batch"],
+    ],
+    ids=["call_end", "upsert_batch", "calls_complete"],
+)
+def test_every_route_sends_the_end_with_trace_id_and_started_at(
+    ends: Callable[[WeaveCall], list[dict[str, Any]]],
+) -> None:
+    call = rich_call()
+
+    (end,) = ends(call)
+
+    assert end["trace_id"] == call.start.trace_id
+    assert end["started_at"] == json.loads(call.start_json)["started_at"]
 
 
 def test_replace_refuses_what_is_not_a_call_field() -> None:
@@ -233,3 +272,50 @@ def test_timestamps_convert_exactly_over_all_a_datetime_holds(
 def test_a_timestamp_past_what_a_datetime_holds_is_an_overflow() -> None:
     with pytest.raises(OverflowError):
         utc_datetime(253_402_300_800_000_000_000)
+
+
+def end_halves(path: str, body: Any) -> list[dict[str, Any]]:
+    """The end halves (or whole calls) a request to ``path`` carries."""
+    if path == "/call/end":
+        return [body["end"]]
+    if path == "/call/upsert_batch":
+        return [item["req"]["end"] for item in body["batch"] if item["mode"] == "end"]
+    if path.endswith("/calls/complete"):
+        return list(body["batch"])
+    return []
+
+
+@pytest.mark.parametrize("mode", [mode.value for mode in WriteMode])
+def test_every_write_mode_sends_trace_ids_on_ends_and_says_so(
+    record_spans: Record, mode: str
+) -> None:
+    def emit(tracer: Tracer) -> None:
+        with tracer.start_as_current_span("parent"), tracer.start_as_current_span("child"):
+            pass
+
+    spans = record_spans(emit)
+    with LocalWeaveServer(api_key=API_KEY) as server:
+        exporter = WeaveSpanExporter(
+            api_key=API_KEY, project=PROJECT, server_url=server.url, write_mode=mode
+        )
+        try:
+            exporter.export(spans)
+        finally:
+            exporter.shutdown()
+        requests = [
+            request
+            for request in server.requests()
+            if request.path.startswith("/call/") or request.path.endswith("/calls/complete")
+        ]
+        stored = {call["id"]: call["trace_id"] for call in server.calls()}
+
+    ends = [
+        end for request in requests for end in end_halves(request.path, json.loads(request.body))
+    ]
+    assert sorted(end["id"] for end in ends) == sorted(stored)
+    assert all(end["trace_id"] == stored[end["id"]] for end in ends)
+    # The capability is a promise about every end; it holds, so every call request makes it.
+    assert requests
+    assert all(
+        request.headers["x-weave-client-capabilities"] == "trace_id_on_end" for request in requests
+    )

@@ -14,6 +14,7 @@ from opentelemetry.trace import Tracer
 from opentelemetry.exporter.weave._conventions import KEYS
 from opentelemetry.exporter.weave._selection import is_genai_span
 
+from .chat_oracle import chat_errors
 from .helpers import Record
 from .test_mapping import one_span, wire
 
@@ -50,10 +51,13 @@ def test_otel_genai_current(record_spans: Record) -> None:
     )
     assert start["op_name"] == "chat gpt-4o"
     assert start["inputs"] == {
-        "messages": [USER],
-        "system_instructions": [{"type": "text", "content": "Be brief"}],
+        "messages": [{"role": "system", "content": "Be brief"}, USER],
+        "model": "gpt-4o",
     }
-    assert end["output"] == [ASSISTANT]
+    assert end["output"]["model"] == "gpt-4o-2024-08-06"
+    assert [choice["message"] for choice in end["output"]["choices"]] == [ASSISTANT]
+    assert chat_errors({**start, **end}) == []
+    assert start["attributes"]["weave"] == {"kind": "llm"}
     assert start["thread_id"] == "conv-42"
     assert end["summary"]["usage"] == {
         "gpt-4o-2024-08-06": {
@@ -169,8 +173,12 @@ def test_openllmetry_flattened_messages(record_spans: Record) -> None:
     )
     assert start["inputs"] == {
         "messages": [{"role": "system", "content": "Be brief"}, USER],
+        "model": "gpt-4o-mini",
     }
-    assert end["output"] == [{"role": "assistant", "content": "Paris.", "finish_reason": "stop"}]
+    assert end["output"]["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "stop"}
+    ]
+    assert chat_errors({**start, **end}) == []
     assert end["summary"]["usage"] == {
         "gpt-4o-mini-2024-07-18": {
             "input_tokens": 13,
@@ -225,13 +233,16 @@ def test_openinference_llm_span(record_spans: Record) -> None:
             name="ChatCompletion",
         )
     )
-    assert start["inputs"] == request
-    assert end["output"] == '{"looks": "like json"}'  # text/plain is kept as text
+    # On a model call, the message list wins over `input.value`, which stays an attribute.
+    assert start["inputs"] == {"messages": [USER], "model": "gpt-4o-mini-2024-07-18"}
+    assert json.loads(start["attributes"]["input.value"]) == request
+    # text/plain is kept as text, the reply's content.
+    assert end["output"]["choices"][0]["message"]["content"] == '{"looks": "like json"}'
+    assert chat_errors({**start, **end}) == []
     assert start["thread_id"] == "session-7"
     assert end["summary"]["usage"]["gpt-4o-mini-2024-07-18"]["total_tokens"] == 20
     assert otel(start)["llm_span_kind"] == "LLM"
     assert otel(start)["llm_provider"] == "openai"
-    assert "llm.input_messages.0.message.role" in start["attributes"]  # not the input read
 
 
 def test_openinference_flattened_messages(record_spans: Record) -> None:
@@ -251,13 +262,10 @@ def test_openinference_flattened_messages(record_spans: Record) -> None:
         )
     )
     assert start["inputs"] == {"messages": [{"role": "system", "content": "Be brief"}, USER]}
-    assert end["output"] == [
-        {
-            "role": "assistant",
-            "content": "Paris.",
-            "tool_calls": [{"tool_call": {"function": {"name": "lookup"}}}],
-        }
-    ]
+    (choice,) = end["output"]["choices"]
+    assert choice["message"]["content"] == "Paris."
+    assert [call["function"]["name"] for call in choice["message"]["tool_calls"]] == ["lookup"]
+    assert chat_errors({**start, **end}) == []
 
 
 def test_openinference_tool_and_json_output(record_spans: Record) -> None:
@@ -447,3 +455,169 @@ def test_wandb_keys_mark_a_span_as_genai(record_spans: Record) -> None:
         lambda tracer: tracer.start_span("y", attributes={"http.method": "GET"}).end()
     )
     assert not is_genai_span(plain)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "kind"),
+    [
+        ({"weave.span.kind": "guardrail"}, "guardrail"),
+        ({"gen_ai.operation.name": "chat"}, "llm"),
+        ({"gen_ai.operation.name": "text_completion"}, "llm"),
+        ({"gen_ai.operation.name": "generate_content"}, "llm"),
+        ({"gen_ai.operation.name": "embeddings"}, "llm"),
+        ({"gen_ai.operation.name": "execute_tool"}, "tool"),
+        ({"gen_ai.operation.name": "invoke_agent"}, "agent"),
+        ({"openinference.span.kind": "LLM"}, "llm"),
+        ({"openinference.span.kind": "EMBEDDING"}, "llm"),
+        ({"openinference.span.kind": "TOOL"}, "tool"),
+        ({"openinference.span.kind": "AGENT"}, "agent"),
+        ({"openinference.span.kind": "RETRIEVER"}, "search"),
+        ({"openinference.span.kind": "GUARDRAIL"}, "guardrail"),
+        ({"openinference.span.kind": "EVALUATOR"}, "scorer"),
+        ({"traceloop.span.kind": "agent"}, "agent"),
+        ({"traceloop.span.kind": "tool"}, "tool"),
+        ({"llm.request.type": "chat"}, "llm"),
+        ({"ai.operationId": "ai.streamText.doStream"}, "llm"),
+        ({"ai.operationId": "ai.toolCall"}, "tool"),
+        # No span-kind key: a named tool, or a model with token counts.
+        ({"gen_ai.tool.name": "lookup"}, "tool"),
+        ({"gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 3}, "llm"),
+    ],
+)
+def test_kinds(record_spans: Record, attributes: dict[str, Any], kind: str) -> None:
+    start, _ = wire(one_span(record_spans, attributes))
+    assert start["attributes"]["weave"] == {"kind": kind}
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {},
+        {"openinference.span.kind": "CHAIN"},
+        {"traceloop.span.kind": "workflow"},
+        # A span-kind key that names no kind wins over the guesses.
+        {"ai.operationId": "ai.generateText", "ai.model.id": "m", "ai.usage.inputTokens": 3},
+        {"gen_ai.operation.name": "something_new", "gen_ai.tool.name": "lookup"},
+    ],
+)
+def test_no_kind_when_unknown(record_spans: Record, attributes: dict[str, Any]) -> None:
+    start, _ = wire(one_span(record_spans, attributes))
+    assert "weave" not in start["attributes"]
+
+
+def test_agent_name_names_only_agent_calls(record_spans: Record) -> None:
+    """pydantic-ai puts its agent's name on every span of a run (WEAVE_WIRE §8)."""
+
+    def emit(tracer: Tracer) -> None:
+        agent = {"gen_ai.agent.name": "weather_agent"}
+        with tracer.start_as_current_span(
+            "invoke_agent weather_agent",
+            attributes={**agent, "gen_ai.operation.name": "invoke_agent"},
+        ):
+            with tracer.start_as_current_span(
+                "chat gpt-4o", attributes={**agent, "gen_ai.operation.name": "chat"}
+            ):
+                pass
+            with tracer.start_as_current_span(
+                "running tool",
+                attributes={**agent, "gen_ai.tool.name": "get_weather", "tool_arguments": "{}"},
+            ):
+                pass
+
+    chat, tool, agent = (wire(span)[0] for span in record_spans(emit))
+    assert agent["display_name"] == "weather_agent"
+    assert chat["display_name"] == "chat gpt-4o"
+    assert chat["attributes"]["gen_ai.agent.name"] == "weather_agent"  # kept, not lost
+    assert tool["display_name"] == "get_weather"
+    assert tool["attributes"]["weave"] == {"kind": "tool"}
+
+
+def test_an_explicit_display_name_wins(record_spans: Record) -> None:
+    start, _ = wire(
+        one_span(
+            record_spans,
+            {"wandb.display_name": "Mine", "gen_ai.tool.name": "lookup"},
+            name="execute_tool lookup",
+        )
+    )
+    assert start["display_name"] == "Mine"
+    assert start["attributes"]["gen_ai.tool.name"] == "lookup"
+
+
+def test_the_span_name_is_the_display_name_by_default(record_spans: Record) -> None:
+    start, _ = wire(one_span(record_spans, {}, name="my step"))
+    assert (start["op_name"], start["display_name"]) == ("my step", "my step")
+
+
+def test_format_2_tool_keys_of_pydantic_ai(record_spans: Record) -> None:
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "gen_ai.tool.name": "get_weather",
+                "tool_arguments": json.dumps({"city": "Paris"}),
+                "tool_response": json.dumps({"temperature": 21}),
+            },
+            name="running tool",
+        )
+    )
+    assert start["inputs"] == {"city": "Paris"}
+    assert end["output"] == {"temperature": 21}
+    assert start["display_name"] == "get_weather"
+
+
+def test_request_parameters_sit_beside_the_messages(record_spans: Record) -> None:
+    start, _ = wire(
+        one_span(
+            record_spans,
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.request.temperature": 0.2,
+                "gen_ai.request.max_tokens": 100,
+                "gen_ai.request.stop_sequences": ("END",),
+                "gen_ai.input.messages": json.dumps([USER]),
+            },
+        )
+    )
+    assert start["inputs"] == {
+        "messages": [USER],
+        "model": "gpt-4o",
+        "temperature": 0.2,
+        "max_tokens": 100,
+        "stop": ["END"],
+    }
+    assert not [key for key in start["attributes"] if key.startswith("gen_ai.request.t")]
+
+
+def test_openinference_invocation_parameters(record_spans: Record) -> None:
+    start, _ = wire(
+        one_span(
+            record_spans,
+            {
+                "openinference.span.kind": "LLM",
+                "llm.model_name": "gpt-4o-mini",
+                "llm.invocation_parameters": json.dumps({"temperature": 0.5, "stream": True}),
+                "llm.input_messages.0.message.role": "user",
+                "llm.input_messages.0.message.content": USER["content"],
+            },
+        )
+    )
+    assert start["inputs"]["temperature"] == 0.5
+    assert start["inputs"]["stream"] is True
+
+
+def test_a_span_attribute_named_like_our_context_is_kept_apart(record_spans: Record) -> None:
+    start, _ = wire(
+        one_span(
+            record_spans,
+            {"otel": "the user's", "weave": "also the user's", "gen_ai.operation.name": "chat"},
+        )
+    )
+    attributes = start["attributes"]
+    assert attributes["weave"] == {"kind": "llm"}
+    assert attributes["otel"]["span_kind"] == "INTERNAL"
+    assert attributes["otel"]["span_attributes"] == {
+        "otel": "the user's",
+        "weave": "also the user's",
+    }

@@ -17,6 +17,7 @@ from opentelemetry.trace import Tracer
 
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
+from .chat_oracle import chat_errors
 from .helpers import API_KEY, PROJECT, make_processor, make_tracer
 
 
@@ -41,20 +42,26 @@ def emit_agent(tracer: Tracer) -> None:
 
 
 def test_spans_arrive_as_complete_calls(receiver: LocalWeaveServer) -> None:
-    processor = make_processor(receiver.url)
+    project = "test-entity/end-to-end"
+    processor = make_processor(receiver.url, project=project, op_refs=True)
     provider, tracer = make_tracer(processor)
     emit_agent(tracer)
     assert processor.force_flush(10_000)
     provider.shutdown()
 
-    calls = {call["op_name"]: call for call in receiver.calls(PROJECT)}
-    assert set(calls) == {"agent", "chat gpt-4o", "tool.lookup"}
-    agent, chat, tool = calls["agent"], calls["chat gpt-4o"], calls["tool.lookup"]
+    calls = {call["display_name"]: call for call in receiver.calls(project)}
+    assert set(calls) == {"Agent", "chat gpt-4o", "tool.lookup"}
+    agent, chat, tool = calls["Agent"], calls["chat gpt-4o"], calls["tool.lookup"]
+    ops = {op["object_id"]: op["digest"] for op in receiver.ops(project)}
+    assert set(ops) == {"agent", "chat_gpt-4o", "tool.lookup"}
+    for call, op in ((agent, "agent"), (chat, "chat_gpt-4o"), (tool, "tool.lookup")):
+        assert call["op_name"] == f"weave:///{project}/op/{op}:{ops[op]}"
     assert agent["parent_id"] is None
-    assert agent["display_name"] == "Agent"
     assert chat["parent_id"] == tool["parent_id"] == agent["id"]
     assert chat["inputs"] == {"messages": [{"role": "user", "content": "2+2?"}]}
-    assert chat["output"] == [{"role": "assistant", "content": "4"}]
+    assert chat["output"]["choices"][0]["message"] == {"role": "assistant", "content": "4"}
+    assert chat_errors(chat) == []
+    assert chat["attributes"]["weave"] == {"kind": "llm"}
     assert chat["summary"]["usage"] == {
         "gpt-4o": {"input_tokens": 10, "output_tokens": 4, "total_tokens": 14, "requests": 1}
     }
@@ -62,8 +69,9 @@ def test_spans_arrive_as_complete_calls(receiver: LocalWeaveServer) -> None:
     assert tool["summary"]["status_counts"] == {"success": 0, "error": 1}
     assert agent["exception"] is None
     assert all(call["ended_at"] is not None for call in calls.values())
-    assert receiver.orphan_ends() == []
-    assert processor.stats().calls_exported == 3
+    assert receiver.orphan_ends(project) == []
+    stats = processor.stats()
+    assert (stats.calls_exported, stats.ops_created, stats.ops_fallback) == (3, 3, 0)
 
 
 def test_odd_span_does_not_cost_its_batch(receiver: LocalWeaveServer) -> None:
@@ -158,4 +166,8 @@ def test_queued_spans_are_delivered_at_interpreter_exit(receiver: LocalWeaveServ
         "WF_TRACE_SERVER_URL": receiver.url,
     }
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
-    assert [call["op_name"] for call in receiver.calls()] == ["last-words"]
+    ((op_name, display_name),) = [
+        (call["op_name"], call["display_name"]) for call in receiver.calls()
+    ]
+    assert display_name == "last-words"
+    assert op_name.startswith(f"weave:///{PROJECT}/op/last-words:")  # op refs: on by default

@@ -50,7 +50,7 @@ class Instrumentation:
     name: str
     distribution: str
     module: str  # has an ``OpenAIInstrumentor``
-    op_name: str  # the span name of a chat completion, so the call's op_name
+    span_name: str  # the span name of a chat completion: the call's display name and op
     env: dict[str, str] = field(default_factory=dict)
 
     def instrumentor(self) -> Any:
@@ -61,7 +61,7 @@ OPENAI_V2 = Instrumentation(
     name="openai-v2",
     distribution="opentelemetry-instrumentation-openai-v2",
     module="opentelemetry.instrumentation.openai_v2",
-    op_name=f"chat {REQUEST_MODEL}",
+    span_name=f"chat {REQUEST_MODEL}",
     env={
         # util-genai 1.1b0 is always on the latest experimental conventions; the opt-in keeps
         # content capture working on releases that look at it again.
@@ -73,13 +73,13 @@ OPENINFERENCE = Instrumentation(
     name="openinference",
     distribution="openinference-instrumentation-openai",
     module="openinference.instrumentation.openai",
-    op_name="ChatCompletion",  # captures content unless OPENINFERENCE_HIDE_* say otherwise
+    span_name="ChatCompletion",  # captures content unless OPENINFERENCE_HIDE_* say otherwise
 )
 OPENLLMETRY = Instrumentation(
     name="openllmetry",
     distribution="opentelemetry-instrumentation-openai",
     module="opentelemetry.instrumentation.openai",
-    op_name="openai.chat",
+    span_name="openai.chat",
     env={"TRACELOOP_TRACE_CONTENT": "true"},
 )
 INSTRUMENTATIONS = (OPENAI_V2, OPENINFERENCE, OPENLLMETRY)
@@ -119,9 +119,9 @@ def llm_calls(
     calls: list[dict[str, Any]], instrumentation: Instrumentation
 ) -> list[dict[str, Any]]:
     """The chat calls ``instrumentation`` made, in start order."""
-    chosen = [call for call in calls if call["op_name"] == instrumentation.op_name]
-    names = sorted({call["op_name"] for call in calls})
-    assert chosen, f"no {instrumentation.op_name!r} call among {names}"
+    chosen = [call for call in calls if call["display_name"] == instrumentation.span_name]
+    names = sorted({call["display_name"] for call in calls})
+    assert chosen, f"no {instrumentation.span_name!r} call among {names}"
     return sorted(chosen, key=lambda call: call["started_at"])
 
 
@@ -211,7 +211,7 @@ class Traced:
         """The one call the test made: one chat span, nothing else traced."""
         assert self.flush(), "the processor did not flush in time"
         calls = self.receiver.calls(PROJECT)
-        assert [call["op_name"] for call in calls] == [self.instrumentation.op_name]
+        assert [call["display_name"] for call in calls] == [self.instrumentation.span_name]
         return calls[0]
 
 
@@ -407,7 +407,7 @@ def test_zero_code(
     chat_ids = {plain["id"], streamed["id"], refused["id"]}
     others = [call for call in calls if call["id"] not in chat_ids]
     assert sorted(call["parent_id"] for call in others) == sorted(chat_ids), [
-        (call["op_name"], call["attributes"]["otel"]["scope"]) for call in others
+        (call["display_name"], call["attributes"]["otel"]["scope"]) for call in others
     ]
     assert {call["attributes"]["otel"]["scope"]["name"] for call in others} == {
         "opentelemetry.instrumentation.httpx"

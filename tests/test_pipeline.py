@@ -79,9 +79,11 @@ class StageLog:
         original_map = span_to_call
         original_roll_up = SummaryRollup.roll_up
 
-        def mapping(span: ReadableSpan, project_id: str, parent_id: Any = SPAN_PARENT) -> WeaveCall:
+        def mapping(
+            span: ReadableSpan, project_id: str, parent_id: Any = SPAN_PARENT, **context: Any
+        ) -> WeaveCall:
             self.events.append(("map", span.name))
-            return original_map(span, project_id, parent_id)
+            return original_map(span, project_id, parent_id, **context)
 
         def roll_up(rollup: SummaryRollup, call: WeaveCall, into_parent: bool = True) -> WeaveCall:
             self.events.append(("roll up", call.start.op_name))
@@ -189,8 +191,10 @@ def map_bad_spans_with(
     """The pipeline's mapping, with ``change`` applied to the calls of spans named ``bad``."""
     original_map = span_to_call
 
-    def mapping(span: ReadableSpan, project_id: str, parent_id: Any = SPAN_PARENT) -> WeaveCall:
-        call = original_map(span, project_id, parent_id)
+    def mapping(
+        span: ReadableSpan, project_id: str, parent_id: Any = SPAN_PARENT, **context: Any
+    ) -> WeaveCall:
+        call = original_map(span, project_id, parent_id, **context)
         return change(call) if span.name == "bad" else call
 
     monkeypatch.setattr(_pipeline, "span_to_call", mapping)

@@ -16,12 +16,15 @@ PUBLIC_NAMES = [
     "ExportStats",
     "SpanSet",
     "WeaveCall",
+    "WeaveLogExporter",
+    "WeaveLogRecordProcessor",
     "WeaveOptions",
     "WeaveSettings",
     "WeaveSpanExporter",
     "WeaveSpanProcessor",
     "WriteMode",
     "__version__",
+    "install",
     "span_to_call",
 ]
 

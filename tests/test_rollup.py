@@ -9,22 +9,103 @@ from opentelemetry.trace import Tracer
 from opentelemetry.util.types import AttributeValue
 
 from opentelemetry.exporter.weave import span_to_call
-from opentelemetry.exporter.weave._call import WeaveCall
+from opentelemetry.exporter.weave._call import CallFacts, WeaveCall
 from opentelemetry.exporter.weave._models import SummaryInsertMap
 from opentelemetry.exporter.weave._rollup import SummaryRollup
 
 from .helpers import FakeClock, Record, make_call
 
+MODEL_CALL = CallFacts(kind="llm", model="m")
 
-def call(number: int, parent: int | None = None, tokens: int = 0) -> WeaveCall:
-    """A successful call as mapping makes it, its ids small numbers, with ``tokens`` of usage."""
+
+def call(
+    number: int,
+    parent: int | None = None,
+    tokens: int = 0,
+    facts: CallFacts = MODEL_CALL,
+    model: str = "m",
+) -> WeaveCall:
+    """A successful call as mapping makes it, its ids small numbers, with ``tokens`` of usage
+    (of ``model``); a model call unless ``facts`` say otherwise."""
     summary: dict[str, Any] = {"status_counts": {"success": 1, "error": 0}}
     if tokens:
-        summary["usage"] = {"m": {"input_tokens": tokens, "total_tokens": tokens, "requests": 1}}
+        summary["usage"] = {model: {"input_tokens": tokens, "total_tokens": tokens, "requests": 1}}
     parent_id = None if parent is None else f"{parent:016x}"
-    return make_call(f"{number:016x}", parent_id).replace(
+    made = make_call(f"{number:016x}", parent_id).replace(
         summary=SummaryInsertMap.model_validate(summary)
     )
+    return WeaveCall(start=made.start, end=made.end, facts=facts)
+
+
+AGENT = CallFacts(kind="agent")
+
+
+def test_a_run_total_on_an_agent_does_not_add_to_its_model_calls() -> None:
+    rollup = SummaryRollup(max_pending=10, max_age_seconds=60)
+    rollup.roll_up(call(2, parent=1, tokens=3))
+    rollup.roll_up(call(3, parent=1, tokens=4))
+    agent = rollup.roll_up(call(1, tokens=7, facts=AGENT))  # the run's total, reported again
+    assert summary_of(agent)["usage"] == {
+        "m": {"input_tokens": 7, "total_tokens": 7, "requests": 2}
+    }
+
+
+def test_an_agent_total_stands_in_when_no_descendant_reported_usage() -> None:
+    rollup = SummaryRollup(max_pending=10, max_age_seconds=60)
+    rollup.roll_up(call(2, parent=1, facts=CallFacts(kind="tool")))
+    agent = rollup.roll_up(call(1, tokens=5, facts=AGENT))
+    assert summary_of(agent)["usage"] == {
+        "m": {"input_tokens": 5, "total_tokens": 5, "requests": 1}
+    }
+    lone = call(9, tokens=2, facts=CallFacts())
+    assert rollup.roll_up(lone) is lone  # a leaf's own usage is its own, whatever its kind
+
+
+def test_a_model_less_total_takes_the_single_model_of_its_descendants() -> None:
+    rollup = SummaryRollup(max_pending=10, max_age_seconds=60)
+    rollup.roll_up(call(2, parent=1, facts=CallFacts(kind="llm", model="gpt-4o")))
+    agent = rollup.roll_up(call(1, tokens=5, facts=AGENT, model="unknown"))
+    assert set(summary_of(agent)["usage"]) == {"gpt-4o"}
+
+
+def test_a_model_less_total_stays_unknown_when_descendants_used_several_models() -> None:
+    rollup = SummaryRollup(max_pending=10, max_age_seconds=60)
+    rollup.roll_up(call(2, parent=1, facts=CallFacts(kind="llm", model="a")))
+    rollup.roll_up(call(3, parent=1, facts=CallFacts(kind="llm", model="b")))
+    agent = rollup.roll_up(call(1, tokens=5, facts=AGENT, model="unknown"))
+    assert set(summary_of(agent)["usage"]) == {"unknown"}
+
+
+def test_two_spans_of_one_response_count_it_once() -> None:
+    rollup = SummaryRollup(max_pending=10, max_age_seconds=60)
+    same_response = CallFacts(kind="llm", model="m", response_id="msg_1")
+    first = rollup.roll_up(call(2, parent=1, tokens=10, facts=same_response))
+    second = rollup.roll_up(call(3, parent=1, tokens=10, facts=same_response))
+    other = rollup.roll_up(
+        call(4, parent=1, tokens=1, facts=CallFacts(kind="llm", response_id="x"))
+    )
+    root = rollup.roll_up(call(1, facts=AGENT))
+    assert summary_of(first)["usage"]["m"]["input_tokens"] == 10
+    assert summary_of(second)["usage"]["m"]["input_tokens"] == 10  # its own, shown on itself
+    assert summary_of(other)["usage"]["m"]["input_tokens"] == 1
+    assert summary_of(root)["usage"]["m"] == {"input_tokens": 11, "total_tokens": 11, "requests": 2}
+
+
+def test_a_span_wrapping_another_of_the_same_response_counts_it_once() -> None:
+    rollup = SummaryRollup(max_pending=10, max_age_seconds=60)
+    same_response = CallFacts(kind="llm", model="m", response_id="msg_1")
+    rollup.roll_up(call(2, parent=1, tokens=10, facts=same_response))
+    wrapper = rollup.roll_up(call(1, tokens=10, facts=same_response))
+    assert summary_of(wrapper)["usage"]["m"]["input_tokens"] == 10
+
+
+def test_the_same_response_id_in_another_trace_counts_again() -> None:
+    rollup = SummaryRollup(max_pending=10, max_age_seconds=60)
+    facts = CallFacts(kind="llm", model="m", response_id="msg_1")
+    rollup.roll_up(call(2, tokens=10, facts=facts))
+    elsewhere = call(3, tokens=10, facts=facts)
+    elsewhere = elsewhere.replace(trace_id="f" * 32)
+    assert summary_of(rollup.roll_up(elsewhere))["usage"]["m"]["input_tokens"] == 10
 
 
 def summary_of(call: WeaveCall) -> dict[str, Any]:

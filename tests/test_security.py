@@ -60,7 +60,10 @@ def test_default_scrubber_redacts_keys_and_values(receiver: LocalWeaveServer) ->
         "content": "call the API with [REDACTED]",
         "api_key": "[REDACTED]",
     }
-    assert call["output"] == [{"role": "assistant", "content": "token [REDACTED]"}]
+    assert call["output"]["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "token [REDACTED]",
+    }
     assert json.loads(call["exception"])["message"] == "auth failed for [REDACTED]"
     # what only looks like a secret by name fragments is left alone
     assert attributes["valid_tokens"] == 5

@@ -9,14 +9,29 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.trace import Tracer
 
-from opentelemetry.exporter.weave import _size
+from opentelemetry.exporter.weave import WeaveSpanExporter, WriteMode, _size
 from opentelemetry.exporter.weave._call import WeaveCall
 from opentelemetry.exporter.weave._delivery import CallFailure, DeliveryReport
-from opentelemetry.exporter.weave._size import FitToSize, fit_call
+from opentelemetry.exporter.weave._size import (
+    ROW_JSON_LIMIT,
+    FitToSize,
+    fit_call,
+    service_json_bytes,
+)
 from opentelemetry.exporter.weave._transport import PostResult
+from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .helpers import FakeClock, RecordingSender, make_call
+from .helpers import (
+    API_KEY,
+    NO_WAIT_RETRIES,
+    PROJECT,
+    FakeClock,
+    Record,
+    RecordingSender,
+    make_call,
+)
 
 MARKER = "… [truncated by opentelemetry-exporter-weave: "
 
@@ -208,7 +223,9 @@ def test_fitting_40_000_fields_encodes_the_call_a_fixed_number_of_times(
     budget = call.encoded_size - 500_000
     encodes = CountingEncodes(monkeypatch, limit=10)
 
-    fitted, cut = fit_call(call, budget)
+    # The request limit alone: this many fields that cuts save little on would go whole
+    # under the row limit (test_many_medium_fields_over_the_row_limit_go_whole).
+    fitted, cut = fit_call(call, budget, row_limit=3 * call.encoded_size)
 
     assert fitted.encoded_size <= budget
     assert len(cut) > 5_000
@@ -303,3 +320,189 @@ def test_fit_to_size_sends_fitted_calls_and_counts_the_truncated() -> None:
     assert sent[0] is small
     assert all(call.encoded_size <= budget for call in sent)
     assert report == DeliveryReport(delivered=2, failures=(refused,), truncated=2, retries=2)
+
+
+# The limit of a call's JSON fields, as the service weighs them when it stores the call.
+
+SERVICE_ROW_LIMIT = 3.5 * 1024 * 1024
+"""``CLICKHOUSE_SINGLE_ROW_INSERT_BYTES_LIMIT`` of weave 0.53's trace server."""
+JSON_FIELDS = ("inputs", "output", "attributes", "summary")
+
+
+def service_weight(value: Any) -> int:
+    """What the service makes of a field: our JSON parsed, then ``json.dumps`` of it."""
+    return len(json.dumps(json.loads(_size.to_json(value))).encode())
+
+
+def fields_weight(call: WeaveCall) -> int:
+    """The service's weight of the call's four JSON fields together (one calls_complete row)."""
+    summary = call.end.summary.model_dump(mode="json")
+    halves = (call.start.inputs, call.end.output, call.start.attributes, summary)
+    return sum(service_weight(value) for value in halves)
+
+
+def is_row_marker(value: Any) -> bool:
+    return is_marker(value) and "limit of a call's JSON fields]" in value
+
+
+def test_the_row_limit_leaves_a_margin_under_the_services() -> None:
+    assert ROW_JSON_LIMIT <= SERVICE_ROW_LIMIT - 512 * 1024
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    value=st.recursive(
+        st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text()),
+        lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+        max_leaves=30,
+    )
+)
+def test_service_json_bytes_never_undercounts_nor_passes_six_times_the_json(value: Any) -> None:
+    encoded = _size.to_json(value)
+
+    assert service_weight(value) <= service_json_bytes(encoded) <= 6 * len(encoded)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain ascii", "\x7f" * 3, "é" * 7, "中文" * 5, "😀" * 3, 'mixé中😀\u0000"quoted"'],
+    ids=["ascii", "del", "two-byte", "three-byte", "four-byte", "mixed"],
+)
+def test_service_json_bytes_is_exact_for_text_without_separators(text: str) -> None:
+    assert service_json_bytes(_size.to_json(text)) == service_weight(text)
+
+
+def call_weighing(weight: int, text: str) -> WeaveCall:
+    """A call whose JSON fields weigh ``weight`` as fit_call counts them: ``text`` repeated in
+    one input, topped up with ASCII."""
+    unit = service_json_bytes(_size.to_json(text)) - 2  # without the quotes
+    base = make_call(inputs={"text": ""})
+    base_weight = service_json_bytes(base.start_json) + service_json_bytes(base.end_only_json)
+    count, rest = divmod(weight - base_weight, unit)
+    return make_call(inputs={"text": text * count + "a" * rest})
+
+
+@pytest.mark.parametrize("text", ["a", "é", "😀"], ids=["ascii", "two-byte", "four-byte"])
+def test_a_call_at_the_row_limit_is_untouched_and_one_byte_over_is_cut(text: str) -> None:
+    at_limit = call_weighing(ROW_JSON_LIMIT, text)
+    over = call_weighing(ROW_JSON_LIMIT + 1, text)
+    budget = 31 * 1024 * 1024
+
+    assert fit_call(at_limit, budget) == (at_limit, ())
+    fitted, cut = fit_call(over, budget)
+
+    assert cut == ("inputs.text",)
+    marker = fitted.start.inputs["text"]
+    assert is_row_marker(marker)
+    assert marker.startswith(json.dumps(over.start.inputs["text"], ensure_ascii=False)[:1000])
+    assert f"over the {ROW_JSON_LIMIT}-byte limit of a call's JSON fields]" in marker
+    assert fields_weight(over) > ROW_JSON_LIMIT - 1_000  # the weighing is near exact
+    assert fields_weight(fitted) <= ROW_JSON_LIMIT
+
+
+def test_multi_byte_text_the_request_limit_takes_is_cut_to_what_the_service_stores() -> None:
+    # 1.3 MB of our UTF-8 JSON, 3.9 MB once the service escapes it: over its 3.5 MiB.
+    call = make_call(output={"choices": [{"message": {"content": "é" * 650_000}}]})
+    assert call.encoded_size < ROW_JSON_LIMIT / 2
+    assert fields_weight(call) > SERVICE_ROW_LIMIT
+
+    fitted, cut = fit_call(call, 31 * 1024 * 1024)
+
+    assert cut == ("output",)
+    assert is_row_marker(fitted.end.output)
+    assert fields_weight(fitted) <= ROW_JSON_LIMIT
+
+
+def nested(depth: int, leaf: Any) -> Any:
+    for level in range(depth):
+        leaf = {f"level{level}": [leaf]}
+    return leaf
+
+
+def test_the_heaviest_fields_of_all_four_go_first_until_the_row_fits() -> None:
+    call = make_call(
+        inputs={"deep": nested(60, "d" * 40_000), "small": "kept"},
+        output={"text": "o" * 30_000},
+        attributes={"raw": "r" * 20_000, "otel": {"span_kind": "client"}},
+    )
+    row_limit = fields_weight(call) - 45_000  # the deep input alone is not enough
+
+    fitted, cut = fit_call(call, 31 * 1024 * 1024, row_limit=row_limit)
+
+    assert cut == ("inputs.deep", "output")
+    assert fitted.start.inputs["deep"].startswith('{"level59": [{"level58": [')
+    assert all(is_row_marker(value) for value in (fitted.start.inputs["deep"], fitted.end.output))
+    assert fitted.start.inputs["small"] == "kept"
+    assert fitted.start.attributes == call.start.attributes
+    assert fitted.end.summary == call.end.summary  # never cut: costs and status live there
+    assert fields_weight(fitted) <= row_limit
+
+
+def test_many_medium_fields_over_the_row_limit_go_whole() -> None:
+    # Each marker would weigh nearly what its field does: cutting one by one cannot fit.
+    call = make_call(attributes={f"key{index}": "v" * 1_200 for index in range(200)})
+    row_limit = 100_000
+
+    fitted, cut = fit_call(call, 31 * 1024 * 1024, row_limit=row_limit)
+
+    assert cut == ("inputs", "attributes")
+    assert is_row_marker(fitted.start.attributes["truncated"])
+    assert "too many fields to fit one by one" in fitted.start.attributes["truncated"]
+    assert fields_weight(fitted) <= row_limit
+
+
+def test_a_call_over_both_limits_names_each_cut_once_with_its_limit() -> None:
+    call = make_call(inputs={"a": "é" * 30_000, "b": "b" * 20_000})
+    row_limit, budget = 150_000, 15_000  # "a" weighs 180 kB to the service, 60 kB to us
+
+    fitted, cut = fit_call(call, budget, row_limit=row_limit)
+
+    assert cut == ("inputs.a", "inputs.b")
+    assert is_row_marker(fitted.start.inputs["a"])
+    assert "over the 15000-byte request limit]" in fitted.start.inputs["b"]
+    assert fitted.encoded_size <= budget
+
+
+def test_fit_to_size_keeps_each_call_within_the_row_limit() -> None:
+    inner = RecordingSender()
+    calls = [make_call(inputs={"text": "é" * 40_000}), make_call("0000000000000002")]
+
+    report = FitToSize(inner, 10_000_000, FakeClock().monotonic, row_limit=100_000).send(
+        calls, 1000.0 + 5
+    )
+
+    ((cut, kept),) = inner.batches
+    assert is_row_marker(cut.start.inputs["text"])
+    assert kept is calls[1]
+    assert report.truncated == 1
+
+
+def emit_heavy_span(tracer: Tracer) -> None:
+    with tracer.start_as_current_span("heavy") as span:
+        # 1.4 MB to us, 4.2 MB to the service: over its 3.5 MiB row limit.
+        span.set_attribute("document", "é" * 700_000)
+
+
+@pytest.mark.parametrize("mode", [mode.value for mode in WriteMode])
+def test_every_write_mode_stores_a_heavy_span_cut_within_the_row_limit(
+    record_spans: Record, mode: str
+) -> None:
+    spans = record_spans(emit_heavy_span)
+    with LocalWeaveServer(api_key=API_KEY) as server:
+        exporter = WeaveSpanExporter(
+            api_key=API_KEY,
+            project=PROJECT,
+            server_url=server.url,
+            write_mode=mode,
+            _retry_policy=NO_WAIT_RETRIES,
+        )
+        try:
+            exporter.export(spans)
+        finally:
+            exporter.shutdown()
+        (stored,) = server.calls()
+
+    assert is_row_marker(stored["attributes"]["document"])
+    assert sum(len(json.dumps(stored[name])) for name in JSON_FIELDS) <= ROW_JSON_LIMIT
+    assert exporter.stats().calls_truncated == 1
+    # Each body sent also passed conftest's contract check, which every posted body goes through.

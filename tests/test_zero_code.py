@@ -58,9 +58,12 @@ def test_opentelemetry_instrument_exports_to_weave(
     )
     assert result.returncode == 0, result.stderr
     assert "app done" in result.stdout
-    calls = {call["op_name"]: call for call in receiver.calls(PROJECT)}
+    calls = {call["display_name"]: call for call in receiver.calls(PROJECT)}
     assert set(calls) == {"handle_request", "chat gpt-4o-mini"}
     chat = calls["chat gpt-4o-mini"]
+    # Op refs are on with no code too: each call names an op that exists.
+    ops = {op["object_id"]: op["digest"] for op in receiver.ops(PROJECT)}
+    assert chat["op_name"] == f"weave:///{PROJECT}/op/chat_gpt-4o-mini:{ops['chat_gpt-4o-mini']}"
     assert chat["parent_id"] == calls["handle_request"]["id"]
     assert chat["summary"]["usage"]["gpt-4o-mini"]["total_tokens"] == 30
     root_summary = calls["handle_request"]["summary"]  # rolled up across export() calls

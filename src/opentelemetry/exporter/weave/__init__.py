@@ -9,6 +9,10 @@ Add one processor to an existing tracer provider::
 or export with no code at all::
 
     OTEL_TRACES_EXPORTER=weave opentelemetry-instrument python app.py
+
+Content that instrumentations put on log records instead of spans reaches the calls too: add
+``WeaveLogRecordProcessor()`` to the logger provider, or ``install(tracer_provider,
+logger_provider)`` for both; with no code, also ``OTEL_LOGS_EXPORTER=weave``.
 """
 
 from opentelemetry.exporter.weave._call import WeaveCall
@@ -21,6 +25,7 @@ from opentelemetry.exporter.weave._config import (
     WriteMode,
 )
 from opentelemetry.exporter.weave._exporter import WeaveSpanExporter
+from opentelemetry.exporter.weave._logs import WeaveLogExporter, WeaveLogRecordProcessor, install
 from opentelemetry.exporter.weave._mapping import span_to_call
 from opentelemetry.exporter.weave._processor import WeaveSpanProcessor
 from opentelemetry.exporter.weave._stats import ExportStats
@@ -32,11 +37,14 @@ __all__ = [
     "ExportStats",
     "SpanSet",
     "WeaveCall",
+    "WeaveLogExporter",
+    "WeaveLogRecordProcessor",
     "WeaveOptions",
     "WeaveSettings",
     "WeaveSpanExporter",
     "WeaveSpanProcessor",
     "WriteMode",
     "__version__",
+    "install",
     "span_to_call",
 ]

@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
+from opentelemetry.exporter.weave._conventions import WeaveKind
 from opentelemetry.exporter.weave._models import (
     EndedCallSchemaForInsert,
     StartedCallSchemaForInsert,
@@ -31,6 +32,8 @@ __all__ = [
     "OTEL_ATTRIBUTES_KEY",
     "REQUEST_ENVELOPE_BYTES",
     "UPSERT_BATCH_ROUTE",
+    "WEAVE_ATTRIBUTES_KEY",
+    "CallFacts",
     "WeaveCall",
     "call_end_body",
     "call_start_body",
@@ -57,6 +60,9 @@ REQUEST_ENVELOPE_BYTES = 1024
 
 OTEL_ATTRIBUTES_KEY = "otel"
 """The attribute that holds the span's OpenTelemetry context (kind, status, scope, events)."""
+
+WEAVE_ATTRIBUTES_KEY = "weave"
+"""The attribute Weave's UI reads a call's kind from (``{"kind": "llm"}``)."""
 
 _START_FIELDS = frozenset(StartedCallSchemaForInsert.model_fields)
 _END_FIELDS = frozenset(EndedCallSchemaForInsert.model_fields)
@@ -86,17 +92,37 @@ def utc_datetime(nanoseconds: int) -> datetime:
 
 
 @dataclass(frozen=True)
+class CallFacts:
+    """What the mapping learnt of a span that later stages need and the wire fields don't say."""
+
+    kind: WeaveKind | None = None
+    model: str | None = None
+    """The model an LLM call used, even when it reported no usage."""
+    response_id: str | None = None
+    """The provider's id of the response: two spans of one request share it."""
+
+
+@dataclass(frozen=True)
 class WeaveCall:
     """One span as a Weave call: what ``/call/start`` and ``/call/end`` carry."""
 
     start: StartedCallSchemaForInsert
     end: EndedCallSchemaForInsert
+    facts: CallFacts = CallFacts()
+
+    def __post_init__(self) -> None:
+        # Every end carries its start's trace id, whoever built the call (mapping, spool, a
+        # stage's replace): that is the promise of the trace_id_on_end capability we announce.
+        if self.end.trace_id != self.start.trace_id:
+            end = self.end.model_copy(update={"trace_id": self.start.trace_id})
+            object.__setattr__(self, "end", end)  # frozen: set once, before anyone reads it
 
     def replace(self, **changes: Any) -> WeaveCall:
         """This call with the named fields changed, in whichever half holds them.
 
-        Fields both halves hold (``project_id``, ``id``, ``started_at``) change in both. The
-        values are taken as they are, not validated again: stages pass on what they were given.
+        Fields both halves hold (``project_id``, ``id``, ``trace_id``, ``started_at``) change in
+        both. The values are taken as they are, not validated again: stages pass on what they
+        were given.
         """
         unknown = changes.keys() - _START_FIELDS - _END_FIELDS
         if unknown:
@@ -106,6 +132,7 @@ class WeaveCall:
         return WeaveCall(
             start=self.start.model_copy(update=start_changes) if start_changes else self.start,
             end=self.end.model_copy(update=end_changes) if end_changes else self.end,
+            facts=self.facts,
         )
 
     @cached_property

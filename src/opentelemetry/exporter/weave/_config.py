@@ -528,6 +528,7 @@ class WeaveOptions(TypedDict, total=False):
     rollup_max_age_seconds: float
     spans: str | SpanSet
     span_filter: SpanFilter
+    op_refs: bool
     redact: bool
     redact_keys: Sequence[str]
     redaction_callback: RedactionCallback
@@ -704,6 +705,17 @@ class WeaveSettings:
             env=None,
             parse=_callable,
             doc="`span_filter(span) -> bool` on each finished `ReadableSpan`; overrides `spans`.",
+        ),
+    )
+    op_refs: bool = field(
+        default=True,
+        metadata=_setting(
+            env="WEAVE_OTEL_OP_REFS",
+            parse=_switch,
+            doc="Each call's `op_name` a ref to an op named after its span, created once per "
+            "name per process, as Weave's own OTel ingestion does (the Op filter and Trace "
+            "links need it): `on` or `off` (also `true`/`false`, `1`/`0`). When the op routes "
+            "fail, calls are sent with their plain name all the same (`ops_fallback`).",
         ),
     )
     redact: bool = field(

@@ -82,14 +82,23 @@ class _Row(NamedTuple):
 # Convention fields in the order the README lists them, with their labels. The run id and
 # steps always go together, so they share a row.
 CONVENTION_ROWS = (
+    _Row("LLM messages (inputs)", ("llm_inputs",)),
+    _Row("LLM messages (output)", ("llm_outputs",)),
     _Row("inputs", ("inputs",)),
     _Row("system instructions", ("system_instructions",)),
+    _Row("request parameters", ("request_parameters",)),
     _Row("output", ("outputs",)),
-    _Row("model", ("model",)),
+    _Row("model (usage key)", ("model",)),
+    _Row("model asked for", ("request_model",)),
+    _Row("response id", ("response_id",)),
+    _Row("finish reasons", ("finish_reasons",)),
     _Row("provider", ("provider",)),
     _Row("span kind", ("span_kind",)),
+    _Row("agent name", ("agent_name",)),
+    _Row("tool name", ("tool_name",)),
     _Row("display name", ("display_name",)),
     _Row("thread", ("thread_id",)),
+    _Row("turn marker", ("is_turn",)),
     _Row("run", ("wb_run_id", "wb_run_step", "wb_run_step_end")),
     _Row("input tokens", ("input_tokens",)),
     _Row("output tokens", ("output_tokens",)),
@@ -123,8 +132,8 @@ _FAMILIES = {
         "OpenLLMetry / Traceloop", "model and provider come from its `gen_ai.*` keys above"
     ),
     "OpenInference": _Family("OpenInference", "Arize"),
-    "MLflow, Pydantic AI, Google ADK": _Family(
-        "Other frameworks", "MLflow, Pydantic AI, Google ADK"
+    "MLflow, Pydantic AI, Google ADK, Anthropic SDK": _Family(
+        "Other frameworks", "MLflow, Pydantic AI, Google ADK, the Anthropic SDK's own tracing"
     ),
     "generic": _Family("Generic"),
 }

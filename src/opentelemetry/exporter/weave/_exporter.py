@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from opentelemetry.exporter.weave._coexist import CoexistenceCheck
 from opentelemetry.exporter.weave._config import WeaveSettings
 from opentelemetry.exporter.weave._pipeline import ExportPipeline
 from opentelemetry.exporter.weave._retry import SYSTEM_CLOCK, Clock, RetryPolicy
@@ -49,6 +50,7 @@ class WeaveSpanExporter(SpanExporter):
         self._pipeline = ExportPipeline(resolve_settings(settings, options), _retry_policy, _clock)
         self._loss_reporter = LossReporter(self._pipeline.stats, self.settings.on_drop)
         self._is_shut_down = False
+        self._coexistence = CoexistenceCheck(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"
@@ -67,6 +69,7 @@ class WeaveSpanExporter(SpanExporter):
             return SpanExportResult.FAILURE
         clock = self._pipeline.clock
         deadline = clock.monotonic() + self.settings.export_timeout_millis / 1000
+        self._coexistence.check(spans)
         report = self._pipeline.export_batch(spans, deadline)
         self._loss_reporter.report()
         return SpanExportResult.SUCCESS if report.ok else SpanExportResult.FAILURE

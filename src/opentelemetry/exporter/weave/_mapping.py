@@ -8,7 +8,7 @@ import math
 import operator
 import re
 from collections import ChainMap
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any, Literal, NamedTuple, SupportsIndex
@@ -19,20 +19,35 @@ from opentelemetry.trace import StatusCode
 
 from opentelemetry.exporter.weave._call import (
     OTEL_ATTRIBUTES_KEY,
+    WEAVE_ATTRIBUTES_KEY,
+    CallFacts,
     WeaveCall,
     format_span_id,
     format_trace_id,
     utc_datetime,
+)
+from opentelemetry.exporter.weave._chat import (
+    ContentEvent,
+    chat_completion,
+    chat_inputs,
+    chat_messages,
+    messages_from_events,
 )
 from opentelemetry.exporter.weave._conventions import (
     CONTENT_EVENTS,
     FLATTENED_SUFFIX,
     JSON_MIME_TYPE,
     KEYS,
+    KIND_VALUES,
+    MESSAGE_EVENTS,
     MIME_TYPE_KEYS,
+    PARAMETER_NAMES,
+    WEAVE,
+    WeaveKind,
 )
 from opentelemetry.exporter.weave._models import (
     OP_NAME_MAX_LENGTH,
+    UNKNOWN_MODEL,
     EndedCallSchemaForInsert,
     LLMUsageSchema,
     StartedCallSchemaForInsert,
@@ -40,10 +55,10 @@ from opentelemetry.exporter.weave._models import (
     TraceStatus,
 )
 from opentelemetry.exporter.weave._sanitize import MAX_DEPTH, clean_str, json_safe, safe_json_from
+from opentelemetry.exporter.weave._threads import ThreadContext, is_marked_turn
 
 __all__ = ["SPAN_PARENT", "parent_call_id", "span_to_call", "stack_frames"]
 
-UNKNOWN_MODEL = "unknown"
 _EXCEPTION_EVENT = "exception"
 _SHORTENED_HASH_CHARS = 8
 
@@ -74,40 +89,56 @@ def span_to_call(
     span: ReadableSpan,
     project_id: str,
     parent_id: str | Literal[_Parent.OF_SPAN] | None = SPAN_PARENT,
+    *,
+    thread: ThreadContext | None = None,
+    content_events: Sequence[ContentEvent] = (),
 ) -> WeaveCall:
     """Map one finished span. Never raises on anything the SDK lets a span hold: odd values
     and texts are sanitised, odd times clamped or filled in and marked (``_span_times``).
 
     ``parent_id`` overrides the span's parent (a span filter re-parents spans whose parent it
-    left out).
+    left out). ``thread`` is what the span's start said about its thread (``ThreadTracker``),
+    None when its start was not seen. ``content_events`` are log records that carried the
+    span's messages.
     """
     reader = _SpanReader(span)
     span_id = format_span_id(span.context.span_id) if span.context else "0" * 16
+    call_parent = parent_call_id(span) if parent_id is SPAN_PARENT else parent_id
     times = _span_times(span)
     exception = _exception_json(span)
     is_error = exception is not None
+    kind = _kind(reader)
+    usage = _usage(reader)
     # Every field that reads attributes first: the rest of them become the call's attributes.
-    inputs = _inputs(reader)
-    output = reader.take_content(KEYS.outputs)
-    display_name = reader.take_str(KEYS.display_name)
-    thread_id = reader.take_str(KEYS.thread_id)
+    if kind == "llm":
+        inputs, output = _llm_content(reader, span, content_events, usage)
+    else:
+        inputs = _inputs(
+            reader.take_content(KEYS.inputs), reader.take_content(KEYS.system_instructions)
+        )
+        output = reader.take_content(KEYS.outputs)
+        if kind == "tool":
+            output = _tool_result(output)
+    display_name = _display_name(reader, kind) or _as_str(span.name)
+    thread_id, turn_id = _thread_and_turn(reader, span_id, thread, is_root=call_parent is None)
     wb_run_id = _wb_run_id(reader.take_str(KEYS.wb_run_id), project_id)
     wb_run_step = reader.take_int(KEYS.wb_run_step)
     wb_run_step_end = reader.take_int(KEYS.wb_run_step_end)
-    usage = _usage(reader)
+    trace_id = format_trace_id(span.context.trace_id) if span.context else "0" * 32
     start = StartedCallSchemaForInsert(
         project_id=project_id,
         id=span_id,
         op_name=op_name_for(span.name),
         display_name=display_name,
-        trace_id=format_trace_id(span.context.trace_id) if span.context else "0" * 32,
-        parent_id=parent_call_id(span) if parent_id is SPAN_PARENT else parent_id,
+        trace_id=trace_id,
+        parent_id=call_parent,
         thread_id=thread_id,
+        turn_id=turn_id,
         started_at=times.started_at,
         inputs=inputs,
         wb_run_id=wb_run_id,
         wb_run_step=wb_run_step,
-        attributes=_call_attributes(span, reader, times),
+        attributes=_call_attributes(span, reader, times, kind),
     )
     end = EndedCallSchemaForInsert(
         project_id=project_id,
@@ -125,7 +156,12 @@ def span_to_call(
         ),
         wb_run_step_end=wb_run_step_end,
     )
-    return WeaveCall(start=start, end=end)
+    facts = CallFacts(
+        kind=kind,
+        model=reader.peek_str(KEYS.model) if kind == "llm" else None,
+        response_id=reader.peek_str(KEYS.response_id) if kind == "llm" else None,
+    )
+    return WeaveCall(start=start, end=end, facts=facts)
 
 
 class _SpanReader:
@@ -188,6 +224,12 @@ class _SpanReader:
             return None
         self.consumed.add(found[0])
         return found[1]
+
+    def take_flag(self, keys: Iterable[str]) -> bool:
+        """Whether any of the keys is present and says yes."""
+        present = [key for key in keys if key in self.attributes]
+        self.consumed.update(present)
+        return any(is_marked_turn(self.attributes[key]) for key in present)
 
     def peek_int(self, keys: Iterable[str]) -> int | None:
         found = self._find_int(keys)
@@ -284,19 +326,28 @@ def _as_int(value: object) -> int | None:
     return None
 
 
-def _inputs(reader: _SpanReader) -> dict[str, Any]:
-    value = reader.take_content(KEYS.inputs)
+def _inputs(value: Any, instructions: Any) -> dict[str, Any]:
     if value is None:
         inputs: dict[str, Any] = {}
     elif isinstance(value, dict):
-        inputs = value
+        inputs = _keyword_arguments(value)
     else:
         # Weave shows a chat view for `inputs.messages`; anything else keeps a neutral name.
         inputs = {"messages" if _looks_like_messages(value) else "input": value}
-    instructions = reader.take_content(KEYS.system_instructions)
     if instructions is not None:
         inputs.setdefault("system_instructions", instructions)
     return inputs
+
+
+def _keyword_arguments(inputs: dict[str, Any]) -> dict[str, Any]:
+    """A function's inputs by parameter name, as Weave's SDK shows them, when an
+    instrumentation recorded a call with keyword arguments only as ``{"args": [], "kwargs":
+    {…}}`` (OpenLLMetry's entities, smolagents' tools); other keys stay beside them."""
+    kwargs = inputs.get("kwargs")
+    if inputs.get("args") != [] or not isinstance(kwargs, dict):
+        return inputs
+    others = {key: value for key, value in inputs.items() if key not in ("args", "kwargs")}
+    return {**others, **kwargs}
 
 
 def _looks_like_messages(value: object) -> bool:
@@ -332,6 +383,185 @@ def _usage(reader: _SpanReader) -> dict[str, LLMUsageSchema] | None:
     )
     model = reader.peek_str(KEYS.model) or UNKNOWN_MODEL
     return {model: usage}
+
+
+_KIND_LOOKUP = {
+    key: {value.lower(): kind for value, kind in values.items()}
+    for key, values in KIND_VALUES.items()
+}
+
+
+def _kind(reader: _SpanReader) -> WeaveKind | None:
+    """The call's Weave kind: the first span-kind key whose value names one; with no span-kind
+    key at all, a tool for a span naming a tool, a model call for one with a model and token
+    counts; else unknown (a chain, a workflow)."""
+    kind_keys = [key for key in KEYS.span_kind if key in reader.attributes]
+    for key in kind_keys:
+        value = reader.attributes[key]
+        if isinstance(value, str) and (kind := _KIND_LOOKUP.get(key, {}).get(value.lower())):
+            return kind
+    if kind_keys:
+        return None
+    if reader.peek(KEYS.tool_name) is not None:
+        return "tool"
+    if reader.peek(KEYS.model) is not None and reader.peek_int(KEYS.input_tokens) is not None:
+        return "llm"
+    return None
+
+
+def _display_name(reader: _SpanReader, kind: WeaveKind | None) -> str | None:
+    """A name given for display; an agent's or tool's own name on such a call. Agent names
+    are read only on agent calls: some frameworks put the agent's name on every span."""
+    own = KEYS.agent_name if kind == "agent" else KEYS.tool_name if kind == "tool" else ()
+    return reader.take_str((*WEAVE.display_name, *own, *KEYS.display_name))
+
+
+def _thread_and_turn(
+    reader: _SpanReader, call_id: str, started: ThreadContext | None, *, is_root: bool
+) -> tuple[str | None, str | None]:
+    """The call's thread and turn: as its start found them; or, for a thread id its start did
+    not show, a turn of its own when it is a root, marked ``wandb.is_turn`` or below another
+    thread, else part of the turn of its trace's topmost local span (``_threads``)."""
+    own = reader.take_str(KEYS.thread_id)
+    marked = reader.take_flag(KEYS.is_turn)
+    known_thread = started.thread_id if started is not None else None
+    if started is not None and known_thread is not None and own in (None, known_thread):
+        return known_thread, call_id if marked else started.turn_id
+    if own is None:
+        return None, None
+    if marked or is_root or known_thread is not None:
+        return own, call_id
+    return own, started.local_root_id if started is not None else None
+
+
+def _llm_content(
+    reader: _SpanReader,
+    span: ReadableSpan,
+    content_events: Sequence[ContentEvent],
+    usage: dict[str, LLMUsageSchema] | None,
+) -> tuple[dict[str, Any], Any]:
+    """A model call's inputs and output in the OpenAI chat shape Weave's chat view reads;
+    content in no shape it knows stays as it came, by the rules of any other call."""
+    found_inputs = reader.take_content((*KEYS.llm_inputs, *KEYS.inputs))
+    found_output = reader.take_content((*KEYS.llm_outputs, *KEYS.outputs))
+    if _lacks_tool_arguments(found_output):
+        # smolagents' OpenInference messages name a tool call but leave out its arguments,
+        # which only its raw output holds.
+        whole = reader.take_content(_RAW_OUTPUTS)
+        if whole is not None and not _lacks_tool_arguments(whole):
+            found_output = whole
+    instructions = reader.take_content(KEYS.system_instructions)
+    events = [
+        # Sanitised first: event values are tuples and any text the SDK let through.
+        ContentEvent(event.name, json_safe(dict(event.attributes or {})))
+        for event in span.events
+        if event.name in MESSAGE_EVENTS
+    ]
+    events.extend(content_events)
+    event_inputs, event_outputs = messages_from_events(events) if events else ([], [])
+    messages = chat_messages(found_inputs) if found_inputs is not None else None
+    if messages is None and event_inputs:
+        messages = event_inputs
+    if messages is not None:
+        inputs = chat_inputs(
+            messages,
+            system_instructions=instructions,
+            model=reader.peek_str(KEYS.request_model),
+            parameters=_request_parameters(reader),
+        )
+    else:
+        inputs = _inputs(found_inputs, instructions)
+    if found_output is None and event_outputs:
+        found_output = event_outputs
+    if found_output is None:
+        return inputs, None
+    completion = chat_completion(
+        # Text left as text (not JSON, or declared text) is the reply itself.
+        {"role": "assistant", "content": found_output}
+        if isinstance(found_output, str)
+        else found_output,
+        model=reader.peek_str(KEYS.model),
+        response_id=reader.peek_str(KEYS.response_id),
+        finish_reasons=_finish_reasons(reader),
+        usage=_completion_usage(usage),
+        created=_created(span),
+    )
+    return inputs, found_output if completion is None else completion
+
+
+_RAW_OUTPUTS = tuple(key for key in KEYS.outputs if key not in KEYS.llm_outputs)
+
+
+def _lacks_tool_arguments(content: Any) -> bool:
+    """Whether some tool call in ``content`` names its function but has no arguments."""
+    if isinstance(content, dict):
+        function = content.get("function")
+        if isinstance(function, dict) and "name" in function and "arguments" not in function:
+            return True
+        return any(_lacks_tool_arguments(value) for value in content.values())
+    if isinstance(content, list):
+        return any(_lacks_tool_arguments(item) for item in content)
+    return False
+
+
+def _created(span: ReadableSpan) -> int | None:
+    """The completion's ``created`` (seconds), which the UI wants of some models' replies."""
+    ended = _as_nanoseconds(span.end_time)
+    return None if ended is None else max(ended, 0) // 1_000_000_000
+
+
+def _tool_result(output: Any) -> Any:
+    """A tool's result, out of the message LangChain wraps it in (``{"type": "tool",
+    "data": {"content": …, "tool_call_id": …}}``, as OpenInference records it)."""
+    if (
+        isinstance(output, dict)
+        and output.keys() == {"type", "data"}
+        and output["type"] == "tool"
+        and isinstance(output["data"], dict)
+        and "content" in output["data"]
+    ):
+        return output["data"]
+    return output
+
+
+def _request_parameters(reader: _SpanReader) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for key in KEYS.request_parameters:
+        value = reader.attributes.get(key)
+        if value is None:
+            continue
+        name = PARAMETER_NAMES.get(key)
+        if name is None:
+            decoded = safe_json_from(value)
+            if not isinstance(decoded, dict):
+                continue  # not a parameter object: it stays an attribute
+            for parameter, setting in decoded.items():
+                parameters.setdefault(parameter, setting)
+        else:
+            parameters.setdefault(name, json_safe(value))
+        reader.consumed.add(key)
+    return parameters
+
+
+def _finish_reasons(reader: _SpanReader) -> list[str] | None:
+    found = reader.peek(KEYS.finish_reasons)
+    if found is None:
+        return None
+    value = found.value
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [text for item in items if (text := _as_str(item))]
+
+
+def _completion_usage(usage: dict[str, LLMUsageSchema] | None) -> dict[str, int] | None:
+    if not usage:
+        return None
+    (entry,) = usage.values()
+    counts = {
+        "input_tokens": entry.input_tokens,
+        "output_tokens": entry.output_tokens,
+        "total_tokens": entry.total_tokens,
+    }
+    return {key: value for key, value in counts.items() if value is not None}
 
 
 def _exception_json(span: ReadableSpan) -> str | None:
@@ -455,15 +685,23 @@ def _resource_attributes(resource: Resource | None) -> dict[str, Any]:
     return converted
 
 
-def _call_attributes(span: ReadableSpan, reader: _SpanReader, times: _Times) -> dict[str, Any]:
-    """The span's own attributes, minus those that became call fields, plus OTel context."""
+_RESERVED_KEYS = (OTEL_ATTRIBUTES_KEY, WEAVE_ATTRIBUTES_KEY)
+
+
+def _call_attributes(
+    span: ReadableSpan, reader: _SpanReader, times: _Times, kind: WeaveKind | None
+) -> dict[str, Any]:
+    """The span's own attributes, minus those that became call fields, plus OTel context and
+    the Weave kind, under keys of their own: a span attribute of the same name moves into the
+    context, as ``span_attributes``."""
     call_attributes = {
         _as_text(key): json_safe(value)
         for key, value in reader.attributes.items()
         if key not in reader.consumed
     }
+    displaced = {key: call_attributes.pop(key) for key in _RESERVED_KEYS if key in call_attributes}
     scope = span.instrumentation_scope
-    call_attributes[OTEL_ATTRIBUTES_KEY] = {
+    context: dict[str, Any] = {
         "span_kind": span.kind.name,
         "llm_span_kind": reader.peek_str(KEYS.span_kind),
         "llm_provider": reader.peek_str(KEYS.provider),
@@ -479,7 +717,12 @@ def _call_attributes(span: ReadableSpan, reader: _SpanReader, times: _Times) -> 
         "events": [_event_json(event, times.started_at) for event in span.events],
     }
     if times.adjusted:
-        call_attributes[OTEL_ATTRIBUTES_KEY]["adjusted_times"] = times.adjusted
+        context["adjusted_times"] = times.adjusted
+    if displaced:
+        context["span_attributes"] = displaced
+    call_attributes[OTEL_ATTRIBUTES_KEY] = context
+    if kind is not None:
+        call_attributes[WEAVE_ATTRIBUTES_KEY] = {"kind": kind}
     return call_attributes
 
 

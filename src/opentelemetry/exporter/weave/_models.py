@@ -23,6 +23,7 @@ from pydantic import (
 
 __all__ = [
     "OP_NAME_MAX_LENGTH",
+    "UNKNOWN_MODEL",
     "CallBatchStartMode",
     "CallEndReq",
     "CallStartReq",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 OP_NAME_MAX_LENGTH = 128
+
+UNKNOWN_MODEL = "unknown"
+"""The usage key of tokens whose model no attribute names."""
 
 
 def _utc_iso(value: datetime) -> str:
@@ -92,6 +96,10 @@ class SummaryInsertMap(_OmitsNulls):
 class EndedCallSchemaForInsert(BaseModel):
     project_id: str
     id: str
+    trace_id: str | None = None
+    """Not in the service's OpenAPI, which allows extra keys here: newer servers read it (a
+    sampler keeps or drops an end by its trace without finding its start), older ones ignore it.
+    Every :class:`~opentelemetry.exporter.weave._call.WeaveCall` carries its start's."""
     ended_at: UtcDatetime
     exception: str | None = None
     output: Any = None

@@ -24,7 +24,9 @@ from opentelemetry.exporter.weave._delivery import (
     DeliveryReport,
     write_mode_for,
 )
+from opentelemetry.exporter.weave._logs import process_log_join
 from opentelemetry.exporter.weave._mapping import SPAN_PARENT, span_to_call
+from opentelemetry.exporter.weave._ops import OpRefs
 from opentelemetry.exporter.weave._redaction import Redactor
 from opentelemetry.exporter.weave._retry import SYSTEM_CLOCK, Clock, Retrying, RetryPolicy
 from opentelemetry.exporter.weave._rollup import SummaryRollup
@@ -38,6 +40,7 @@ from opentelemetry.exporter.weave._stats import (
     LossReason,
     StatsCounter,
 )
+from opentelemetry.exporter.weave._threads import ThreadTracker
 from opentelemetry.exporter.weave._transport import HttpAttempt, PostResult
 
 __all__ = ["BatchReport", "ExportPipeline"]
@@ -79,11 +82,16 @@ class ExportPipeline:
         self.settings = settings
         self.clock = clock
         self._counter = StatsCounter()
+        # Each span's start, in span_started (the processor's on_start, on the app's thread):
+        #   ThreadTracker  the thread and turn its start shows, for descendants to inherit
         # Each span, in _call_for:
         #   SpanSelection  select: the span filter, and the parent a kept span hangs under
+        #   LogRecordJoin  the content log records of the span (_logs.py), for the mapping
         #   span_to_call   map: the pure mapping to a call
         #   Redactor       redact: the secret scrubber, then the user's callback
         #   SummaryRollup  roll up: the subtree's usage and status counts into each call
+        self._threads = ThreadTracker()
+        self._log_join = process_log_join()
         self._selection = _selection_for(settings)
         self._redactor = Redactor(
             settings.redact, settings.redact_keys, settings.redaction_callback
@@ -103,6 +111,15 @@ class ExportPipeline:
         budget = settings.max_request_bytes - REQUEST_ENVELOPE_BYTES
         self._http = HttpAttempt(settings)
         self._retrying = Retrying(self._http, retry_policy, clock)
+        # Op refs (on by default): each call's op_name a ref to its op, resolved per batch
+        # before delivery, on the same connections; never delays a call past a slice of the
+        # batch's deadline, never costs one. The counter is looked up at each count: a forked
+        # child gets new counters.
+        self._op_refs = (
+            OpRefs(self._http, clock.monotonic, lambda name, n: self._counter.add(name, n))  # noqa: PLW0108
+            if settings.op_refs
+            else None
+        )
         write_mode = write_mode_for(settings, self._retrying, budget, clock.monotonic)
         # Spooling (opt-in) sits under FitToSize: the spool keeps calls already fitted, and
         # re-sends them through the write mode as it is then (AutoUpgrade's switch included)
@@ -119,12 +136,25 @@ class ExportPipeline:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.settings!r})"
 
+    def span_started(self, span: ReadableSpan) -> None:
+        self._threads.span_started(span)
+
     def _call_for(self, span: ReadableSpan) -> WeaveCall | None:
         """Select → map → redact → roll up; None for a span the filter leaves out."""
+        thread = self._threads.take(span.context.span_id) if span.context else None
+        content_events = self._log_join.take(span)
         parent_id = SPAN_PARENT if self._selection is None else self._selection.parent_of(span)
         if parent_id is LEFT_OUT:
+            self._counter.add("log_records_unmatched", len(content_events))
             return None
-        call = span_to_call(span, self.settings.project_id, parent_id)
+        self._counter.add("log_records_joined", len(content_events))
+        call = span_to_call(
+            span,
+            self.settings.project_id,
+            parent_id,
+            thread=thread,
+            content_events=content_events,
+        )
         call = self._redactor.apply(call)
         # A remote parent lives in another process: nothing here will ever end it.
         return self._rollup.roll_up(call, into_parent=not (span.parent and span.parent.is_remote))
@@ -135,7 +165,12 @@ class ExportPipeline:
         Never raises: a span that cannot be mapped or delivered is counted and logged.
         """
         self._counter.add("export_batches")
+        # Records batched by the SDK may trail their spans by its schedule delay; bounded by
+        # what is left of the deadline, halved so that delivery keeps the rest.
+        self._log_join.await_records(spans, (deadline - self.clock.monotonic()) / 2)
         calls, filtered, unmappable = self._calls_for(spans)
+        if self._op_refs is not None:
+            calls = self._op_refs.apply(calls, deadline)
         try:
             delivery = self._deliver.send(calls, deadline)
         except Exception as error:  # the app must never see our failure
@@ -213,13 +248,17 @@ class ExportPipeline:
         return self._spooling.keep(fitted) + filtered + unmappable
 
     def stats(self) -> ExportStats:
-        return self._counter.snapshot()
+        # The join's own losses (records whose span never came) are the process's, not ours.
+        join_losses = ExportStats(log_records_unmatched=self._log_join.unmatched)
+        return self._counter.snapshot() + join_losses
 
     def after_fork(self) -> None:
         """Fresh connections and counters for a forked child."""
         self._http.reset_after_fork()
         self._retrying.reopen()
         self._counter = StatsCounter()
+        if self._op_refs is not None:
+            self._op_refs.after_fork()
         if self._spooling is not None:
             self._spooling.after_fork()
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from opentelemetry.exporter.weave._coexist import CoexistenceCheck
 from opentelemetry.exporter.weave._config import WeaveSettings
 from opentelemetry.exporter.weave._exporter import resolve_settings
 from opentelemetry.exporter.weave._pipeline import BatchReport, ExportPipeline
@@ -46,6 +47,10 @@ class BatchExporter(Protocol):
 
     @property
     def clock(self) -> Clock: ...
+
+    def span_started(self, span: ReadableSpan) -> None:
+        """Note a span's start; runs on the app's thread: O(1), no lock, no I/O."""
+        ...
 
     def export_batch(self, spans: Sequence[ReadableSpan], deadline: float) -> BatchReport:
         """Export ``spans`` by ``deadline`` (``clock.monotonic()``); never raises."""
@@ -132,6 +137,7 @@ class WeaveSpanProcessor(SpanProcessor):
         self._batch_size = settings.max_export_batch_size
         self._schedule_delay = settings.schedule_delay_millis / 1000
         self._export_timeout = settings.export_timeout_millis / 1000
+        self._coexistence = CoexistenceCheck(self)
         self._init_state()
         self._register_hooks()
 
@@ -196,7 +202,11 @@ class WeaveSpanProcessor(SpanProcessor):
         return queue_counts + self._exporter.stats()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        pass
+        # What the start says about its thread: its descendants end, and are mapped, first.
+        try:
+            self._exporter.span_started(span)
+        except Exception:
+            logger.debug("could not note a span's start", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
         # No lock: each step is one atomic operation on the deque or a tally, and the counts
@@ -364,6 +374,7 @@ class WeaveSpanProcessor(SpanProcessor):
         """Whether every span of ``batch`` was delivered or left out on purpose."""
         if not batch:
             return True
+        self._coexistence.check(batch)  # here, on the worker: the app's threads never wait on it
         if self._shutdown_deadline is None or self._clock.monotonic() < self._shutdown_deadline:
             return self._exporter.export_batch(batch, deadline).ok
         self._spill(batch)

@@ -4,6 +4,12 @@ A call's ``summary.usage`` is its own usage plus the sum of its children's (alre
 summaries, and ``summary.status_counts`` counts the call and all its descendants. Children end
 before their parents, so when a call is mapped, the totals of its ended children are waiting
 for it here, whatever batch they were exported in.
+
+Only a model call's own usage is its own. Agent and workflow spans of several frameworks carry
+the whole run's totals, which their model calls report again (WEAVE_WIRE §8): such a call's
+usage stands in for its descendants' only when none of them reported any. And two spans of one
+response (two instrumentations of one request) count it once: the one seen later shows its
+tokens on itself, but adds none to its ancestors.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from opentelemetry.exporter.weave._call import WeaveCall
-from opentelemetry.exporter.weave._models import LLMUsageSchema, TraceStatus
+from opentelemetry.exporter.weave._models import UNKNOWN_MODEL, LLMUsageSchema, TraceStatus
 
 __all__ = ["SummaryRollup"]
 
@@ -29,14 +35,20 @@ class _SubtreeTotals:
     created_at: float
     usage: _Usage = field(default_factory=dict)
     status_counts: dict[TraceStatus, int] = field(default_factory=dict)
+    models: set[str] = field(default_factory=set)
+    """The models the subtree's calls used, with or without usage."""
 
-    def add(self, usage: _Usage, status_counts: dict[TraceStatus, int]) -> None:
+    def add(self, usage: _Usage, status_counts: dict[TraceStatus, int], models: set[str]) -> None:
         for model, counts in usage.items():
             totals = self.usage.setdefault(model, {})
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
         for status, count in status_counts.items():
             self.status_counts[status] = self.status_counts.get(status, 0) + count
+        self.models |= models
+
+    def add_subtree(self, other: _SubtreeTotals) -> None:
+        self.add(other.usage, other.status_counts, other.models)
 
 
 class SummaryRollup:
@@ -60,6 +72,8 @@ class SummaryRollup:
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: OrderedDict[str, _SubtreeTotals] = OrderedDict()
+        # (trace id, response id) of the model calls counted, to count a response once.
+        self._responses: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -73,20 +87,24 @@ class SummaryRollup:
         now = self._clock()
         with self._lock:
             children = self._pending.pop(call.start.id, None)
+            counted, usage_changed = self._own_usage(call, children)
             subtree = _SubtreeTotals(now)
-            subtree.add(_usage_counts(own.usage), own.status_counts or {})
+            models = {call.facts.model} if call.facts.model else set()
+            subtree.add(counted, own.status_counts or {}, models)
             if children is not None:
-                subtree.add(children.usage, children.status_counts)
+                subtree.add_subtree(children)
             if into_parent and call.start.parent_id is not None:
                 parent = self._pending.get(call.start.parent_id)
                 if parent is None:
                     parent = self._pending[call.start.parent_id] = _SubtreeTotals(now)
-                parent.add(subtree.usage, subtree.status_counts)
+                parent.add_subtree(subtree)
             evicted = self._evict(now)
         if evicted:
             self._on_evict(evicted)
-        if children is None:
-            return call  # no descendants ended here: its own summary is already complete
+        if children is None and (not usage_changed or counted is _SEEN_RESPONSE):
+            # No descendants ended here: its own summary is already complete (a repeated
+            # response shows its tokens on itself; only its ancestors don't count them).
+            return call
         summary = own.model_copy(
             update={
                 "usage": {
@@ -99,6 +117,31 @@ class SummaryRollup:
         )
         return call.replace(summary=summary)
 
+    def _own_usage(self, call: WeaveCall, children: _SubtreeTotals | None) -> tuple[_Usage, bool]:
+        """The call's own usage as its subtree's totals count it, by the module's rules, and
+        whether that differs from the usage its summary holds."""
+        counts = _usage_counts(call.end.summary.usage)
+        if not counts:
+            return counts, False
+        facts = call.facts
+        if facts.kind == "llm":
+            if facts.response_id is None:
+                return counts, False
+            response = (call.start.trace_id or "", facts.response_id)
+            if response in self._responses:
+                return _SEEN_RESPONSE, True
+            self._responses[response] = None
+            if len(self._responses) > self._max_pending:
+                self._responses.popitem(last=False)
+            return counts, False
+        if children is not None and children.usage:
+            return {}, True  # the descendants' own reports, not the run's totals again
+        if UNKNOWN_MODEL in counts and children is not None and len(children.models) == 1:
+            (model,) = children.models
+            counts[model] = counts.pop(UNKNOWN_MODEL)
+            return counts, True
+        return counts, False
+
     def _evict(self, now: float) -> int:
         evicted = 0
         while self._pending:
@@ -108,6 +151,10 @@ class SummaryRollup:
             self._pending.popitem(last=False)
             evicted += 1
         return evicted
+
+
+_SEEN_RESPONSE: _Usage = {}
+"""The usage a repeat of a counted response adds (an identity marker: compare with ``is``)."""
 
 
 def _usage_counts(usage: dict[str, LLMUsageSchema] | None) -> _Usage:

@@ -70,6 +70,20 @@ class ExportStats:
     """Parents whose children's totals were given up waiting for (never ended, too old)."""
     export_batches: int = 0
     """Batches handed to the exporter."""
+    ops_created: int = 0
+    """Op objects created for span names (``op_refs``): a few requests each, once per process."""
+    ops_found: int = 0
+    """Span names whose op already existed in the project, reused."""
+    ops_fallback: int = 0
+    """Calls sent with their plain name instead of an op ref: the op routes failed or refused
+    (or were given up on for a while after a failure), or the name holds no character an op
+    name can. Never a loss: each of these calls is sent all the same."""
+    log_records_joined: int = 0
+    """Content log records (``WeaveLogRecordProcessor``, ``WeaveLogExporter``) put on their
+    span's call."""
+    log_records_unmatched: int = 0
+    """Content log records that reached no call: their span never came within the join's
+    bounds (count, age), was left out by the span filter, or they had no span. Process-wide."""
 
     @property
     def calls_failed(self) -> int:
@@ -108,6 +122,11 @@ CounterName = Literal[
     "calls_spool_evicted",
     "rollup_parents_evicted",
     "export_batches",
+    "ops_created",
+    "ops_found",
+    "ops_fallback",
+    "log_records_joined",
+    "log_records_unmatched",
 ]
 """The name of each :class:`ExportStats` counter (a test keeps the two in step)."""
 

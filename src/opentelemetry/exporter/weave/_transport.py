@@ -49,6 +49,9 @@ _BODY_MAX_BYTES = 64 * 1024
 """An answer's body is read this far, no further: enough for any error the service gives."""
 _RETRY_AFTER_MAX_CHARS = 64
 _MAX_CAUSE_DEPTH = 16
+CLIENT_CAPABILITIES_HEADER = "X-Weave-Client-Capabilities"
+CLIENT_CAPABILITIES = "trace_id_on_end"
+"""Every end we send carries its call's ``trace_id``; a server-side sampler may rely on it."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ class PostResult:
     reason: str = ""
     attempts: int = 1
     body: Any = None
-    """The last error response's JSON body, if it had one (a success's body is not read)."""
+    """The last error response's JSON body, if it had one; a success's only when asked for
+    (``post_for_answer``)."""
     retryable: bool = False
     """Whether sending the same request again may succeed."""
     retry_after: float | None = None
@@ -144,6 +148,8 @@ class HttpAttempt:
                 "Accept-Encoding": "identity",
                 "Content-Type": "application/json",
                 "User-Agent": f"opentelemetry-exporter-weave/{__version__}",
+                # A promise about every request's ends, which WeaveCall keeps (_call.py).
+                CLIENT_CAPABILITIES_HEADER: CLIENT_CAPABILITIES,
             },
             timeout=self._settings.http_timeout_seconds,
         )
@@ -171,6 +177,28 @@ class HttpAttempt:
         self, path: str, body: bytes, timeout: float, headers: Mapping[str, str]
     ) -> PostResult:
         """One POST, abandoned after ``timeout`` seconds (at most the HTTP timeout) in all."""
+        return self._exchange(path, body, timeout, headers, read_success=False)
+
+    def post_for_answer(
+        self, path: str, body: bytes, timeout: float, headers: Mapping[str, str]
+    ) -> PostResult:
+        """As :meth:`post`, but a success's JSON body is read too (up to the same bound).
+
+        For the routes whose answer is the point (``/objs/query``, ``/obj/create``): the
+        ``body`` is None when the answer is not JSON, and is untrusted input either way.
+        ``headers`` may replace the JSON ``Content-Type`` (a multipart upload's).
+        """
+        return self._exchange(path, body, timeout, headers, read_success=True)
+
+    def _exchange(
+        self,
+        path: str,
+        body: bytes,
+        timeout: float,
+        headers: Mapping[str, str],
+        *,
+        read_success: bool,
+    ) -> PostResult:
         timeout = min(timeout, self._settings.http_timeout_seconds)
         _attempt.deadline = time.monotonic() + timeout
         try:
@@ -192,11 +220,13 @@ class HttpAttempt:
             return PostResult(None, f"client closed: {self._redact(str(exc))}")
         finally:
             _attempt.deadline = None
-        return self._result_of(response, start)
+        return self._result_of(response, start, read_success)
 
-    def _result_of(self, response: httpx.Response, start: bytes) -> PostResult:
+    def _result_of(self, response: httpx.Response, start: bytes, read_success: bool) -> PostResult:
         if response.is_success:  # whatever its body says: the service took the request
-            return PostResult(response.status_code)
+            return PostResult(
+                response.status_code, body=_json_or_none(start) if read_success else None
+            )
         text = start.decode("utf-8", errors="replace")
         body: Any
         try:
@@ -219,6 +249,13 @@ class HttpAttempt:
 
     def _redact(self, text: str) -> str:
         return self._secret.redact(text)
+
+
+def _json_or_none(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):  # not JSON (or cut at the bound), or nested too deep
+        return None
 
 
 def _bounded_read(response: httpx.Response) -> bytes:

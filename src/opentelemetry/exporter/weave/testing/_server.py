@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import email.parser
+import email.policy
 import hmac
 import ipaddress
 import itertools
@@ -16,13 +18,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from opentelemetry.exporter.weave._call import (
     CALL_END_ROUTE,
@@ -41,7 +44,14 @@ from opentelemetry.exporter.weave._models import (
     StartedCallSchemaForInsert,
     UpsertBatchReq,
 )
-from opentelemetry.exporter.weave.testing._store import CallStore
+from opentelemetry.exporter.weave._ops import (
+    FILES_CREATE_ROUTE,
+    OBJ_CREATE_ROUTE,
+    OBJS_QUERY_ROUTE,
+    bytes_digest,
+    object_digest,
+)
+from opentelemetry.exporter.weave.testing._store import CallStore, ObjectTypeCollisionError
 
 __all__ = ["LocalWeaveServer", "ReceivedRequest"]
 
@@ -217,6 +227,11 @@ class _Receiver:
                 "POST", ("v2", "{entity}", "{project}", "calls", "complete"), self._calls_complete
             ),
             _Route("GET", ("calls",), self._list_calls),
+            _Route("POST", _segments(FILES_CREATE_ROUTE), self._file_create),
+            # The singular spelling some documents use, for clients that follow them.
+            _Route("POST", ("file", "create"), self._file_create),
+            _Route("POST", _segments(OBJ_CREATE_ROUTE), self._obj_create),
+            _Route("POST", _segments(OBJS_QUERY_ROUTE), self._objs_query),
             _Route("GET", ("health",), _health, authenticated=False),
         )
 
@@ -354,9 +369,141 @@ class _Receiver:
         return {}
 
     def _list_calls(self, request: _Request) -> _Response:
-        values = parse_qs(request.query).get("project_id")
-        project_id = values[-1] if values else None
-        return _Response(HTTPStatus.OK, {"calls": self._store.calls(project_id)})
+        query = parse_qs(request.query)
+        project_id = query["project_id"][-1] if "project_id" in query else None
+        op_name = query["op_name"][-1] if "op_name" in query else None
+        return _Response(HTTPStatus.OK, {"calls": self._store.calls(project_id, op_name)})
+
+    def _file_create(self, request: _Request) -> _Response:
+        fields, files = _form_data(request)
+        missing = [name for name in ("project_id",) if name not in fields]
+        missing += [name for name in ("file",) if name not in files]
+        if missing:
+            detail = [
+                {"type": "missing", "loc": ["body", name], "msg": "Field required"}
+                for name in missing
+            ]
+            raise _RefusalError(HTTPStatus.UNPROCESSABLE_ENTITY, {"detail": detail})
+        file_name, content = files["file"]
+        digest = bytes_digest(content)
+        self._store.put_file(fields["project_id"], digest, file_name, content)
+        return _Response(HTTPStatus.OK, {"digest": digest})
+
+    def _obj_create(self, request: _Request) -> _Response:
+        obj = _validated(_ObjCreateReq, request.body).obj
+        val = _as_sent(request.body)["obj"]["val"]
+        digest = object_digest(val)
+        if obj.expected_digest is not None and obj.expected_digest != digest:
+            reason = f"expected_digest {obj.expected_digest!r} is not the value's {digest!r}"
+            raise _refusal(HTTPStatus.BAD_REQUEST, reason)
+        try:
+            self._store.put_obj(
+                obj.project_id,
+                obj.object_id,
+                val,
+                digest=digest,
+                kind=_kind(val),
+                created_at=datetime.now(timezone.utc).isoformat(),
+            )
+        except ObjectTypeCollisionError as collision:
+            raise _refusal(HTTPStatus.BAD_REQUEST, str(collision)) from None
+        return _Response(HTTPStatus.OK, {"digest": digest, "object_id": obj.object_id})
+
+    def _objs_query(self, request: _Request) -> _Response:
+        query = _validated(_ObjQueryReq, request.body)
+        version_filter = query.filter or _ObjectVersionFilter()
+        objs = self._store.objs(
+            query.project_id,
+            object_ids=version_filter.object_ids,
+            kind="op" if version_filter.is_op else None,
+            latest_only=bool(version_filter.latest_only),
+        )
+        if version_filter.is_op is False:
+            objs = [obj for obj in objs if obj["kind"] != "op"]
+        objs = objs[query.offset or 0 :]
+        if query.limit is not None:
+            objs = objs[: query.limit]
+        if query.metadata_only:
+            objs = [obj | {"val": {}} for obj in objs]
+        return _Response(HTTPStatus.OK, {"objs": objs})
+
+
+class _StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _ObjSchemaForInsert(_StrictModel):
+    project_id: str
+    # The service's object id check: 1 to 128 characters of [\w._-].
+    object_id: str = Field(min_length=1, max_length=128, pattern=r"^[\w._-]+$")
+    val: Any
+    builtin_object_class: str | None = None
+    expected_digest: str | None = None
+
+
+class _ObjCreateReq(_StrictModel):
+    obj: _ObjSchemaForInsert
+
+
+class _ObjectVersionFilter(_StrictModel):
+    base_object_classes: list[str] | None = None
+    exclude_base_object_classes: list[str] | None = None
+    leaf_object_classes: list[str] | None = None
+    object_ids: list[str] | None = None
+    is_op: bool | None = None
+    latest_only: bool | None = None
+    tags: list[str] | None = None
+    aliases: list[str] | None = None
+
+
+class _ObjQueryReq(_StrictModel):
+    project_id: str
+    filter: _ObjectVersionFilter | None = None
+    limit: int | None = Field(default=None, ge=0)
+    offset: int | None = Field(default=None, ge=0)
+    sort_by: list[dict[str, str]] | None = None
+    metadata_only: bool | None = False
+    include_storage_size: bool | None = False
+    include_tags_and_aliases: bool | None = False
+
+
+def _kind(val: Any) -> str:
+    """ "op" for an op's value, as the service tells them (``get_kind``), else "object"."""
+    if isinstance(val, dict) and isinstance(weave_type := val.get("weave_type"), dict):
+        return "op" if weave_type.get("type") == "Op" else "object"
+    return "object"
+
+
+def _form_data(request: _Request) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+    """A ``multipart/form-data`` body's text fields, and its files as (file name, content)."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data") or "boundary=" not in (
+        content_type.lower()
+    ):
+        raise _refusal(HTTPStatus.UNPROCESSABLE_ENTITY, "Expected a multipart/form-data body")
+    parser = email.parser.BytesParser(policy=email.policy.HTTP)
+    message = parser.parsebytes(
+        f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
+        + request.body
+    )
+    if message.defects or not message.is_multipart():
+        raise _refusal(HTTPStatus.BAD_REQUEST, "Malformed multipart/form-data body")
+    fields: dict[str, str] = {}
+    files: dict[str, tuple[str, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        content = part.get_payload(decode=True)
+        if part.defects or not isinstance(name, str) or not isinstance(content, bytes):
+            raise _refusal(HTTPStatus.BAD_REQUEST, "Malformed multipart/form-data part")
+        file_name = part.get_filename()
+        if file_name is None:
+            try:
+                fields[name] = content.decode()
+            except UnicodeDecodeError:
+                raise _refusal(HTTPStatus.BAD_REQUEST, f"Field {name!r} is not UTF-8") from None
+        else:
+            files[name] = (file_name, content)
+    return fields, files
 
 
 def _health(request: _Request) -> _Response:
@@ -712,8 +859,11 @@ class LocalWeaveServer:
 
     Serves the write routes ``POST /call/start``, ``POST /call/end``,
     ``POST /call/upsert_batch`` and ``POST /v2/{entity}/{project}/calls/complete`` (validated
-    as the service does), ``GET /calls?project_id=entity/project`` and ``GET /health`` on a
-    daemon thread, and keeps the calls in SQLite (``db_path``, in memory by default). With
+    as the service does), the object routes op refs need (``POST /files/create``, multipart;
+    ``POST /obj/create``, which refuses a name holding another type of object with 400;
+    ``POST /objs/query``), ``GET /calls?project_id=entity/project[&op_name=<ref>]`` and
+    ``GET /health`` on a daemon thread, and keeps calls and objects in SQLite (``db_path``, in
+    memory by default). With
     ``api_key`` set, requests other than ``/health`` need
     ``Authorization: Basic base64("api:<key>")`` or ``Bearer <key>``. Received calls and
     requests stay readable after ``stop()``, and a restarted server listens on the same port.
@@ -847,6 +997,20 @@ class LocalWeaveServer:
         the end arrives, are ``None``; ``summary`` is ``{}`` until then.
         """
         return self._store.calls(project_id)
+
+    def calls_of_op(self, op_name: str, project_id: str | None = None) -> list[dict[str, Any]]:
+        """The calls whose ``op_name`` is ``op_name``; ``weave:///e/p/op/name:*`` for those of
+        any version of that op (as ``GET /calls?op_name=`` filters them)."""
+        return self._store.calls(project_id, op_name)
+
+    def ops(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        """The op objects created (``POST /obj/create``), every version, oldest first, as
+        ``POST /objs/query`` answers them."""
+        return self._store.objs(project_id, kind="op")
+
+    def files(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        """The files uploaded (``POST /files/create``): project_id, digest, name, content."""
+        return self._store.files(project_id)
 
     def orphan_ends(self, project_id: str | None = None) -> list[dict[str, Any]]:
         """Ends whose start never arrived, which Weave stores but never shows."""

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from opentelemetry.exporter.weave._call import END_ONLY_FIELDS
 from opentelemetry.exporter.weave._models import StartedCallSchemaForInsert
 
-__all__ = ["CallStore"]
+__all__ = ["CallStore", "ObjectTypeCollisionError"]
 
 _START_FIELDS = tuple(StartedCallSchemaForInsert.model_fields)
 
@@ -39,6 +39,32 @@ ON CONFLICT (project_id, id) DO UPDATE SET
     {half}_seq = COALESCE(calls.{half}_seq, excluded.{half}_seq),
     {half}_writes = calls.{half}_writes + 1
 """
+_OBJECT_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS files (
+    project_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    name TEXT NOT NULL,
+    content BLOB NOT NULL,
+    PRIMARY KEY (project_id, digest)
+)
+""",
+    # An object's versions: version_index counts from 0 in creation order, the highest is
+    # the latest. A value stored again is the version it already is, as in the service.
+    """
+CREATE TABLE IF NOT EXISTS objs (
+    project_id TEXT NOT NULL,
+    object_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    val_json TEXT NOT NULL,
+    version_index INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (project_id, object_id, digest)
+)
+""",
+)
+
 _UPSERT_START = _UPSERT.format(half="start")
 _UPSERT_END = _UPSERT.format(half="end")
 
@@ -66,6 +92,8 @@ class CallStore:
         weakref.finalize(self, self._conn.close)
         with self._lock:
             self._conn.execute(_SCHEMA)
+            for statement in _OBJECT_SCHEMA:
+                self._conn.execute(statement)
             row = self._conn.execute(
                 "SELECT MAX(COALESCE(MAX(start_seq), 0), COALESCE(MAX(end_seq), 0)) FROM calls"
             ).fetchone()
@@ -89,11 +117,15 @@ class CallStore:
         }
         self._put(project_id, id, (_UPSERT_START, start), (_UPSERT_END, end))
 
-    def calls(self, project_id: str | None = None) -> list[dict[str, Any]]:
+    def calls(
+        self, project_id: str | None = None, op_name: str | None = None
+    ) -> list[dict[str, Any]]:
         """Merged calls that have a start, in start order.
 
         Each holds every start field (absent ones as ``None``) and the end fields (``None``,
-        and ``summary`` ``{}``, until the end arrives).
+        and ``summary`` ``{}``, until the end arrives). ``op_name`` keeps the calls of that
+        op name or ref only; a ref ending in ``:*`` (``weave:///e/p/op/name:*``, as Weave's
+        op filter writes it) those of any version of the op.
         """
         rows = self._select(
             "SELECT start_json, end_json FROM calls"
@@ -101,10 +133,91 @@ class CallStore:
             " ORDER BY start_seq",
             project_id,
         )
-        return [
+        calls = [
             _merge(json.loads(start), None if end is None else json.loads(end))
             for start, end in rows
         ]
+        if op_name is None:
+            return calls
+        return [call for call in calls if _op_matches(call.get("op_name"), op_name)]
+
+    def put_file(self, project_id: str, digest: str, name: str, content: bytes) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO files VALUES (?, ?, ?, ?)",
+                (project_id, digest, name, content),
+            )
+
+    def files(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        rows = self._select(
+            "SELECT project_id, digest, name, content FROM files"
+            " WHERE ?1 IS NULL OR project_id = ?1 ORDER BY rowid",
+            project_id,
+        )
+        keys = ("project_id", "digest", "name", "content")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def put_obj(
+        self, project_id: str, object_id: str, val: Any, *, digest: str, kind: str, created_at: str
+    ) -> None:
+        """Store a version of an object; ``ObjectTypeCollisionError`` if the name holds
+        another kind of object (one name, one type, as the service enforces)."""
+        val_json = json.dumps(val)
+        with self._lock:
+            kinds = {
+                row[0]
+                for row in self._conn.execute(
+                    "SELECT kind FROM objs WHERE project_id = ? AND object_id = ?",
+                    (project_id, object_id),
+                )
+            }
+            if kinds - {kind}:
+                raise ObjectTypeCollisionError(object_id, kind, sorted(kinds - {kind}))
+            self._conn.execute(
+                "INSERT OR IGNORE INTO objs SELECT ?, ?, ?, ?, ?,"
+                " (SELECT COUNT(*) FROM objs WHERE project_id = ? AND object_id = ?), ?",
+                (project_id, object_id, digest, kind, val_json, project_id, object_id, created_at),
+            )
+
+    def objs(
+        self,
+        project_id: str | None = None,
+        *,
+        object_ids: list[str] | None = None,
+        kind: str | None = None,
+        latest_only: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Object versions, oldest first, as ``/objs/query`` answers them (``val`` included)."""
+        rows = self._select(
+            "SELECT project_id, object_id, digest, kind, val_json, version_index, created_at,"
+            " version_index = (SELECT MAX(version_index) FROM objs AS newer"
+            "   WHERE newer.project_id = objs.project_id AND newer.object_id = objs.object_id)"
+            " FROM objs WHERE ?1 IS NULL OR project_id = ?1 ORDER BY rowid",
+            project_id,
+        )
+        found = []
+        for project, object_id, digest, obj_kind, val_json, index, created_at, latest in rows:
+            if object_ids is not None and object_id not in object_ids:
+                continue
+            if (kind is not None and obj_kind != kind) or (latest_only and not latest):
+                continue
+            found.append(
+                {
+                    "project_id": project,
+                    "object_id": object_id,
+                    "created_at": created_at,
+                    "deleted_at": None,
+                    "digest": digest,
+                    "version_index": index,
+                    "is_latest": int(latest),
+                    "kind": obj_kind,
+                    "base_object_class": None,
+                    "leaf_object_class": None,
+                    "val": json.loads(val_json),
+                    "wb_user_id": None,
+                }
+            )
+        return found
 
     def orphan_ends(self, project_id: str | None = None) -> list[dict[str, Any]]:
         """Ends whose start never arrived, as sent, in arrival order (Weave hides these)."""
@@ -148,3 +261,23 @@ def _merge(start: dict[str, Any], end: dict[str, Any] | None) -> dict[str, Any]:
     call.update({field: ended.get(field) for field in END_ONLY_FIELDS})
     call["summary"] = ended.get("summary", {})
     return call
+
+
+class ObjectTypeCollisionError(ValueError):
+    """An object created under a name that holds objects of another kind."""
+
+    def __init__(self, object_id: str, kind: str, existing: list[str]) -> None:
+        # The service's wording (weave.trace_server.errors.ObjectNameTypeCollision).
+        super().__init__(
+            f"Cannot publish {object_id!r} as {kind}: that name is already used by "
+            f"{' or '.join(existing)} in this project. Object versions cannot share types, "
+            "publish this object under a different name."
+        )
+
+
+def _op_matches(call_op_name: object, wanted: str) -> bool:
+    if not isinstance(call_op_name, str):
+        return False
+    if wanted.endswith(":*"):
+        return call_op_name.startswith(wanted[:-1])
+    return call_op_name == wanted

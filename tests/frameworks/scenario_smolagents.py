@@ -1,0 +1,142 @@
+"""smolagents' ``ToolCallingAgent`` on a scripted ``Model``, traced by OpenInference.
+
+Two runs in one OpenInference session (``using_session``): turn 1 calls ``get_weather`` and
+then ``final_answer`` (two model requests); in turn 2 the tool refuses the city asked about
+and the model answers anyway after seeing the error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import smolagents
+from openinference.instrumentation import using_session
+from openinference.instrumentation.smolagents import SmolagentsInstrumentor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from smolagents import ChatMessage, Model, ToolCallingAgent, tool
+from smolagents.models import ChatMessageToolCall, ChatMessageToolCallFunction, MessageRole
+from smolagents.monitoring import LogLevel, TokenUsage
+
+from .runtime import start_tracing
+
+SESSION_ID = "smol-session-1"
+MODEL = "scripted-model-1"
+UNKNOWN_CITY = "Atlantis"
+CAPTURE_NAME = "smolagents"
+
+
+class ScriptedModel(Model):
+    """Calls ``get_weather`` for the city asked about, then ``final_answer`` with what it got.
+
+    It decides by the last message only: with ``reset=False`` the memory holds turn 1 too.
+    """
+
+    def generate(
+        self,
+        messages: list[ChatMessage | dict[str, Any]],
+        stop_sequences: list[str] | None = None,
+        response_format: dict[str, str] | None = None,
+        tools_to_call_from: list[Any] | None = None,
+        **kwargs: Any,
+    ) -> ChatMessage:
+        last = messages[-1]
+        text = json.dumps(last.dict() if isinstance(last, ChatMessage) else last)
+        if "sunny in Paris" in text:
+            name, arguments, usage = "final_answer", {"answer": "It is sunny in Paris."}, (45, 6)
+        elif "no weather station" in text:
+            name, arguments, usage = "final_answer", {"answer": "Nobody knows."}, (70, 5)
+        elif UNKNOWN_CITY in text:
+            name, arguments, usage = "get_weather", {"city": UNKNOWN_CITY}, (60, 8)
+        else:
+            name, arguments, usage = "get_weather", {"city": "Paris"}, (30, 8)
+        call = ChatMessageToolCall(
+            id=f"call_{name}_{usage[0]}",
+            type="function",
+            function=ChatMessageToolCallFunction(name=name, arguments=arguments),
+        )
+        return ChatMessage(
+            role=MessageRole.ASSISTANT,
+            content=None,
+            tool_calls=[call],
+            token_usage=TokenUsage(input_tokens=usage[0], output_tokens=usage[1]),
+        )
+
+
+@tool
+def get_weather(city: str) -> str:
+    """The weather in a city.
+
+    Args:
+        city: The city's name.
+    """
+    if city == UNKNOWN_CITY:
+        raise LookupError(f"no weather station in {city}")
+    return f"sunny in {city}"
+
+
+def attach_capture(provider: TracerProvider) -> InMemorySpanExporter | None:
+    """With ``WEAVE_TEST_CAPTURE=1``, also keep the raw spans for ``dump_capture``."""
+    if os.environ.get("WEAVE_TEST_CAPTURE") != "1":
+        return None
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    return memory
+
+
+def describe(span: ReadableSpan) -> dict[str, Any]:
+    parent = span.parent
+    return {
+        "name": span.name,
+        "kind": span.kind.name,
+        "span_id": f"{span.context.span_id:016x}" if span.context else None,
+        "trace_id": f"{span.context.trace_id:032x}" if span.context else None,
+        "parent_span_id": f"{parent.span_id:016x}" if parent else None,
+        "status": {"code": span.status.status_code.name, "description": span.status.description},
+        "scope": span.instrumentation_scope.name if span.instrumentation_scope else None,
+        "attributes": dict(span.attributes or {}),
+        "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in span.events],
+    }
+
+
+def dump_capture(memory: InMemorySpanExporter | None) -> None:
+    if memory is None:
+        return
+    folder = Path(os.environ.get("WEAVE_TEST_CAPTURE_DIR", "/work/tasks/captures"))
+    folder.mkdir(parents=True, exist_ok=True)
+    spans = [describe(span) for span in memory.get_finished_spans()]
+    (folder / f"{CAPTURE_NAME}.json").write_text(json.dumps(spans, indent=1, default=str))
+
+
+def main() -> None:
+    provider, _ = start_tracing()
+    memory = attach_capture(provider)
+    # The instrumentation wraps generate() of the Model classes smolagents exports, so a
+    # custom Model is traced only when exported there too.
+    smolagents.ScriptedModel = ScriptedModel  # type: ignore[attr-defined]
+    instrumentor = SmolagentsInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    agent = ToolCallingAgent(
+        tools=[get_weather],
+        model=ScriptedModel(model_id=MODEL),
+        name="weather_agent",
+        max_steps=3,
+        verbosity_level=LogLevel.OFF,
+    )
+    with using_session(SESSION_ID):
+        agent.run("What is the weather in Paris?")
+        # smolagents hands a tool's error back to the model, which then answers: the run
+        # succeeds. (A model error is not used: the instrumentation never ends the run's span
+        # when run() raises, so that trace would lose its root.)
+        agent.run(f"And in {UNKNOWN_CITY}?", reset=False)
+    instrumentor.uninstrument()
+    provider.shutdown()
+    dump_capture(memory)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Op refs: names and digests as Weave makes them, and the op-ref stage over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import Tracer
+
+from opentelemetry.exporter.weave._ops import (
+    FILES_CREATE_ROUTE,
+    OBJ_CREATE_ROUTE,
+    OBJS_QUERY_ROUTE,
+    PLACEHOLDER_FILE_DIGEST,
+    PLACEHOLDER_OP_DIGEST,
+    PLACEHOLDER_OP_SOURCE,
+    bytes_digest,
+    object_digest,
+    op_val,
+    safe_op_name,
+)
+from opentelemetry.exporter.weave._pipeline import ExportPipeline
+from opentelemetry.exporter.weave.testing import LocalWeaveServer
+
+from .fault_server import Reply, ScriptedServer
+from .helpers import API_KEY, NO_WAIT_RETRIES, PROJECT, Record, settings_for
+
+OP_ROUTES = (OBJS_QUERY_ROUTE, FILES_CREATE_ROUTE, OBJ_CREATE_ROUTE)
+REF_PREFIX = f"weave:///{PROJECT}/op/"
+
+
+def test_the_placeholder_digests_are_weaves() -> None:
+    assert bytes_digest(PLACEHOLDER_OP_SOURCE.encode()) == PLACEHOLDER_FILE_DIGEST
+    assert PLACEHOLDER_FILE_DIGEST == "RZUe6YW6bibaEmKo0QXy3XAt0yd6hMMo9hj9KXgaXrY"
+    assert object_digest(op_val(PLACEHOLDER_FILE_DIGEST)) == PLACEHOLDER_OP_DIGEST
+    assert PLACEHOLDER_OP_DIGEST == "XNI9iHYwcffKfuDa2rGjQoIxUOw7cnWmLEiNufRD8RY"
+
+
+@pytest.mark.parametrize(
+    ("span_name", "op_name"),
+    [
+        ("chat gpt-4o-mini", "chat_gpt-4o-mini"),
+        ("invoke_agent Weather/Bot", "invoke_agent_weather_bot"),
+        ("name:with=invalid<chars>", "namewithinvalidchars"),
+        ("tool.call_2-b", "tool.call_2-b"),
+        ("Ünïcode", "ünïcode"),
+        ("İx", "ix"),  # lowercases to "i" and a combining dot, which no object id may hold
+        ("💬", ""),  # nothing left: no op can be named that
+        ("x" * 300, "x" * 128),
+    ],
+)
+def test_safe_op_name(span_name: str, op_name: str) -> None:
+    assert safe_op_name(span_name) == op_name
+
+
+def _spans(record_spans: Record, *names: str) -> list[ReadableSpan]:
+    def emit(tracer: Tracer) -> None:
+        for name in names:
+            with tracer.start_as_current_span(name):
+                pass
+
+    return record_spans(emit)
+
+
+def _op_requests(server: LocalWeaveServer) -> list[str]:
+    return [r.path for r in server.requests() if r.path in OP_ROUTES]
+
+
+def _export(pipeline: ExportPipeline, spans: list[ReadableSpan]) -> None:
+    report = pipeline.export_batch(spans, time.monotonic() + 10)
+    assert report.ok, report
+
+
+@pytest.mark.parametrize("write_mode", ["call_end", "upsert_batch", "calls_complete", "auto"])
+def test_refs_are_made_once_per_name_in_every_write_mode(
+    receiver: LocalWeaveServer, record_spans: Record, write_mode: str
+) -> None:
+    pipeline = ExportPipeline(settings_for(receiver.url, write_mode=write_mode, op_refs=True))
+    _export(pipeline, _spans(record_spans, "chat gpt-4o", "Tool Call", "chat gpt-4o"))
+    first = _op_requests(receiver)
+    # One query for the batch's names, the placeholder file once, one create per name.
+    assert sorted(first) == sorted(
+        [OBJS_QUERY_ROUTE, FILES_CREATE_ROUTE, OBJ_CREATE_ROUTE, OBJ_CREATE_ROUTE]
+    )
+    _export(pipeline, _spans(record_spans, "Tool Call", "chat gpt-4o"))
+    assert _op_requests(receiver) == first, "cached refs cost no request"
+
+    calls = receiver.calls(PROJECT)
+    assert len(calls) == 5
+    digest = PLACEHOLDER_OP_DIGEST
+    assert {call["op_name"] for call in calls} == {
+        f"{REF_PREFIX}chat_gpt-4o:{digest}",
+        f"{REF_PREFIX}tool_call:{digest}",
+    }
+    assert {call["display_name"] for call in calls} == {"chat gpt-4o", "Tool Call"}
+    assert {op["object_id"] for op in receiver.ops(PROJECT)} == {"chat_gpt-4o", "tool_call"}
+    assert [f["content"] for f in receiver.files(PROJECT)] == [PLACEHOLDER_OP_SOURCE.encode()]
+    assert len(receiver.calls_of_op(f"{REF_PREFIX}tool_call:*", PROJECT)) == 2
+    stats = pipeline.stats()
+    assert (stats.ops_created, stats.ops_found, stats.ops_fallback) == (2, 0, 0)
+    assert stats.calls_exported == 5
+
+
+def test_an_existing_op_is_reused(receiver: LocalWeaveServer, record_spans: Record) -> None:
+    _export(ExportPipeline(settings_for(receiver.url, op_refs=True)), _spans(record_spans, "plan"))
+    before = len(receiver.requests())
+    # Another process: its cache is empty, the op exists.
+    later = ExportPipeline(settings_for(receiver.url, op_refs=True))
+    _export(later, _spans(record_spans, "plan"))
+    paths = [r.path for r in receiver.requests()[before:]]
+    assert OBJ_CREATE_ROUTE not in paths
+    assert FILES_CREATE_ROUTE not in paths
+    assert paths.count(OBJS_QUERY_ROUTE) == 1
+    assert len(receiver.ops(PROJECT)) == 1
+    assert later.stats().ops_found == 1
+    assert later.stats().ops_created == 0
+    assert receiver.calls(PROJECT)[-1]["op_name"] == f"{REF_PREFIX}plan:{PLACEHOLDER_OP_DIGEST}"
+
+
+def test_concurrent_batches_do_not_create_twice(
+    receiver: LocalWeaveServer, record_spans: Record
+) -> None:
+    pipeline = ExportPipeline(settings_for(receiver.url, op_refs=True))
+    batches = [_spans(record_spans, "same name", f"own {index}") for index in range(4)]
+    threads = [threading.Thread(target=_export, args=(pipeline, batch)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    creates = [r for r in receiver.requests() if r.path == OBJ_CREATE_ROUTE]
+    created = [json.loads(r.body)["obj"]["object_id"] for r in creates]
+    assert sorted(created) == sorted(["same_name", "own_0", "own_1", "own_2", "own_3"])
+    assert [r.path for r in receiver.requests()].count(FILES_CREATE_ROUTE) == 1
+    assert len(receiver.calls(PROJECT)) == 8
+    assert all(call["op_name"].startswith(REF_PREFIX) for call in receiver.calls(PROJECT))
+
+
+def test_off_sends_plain_names_and_no_op_request(
+    receiver: LocalWeaveServer, record_spans: Record
+) -> None:
+    settings = settings_for(receiver.url, op_refs="off")
+    assert settings.op_refs is False
+    pipeline = ExportPipeline(settings)
+    _export(pipeline, _spans(record_spans, "chat gpt-4o"))
+    assert _op_requests(receiver) == []
+    assert receiver.calls(PROJECT)[0]["op_name"] == "chat gpt-4o"
+    assert pipeline.stats().ops_fallback == 0
+
+
+def test_a_name_with_no_safe_character_stays_plain(
+    receiver: LocalWeaveServer, record_spans: Record
+) -> None:
+    pipeline = ExportPipeline(settings_for(receiver.url, op_refs=True))
+    _export(pipeline, _spans(record_spans, "💬"))
+    assert _op_requests(receiver) == []
+    assert receiver.calls(PROJECT)[0]["op_name"] == "💬"
+    assert pipeline.stats().ops_fallback == 1
+
+
+def _objs_answer(*names: str, kind: str = "op", digest: str = "D1g3st") -> Reply:
+    objs = [{"object_id": name, "digest": digest, "kind": kind, "is_latest": 1} for name in names]
+    return Reply(200, {"objs": objs})
+
+
+FAILURES = {
+    "query 500 twice": {OBJS_QUERY_ROUTE: [Reply(500), Reply(503)]},
+    "query 401": {OBJS_QUERY_ROUTE: [Reply(401, {"reason": "no"})]},
+    "query answer not JSON": {OBJS_QUERY_ROUTE: [Reply(200, "not json at all")]},
+    "query answer of another shape": {OBJS_QUERY_ROUTE: [Reply(200, {"objs": "many"})]},
+    "file refused": {FILES_CREATE_ROUTE: [Reply(403, {"reason": "read-only"})]},
+    "file answer without digest": {FILES_CREATE_ROUTE: [Reply(200, {"digest": "../etc"})]},
+    "name/type collision": {OBJ_CREATE_ROUTE: [Reply(400, {"reason": "Cannot publish"})]},
+    "create reset": {OBJ_CREATE_ROUTE: [Reply(reset=True), Reply(reset=True)]},
+}
+
+
+@pytest.mark.parametrize("script", FAILURES.values(), ids=FAILURES.keys())
+def test_every_failure_sends_the_call_with_its_plain_name(
+    record_spans: Record, script: dict[str, list[Reply]]
+) -> None:
+    with ScriptedServer() as server:
+        for path, replies in script.items():
+            server.script(path, replies)
+        if OBJS_QUERY_ROUTE not in script:
+            server.script(OBJS_QUERY_ROUTE, [Reply(200, {"objs": []})])
+        if FILES_CREATE_ROUTE not in script:
+            server.script(FILES_CREATE_ROUTE, [Reply(200, {"digest": PLACEHOLDER_FILE_DIGEST})])
+        pipeline = ExportPipeline(
+            settings_for(server.url, write_mode="call_end", op_refs=True),
+            retry_policy=NO_WAIT_RETRIES,
+        )
+        _export(pipeline, _spans(record_spans, "chat gpt-4o"))
+        ops_tries = [path for path in server.paths() if path in OP_ROUTES]
+        _export(pipeline, _spans(record_spans, "chat gpt-4o"))
+        starts = [seen.json()["start"] for seen in server.seen if seen.path == "/call/start"]
+        assert [start["op_name"] for start in starts] == ["chat gpt-4o", "chat gpt-4o"]
+        assert len([p for p in server.paths() if p in OP_ROUTES]) == len(ops_tries), (
+            "a failure is remembered: the next batch makes no op request"
+        )
+        assert len(ops_tries) <= 5  # query, file, create: each retried once at most
+        stats = pipeline.stats()
+        assert stats.ops_fallback == 2
+        assert stats.ops_created == 0
+        assert stats.calls_exported == 2
+
+
+def test_an_answer_naming_another_kind_is_not_reused(record_spans: Record) -> None:
+    with ScriptedServer() as server:
+        server.script(OBJS_QUERY_ROUTE, [_objs_answer("plan", kind="object")])
+        server.script(FILES_CREATE_ROUTE, [Reply(200, {"digest": PLACEHOLDER_FILE_DIGEST})])
+        server.script(OBJ_CREATE_ROUTE, [Reply(200, {"digest": "Cr3at3d"})])
+        pipeline = ExportPipeline(settings_for(server.url, write_mode="call_end", op_refs=True))
+        _export(pipeline, _spans(record_spans, "plan"))
+        start: dict[str, Any] = next(s.json() for s in server.seen if s.path == "/call/start")
+        assert start["start"]["op_name"] == f"{REF_PREFIX}plan:Cr3at3d"
+
+
+def test_op_requests_stay_within_a_slice_of_the_deadline(record_spans: Record) -> None:
+    with ScriptedServer() as server:
+        server.script(OBJS_QUERY_ROUTE, [Reply(200, {"objs": []}, delay_seconds=3)] * 2)
+        pipeline = ExportPipeline(settings_for(server.url, write_mode="call_end", op_refs=True))
+        began = time.monotonic()
+        report = pipeline.export_batch(_spans(record_spans, "slow"), time.monotonic() + 4)
+        assert report.ok
+        # A quarter of the 4 s deadline for the ops; the call still went out in time.
+        assert time.monotonic() - began < 2.5
+        assert pipeline.stats().ops_fallback == 1
+
+
+def test_the_receiver_refuses_a_name_holding_another_type(receiver: LocalWeaveServer) -> None:
+    import httpx
+
+    auth = ("api", API_KEY)
+    base = {"project_id": PROJECT, "object_id": "shared"}
+    with httpx.Client(base_url=receiver.url, auth=auth) as client:
+        made = client.post(OBJ_CREATE_ROUTE, json={"obj": {**base, "val": {"a": 1}}})
+        assert made.status_code == 200
+        refused = client.post(
+            OBJ_CREATE_ROUTE, json={"obj": {**base, "val": op_val(PLACEHOLDER_FILE_DIGEST)}}
+        )
+        assert refused.status_code == 400
+        assert "already used" in refused.json()["reason"]
+        bad_name = client.post(
+            OBJ_CREATE_ROUTE, json={"obj": {**base, "object_id": "a b", "val": {}}}
+        )
+        assert bad_name.status_code == 422
+        query = {"project_id": PROJECT, "filter": {"object_ids": ["shared"], "is_op": True}}
+        assert client.post(OBJS_QUERY_ROUTE, json=query).json() == {"objs": []}
+        unknown_key = client.post(OBJS_QUERY_ROUTE, json={**query, "surprise": 1})
+        assert unknown_key.status_code == 422
+        no_file = client.post(FILES_CREATE_ROUTE, data={"project_id": PROJECT})
+        assert no_file.status_code == 422
