@@ -27,10 +27,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
 from opentelemetry.exporter.weave import ConfigError, WeaveSpanProcessor
-from opentelemetry.exporter.weave.testing import LocalWeaveServer
+from opentelemetry.exporter.weave.testing import LocalWeaveServer, call_status
 
 LOCAL_PROJECT = "demo/quickstart"
 LOCAL_API_KEY = "local-demo-key"
+CONVERSATION = "demo-conversation"
 
 tracer = trace.get_tracer("quickstart")
 
@@ -64,10 +65,12 @@ def search_docs(query: str) -> str:
         raise TimeoutError("search index did not answer within 1 ms")
 
 
-def run_agent(question: str) -> str:
+def run_agent(question: str, answer: str) -> str:
+    """One turn of the conversation: the agent's span carries the conversation's id."""
     with tracer.start_as_current_span("agent.run") as span:
-        span.set_attribute("wandb.display_name", "Support agent: opening hours")
+        span.set_attribute("wandb.display_name", f"Support agent: {question}")
         span.set_attribute("gen_ai.operation.name", "invoke_agent")
+        span.set_attribute("gen_ai.conversation.id", CONVERSATION)
         span.set_attribute("input", json.dumps({"question": question}))
         user = {"role": "user", "parts": [{"type": "text", "content": question}]}
         query = chat("gpt-4o-mini", [user], "search_docs('opening hours')", (42, 9))
@@ -76,7 +79,7 @@ def run_agent(question: str) -> str:
         except TimeoutError:
             context = "(the search failed; answer from what you know)"
         system = {"role": "system", "parts": [{"type": "text", "content": context}]}
-        answer = chat("gpt-4o-mini", [system, user], "We are open 9:00-17:00, Mon-Fri.", (61, 14))
+        answer = chat("gpt-4o-mini", [system, user], answer, (61, 14))
         span.set_attribute("output", answer)  # becomes the call's output
         return answer
 
@@ -89,7 +92,8 @@ def traced_run(processor: WeaveSpanProcessor) -> None:
     provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
 
-    print("agent says:", run_agent("When are you open?"))
+    print("agent says:", run_agent("When are you open?", "We are open 9:00-17:00, Mon-Fri."))
+    print("agent says:", run_agent("And on Sundays?", "We are closed on Sundays."))
 
     provider.shutdown()  # exports everything still queued, then stops the processor
 
@@ -104,6 +108,8 @@ def run_locally() -> int:
         )
         traced_run(processor)
         calls = server.calls(LOCAL_PROJECT)
+        threads = server.threads(LOCAL_PROJECT)
+        ops = server.ops(LOCAL_PROJECT)
 
     stats = processor.stats()
     if not calls:
@@ -111,6 +117,11 @@ def run_locally() -> int:
         return 1
     print(f"\n{len(calls)} calls stored by the local receiver ({processor.settings.server_url}):\n")
     print_calls(calls)
+    print(f"\n{len(ops)} ops (the Op filter lists them); threads, as the Threads view lists them:")
+    for thread in threads:
+        first_input = thread["first_input"].get("question")
+        print(f"  {thread['thread_id']}: {thread['turn_count']} turns, first input", end=" ")
+        print(f"{first_input!r}, last output {thread['last_output']!r}")
     if stats.calls_failed or len(calls) < stats.spans_enqueued:
         print(f"\nERROR: expected {stats.spans_enqueued} calls; export stats: {stats}")
         return 1
@@ -140,34 +151,37 @@ def run_against_weave() -> int:
 
 
 def print_calls(calls: list[dict[str, Any]]) -> None:
-    rows = [("name", "status", "model", "tokens", "latency")]
+    rows = [("name", "op", "kind", "turn", "status", "model", "tokens", "latency")]
     for call, depth in walk_trees(calls):
         usage = call["summary"].get("usage") or {}
         tokens = sum(entry.get("total_tokens") or 0 for entry in usage.values())
         rows.append(
             (
                 "  " * depth + (call["display_name"] or call["op_name"]),
-                weave_status(call),
+                op_of(call["op_name"]),
+                (call["attributes"].get("weave") or {}).get("kind", "-"),
+                "turn" if call["turn_id"] == call["id"] else "",
+                call_status(call),
                 ", ".join(usage) or "-",
                 str(tokens) if usage else "-",
                 f"{latency_ms(call):.1f} ms" if call["ended_at"] else "-",
             )
         )
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for name, status, model, tokens, latency in rows:
-        print(
-            f"{name:<{widths[0]}}  {status:<{widths[1]}}  {model:<{widths[2]}}  "
-            f"{tokens:>{widths[3]}}  {latency:>{widths[4]}}"
-        )
+    numeric = {6, 7}  # right-aligned
+    for row in rows:
+        cells = [
+            f"{cell:>{widths[column]}}" if column in numeric else f"{cell:<{widths[column]}}"
+            for column, cell in enumerate(row)
+        ]
+        print("  ".join(cells).rstrip())
 
 
-def weave_status(call: dict[str, Any]) -> str:
-    """The status Weave's UI shows for a call."""
-    if call["exception"] is not None:
-        return "error"
-    if (call["summary"].get("status_counts") or {}).get("error", 0) > 0:
-        return "descendant_error"
-    return "success" if call["ended_at"] else "running"
+def op_of(op_name: str) -> str:
+    """The op's name in a ref ``weave:///entity/project/op/name:digest``."""
+    if op_name.startswith("weave:///"):
+        return op_name.rsplit("/op/", 1)[-1].split(":", 1)[0]
+    return f"{op_name} (plain name)"
 
 
 def latency_ms(call: dict[str, Any]) -> float:

@@ -34,6 +34,15 @@ ERROR_MESSAGE: str = _canned.ERROR_MESSAGE
 FAIL_TRIGGER: str = _canned.FAIL_TRIGGER
 REPLY: str = _canned.REPLY
 RESPONSE_MODEL: str = _canned.RESPONSE_MODEL
+TOOL_ARGUMENT: str = _canned.TOOL_ARGUMENT
 USAGE: dict[str, int] = _canned.USAGE
 
-__all__ = ["ERROR_MESSAGE", "FAIL_TRIGGER", "REPLY", "RESPONSE_MODEL", "USAGE", "CannedOpenAI"]
+__all__ = [
+    "ERROR_MESSAGE",
+    "FAIL_TRIGGER",
+    "REPLY",
+    "RESPONSE_MODEL",
+    "TOOL_ARGUMENT",
+    "USAGE",
+    "CannedOpenAI",
+]

@@ -1,7 +1,7 @@
 """The OpenAI Agents SDK + OpenInference, as a Weave user must see it (issue 9).
 
 One run of ``tests/frameworks/scenario_openai_agents.py`` serves every test: two runs of
-``weather_agent`` in one OpenInference session against ``tests/canned_openai.py``; turn 2's
+``weather_agent`` in one OpenInference session against ``examples/canned_openai.py``; turn 2's
 model request is refused (HTTP 400). Each trace is
 ``weather workflow`` (AGENT) > ``weather workflow`` (CHAIN) > ``weather_agent`` (AGENT) >
 ``turn`` (CHAIN) > ``generation`` (LLM) / ``get_weather`` (TOOL).
@@ -30,6 +30,7 @@ from .helpers import (
     usage_by_model,
     weave_kind,
 )
+from .openai_server import ERROR_MESSAGE, REPLY, TOOL_ARGUMENT, USAGE
 
 PROJECT = "test-entity/fw-openai-agents"
 SESSION_ID = "agents-session-1"
@@ -40,9 +41,14 @@ AGENT_SPAN = "weather_agent"
 TURN_SPAN = "turn"
 LLM_SPAN = "generation"
 TOOL_SPAN = "get_weather"
-TOOL_CALL_USAGE = {"input_tokens": 30, "output_tokens": 8, "total_tokens": 38, "requests": 1}
-ANSWER_USAGE = {"input_tokens": 45, "output_tokens": 6, "total_tokens": 51, "requests": 1}
-REFUSAL = "The canned server refuses this request on purpose."
+# The canned server reports the same usage for every answer, the tool call and the reply.
+ONE_REQUEST = {
+    "input_tokens": USAGE["prompt_tokens"],
+    "output_tokens": USAGE["completion_tokens"],
+    "total_tokens": USAGE["total_tokens"],
+    "requests": 1,
+}
+REFUSAL = ERROR_MESSAGE
 
 Call = dict[str, Any]
 
@@ -114,29 +120,30 @@ def test_the_chat_holds_the_tool_call_result_and_answer(calls: list[Call]) -> No
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool"]
     tool_call = messages[2]["tool_calls"][0]
     assert tool_call["function"]["name"] == TOOL_SPAN
-    assert json.loads(tool_call["function"]["arguments"]) == {"city": "Paris"}
+    assert json.loads(tool_call["function"]["arguments"]) == {"city": TOOL_ARGUMENT}
     assert messages[3]["tool_call_id"] == tool_call["id"]
     assert answer["inputs"]["model"] == MODEL
-    assert answer["output"]["choices"][0]["message"]["content"] == "Answer: sunny in Paris"
+    assert answer["output"]["choices"][0]["message"]["content"] == REPLY
 
 
 def test_tool_arguments_and_result(calls: list[Call]) -> None:
     tools = calls_named(calls, TOOL_SPAN)
-    assert [(t["inputs"], t["output"]) for t in tools] == [({"city": "Paris"}, "sunny in Paris")]
+    assert [(t["inputs"], t["output"]) for t in tools] == [
+        ({"city": TOOL_ARGUMENT}, f"sunny in {TOOL_ARGUMENT}")
+    ]
 
 
 def test_usage_per_model_on_each_llm_call(calls: list[Call]) -> None:
     usages = [usage_by_model(c) for c in calls_named(calls, LLM_SPAN) if c["exception"] is None]
-    assert usages == [{MODEL: TOOL_CALL_USAGE}, {MODEL: ANSWER_USAGE}]
+    assert usages == [{MODEL: ONE_REQUEST}, {MODEL: ONE_REQUEST}]
 
 
 def test_root_usage_is_the_sum_of_its_llm_calls(calls: list[Call]) -> None:
     for root in roots(calls):
         llm_calls = calls_named(trace_of(calls, root), LLM_SPAN)
         assert usage_by_model(root) == summed_usage(llm_calls)
-    assert usage_by_model(roots(calls)[0]) == {
-        MODEL: {"input_tokens": 75, "output_tokens": 14, "total_tokens": 89, "requests": 2}
-    }
+    twice = {key: 2 * count for key, count in ONE_REQUEST.items()}
+    assert usage_by_model(roots(calls)[0]) == {MODEL: twice}
 
 
 def test_the_refused_request_fails_the_generation_and_the_agent(calls: list[Call]) -> None:

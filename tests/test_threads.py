@@ -8,8 +8,10 @@ child-first, so the processor learns the thread from each span's *start*.
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
+import httpx
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -25,9 +27,9 @@ _projects = itertools.count()
 CONVERSATION = {"gen_ai.conversation.id": "conv-1"}
 
 
-def traced(receiver: LocalWeaveServer, emit: Any) -> dict[str, dict[str, Any]]:
+def traced(receiver: LocalWeaveServer, emit: Any, project: str = "") -> dict[str, dict[str, Any]]:
     """Run ``emit`` through a WeaveSpanProcessor into the receiver; calls by display name."""
-    project = f"test-entity/threads-{next(_projects)}"
+    project = project or f"test-entity/threads-{next(_projects)}"
     processor = make_processor(receiver.url, project=project)
     provider, tracer = make_tracer(processor)
     emit(tracer)
@@ -35,17 +37,41 @@ def traced(receiver: LocalWeaveServer, emit: Any) -> dict[str, dict[str, Any]]:
     return {call["display_name"]: call for call in receiver.calls(project)}
 
 
+QUESTIONS = {1: "When are you open?", 2: "And on Sundays?"}
+ANSWERS = {1: "9:00-17:00, Mon-Fri.", 2: "Closed on Sundays."}
+
+
 def test_a_two_turn_conversation(receiver: LocalWeaveServer) -> None:
     def emit(tracer: Tracer) -> None:
         for turn in (1, 2):
+            user = {"role": "user", "content": QUESTIONS[turn]}
             with (
-                tracer.start_as_current_span(f"turn {turn}", attributes=CONVERSATION),
+                tracer.start_as_current_span(
+                    f"turn {turn}",
+                    attributes={**CONVERSATION, "input": json.dumps({"messages": [user]})},
+                ) as root,
                 tracer.start_as_current_span(f"chat {turn}"),
                 tracer.start_as_current_span(f"tool {turn}"),
             ):
-                pass
+                root.set_attribute("output", ANSWERS[turn])
 
-    calls = traced(receiver, emit)
+    project = f"test-entity/threads-{next(_projects)}"
+    calls = traced(receiver, emit, project)
+    # As the Threads view lists it: one thread, two turns, first input and last output.
+    (thread,) = receiver.threads(project)
+    assert thread["thread_id"] == "conv-1"
+    assert thread["turn_count"] == 2
+    assert thread["first_input"] == {"messages": [{"role": "user", "content": QUESTIONS[1]}]}
+    assert thread["last_output"] == ANSWERS[2]
+    assert (thread["first_turn_id"], thread["last_turn_id"]) == (
+        calls["turn 1"]["id"],
+        calls["turn 2"]["id"],
+    )
+    assert thread["last_turn_status"] == "success"
+    listed = httpx.get(
+        f"{receiver.url}/threads", params={"project_id": project}, auth=("api", API_KEY)
+    )
+    assert listed.json() == {"threads": [thread]}
     for turn in (1, 2):
         root = calls[f"turn {turn}"]
         assert root["turn_id"] == root["id"]  # a turn: the Threads view lists it

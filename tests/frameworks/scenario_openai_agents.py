@@ -1,6 +1,6 @@
 """The OpenAI Agents SDK traced by OpenInference, on ``OpenAIChatCompletionsModel``.
 
-The model is served by ``tests/canned_openai.py`` on 127.0.0.1. Two runs of ``weather_agent``
+The model is served by ``examples/canned_openai.py`` on 127.0.0.1. Two runs of ``weather_agent``
 in one OpenInference session (``using_session``): turn 1 calls ``get_weather`` and answers;
 turn 2's prompt makes the canned server refuse (HTTP 400), so the model call and the run fail.
 """
@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from ..canned_openai import FAIL_TRIGGER, CannedToolServer
+from ..openai_server import FAIL_TRIGGER, CannedOpenAI
 from .runtime import start_tracing
 
 SESSION_ID = "agents-session-1"
@@ -72,7 +72,7 @@ def main() -> None:
     memory = attach_capture(provider)
     instrumentor = OpenAIAgentsInstrumentor()
     instrumentor.instrument(tracer_provider=provider)
-    with CannedToolServer() as server:
+    with CannedOpenAI() as server:
         client = openai.AsyncOpenAI(base_url=server.base_url, api_key="sk-test", max_retries=0)
         agent = Agent(
             name="weather_agent",

@@ -12,5 +12,6 @@ Run it on its own with ``python -m opentelemetry.exporter.weave.testing``.
 """
 
 from opentelemetry.exporter.weave.testing._server import LocalWeaveServer, ReceivedRequest
+from opentelemetry.exporter.weave.testing._store import call_status
 
-__all__ = ["LocalWeaveServer", "ReceivedRequest"]
+__all__ = ["LocalWeaveServer", "ReceivedRequest", "call_status"]

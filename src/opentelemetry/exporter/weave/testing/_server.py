@@ -227,6 +227,7 @@ class _Receiver:
                 "POST", ("v2", "{entity}", "{project}", "calls", "complete"), self._calls_complete
             ),
             _Route("GET", ("calls",), self._list_calls),
+            _Route("GET", ("threads",), self._list_threads),
             _Route("POST", _segments(FILES_CREATE_ROUTE), self._file_create),
             # The singular spelling some documents use, for clients that follow them.
             _Route("POST", ("file", "create"), self._file_create),
@@ -373,6 +374,11 @@ class _Receiver:
         project_id = query["project_id"][-1] if "project_id" in query else None
         op_name = query["op_name"][-1] if "op_name" in query else None
         return _Response(HTTPStatus.OK, {"calls": self._store.calls(project_id, op_name)})
+
+    def _list_threads(self, request: _Request) -> _Response:
+        query = parse_qs(request.query)
+        project_id = query["project_id"][-1] if "project_id" in query else None
+        return _Response(HTTPStatus.OK, {"threads": self._store.threads(project_id)})
 
     def _file_create(self, request: _Request) -> _Response:
         fields, files = _form_data(request)
@@ -997,6 +1003,11 @@ class LocalWeaveServer:
         the end arrives, are ``None``; ``summary`` is ``{}`` until then.
         """
         return self._store.calls(project_id)
+
+    def threads(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        """Threads as Weave's Threads view lists them (``GET /threads``): through their turn
+        calls only, each with its turn count, first input and last output."""
+        return self._store.threads(project_id)
 
     def calls_of_op(self, op_name: str, project_id: str | None = None) -> list[dict[str, Any]]:
         """The calls whose ``op_name`` is ``op_name``; ``weave:///e/p/op/name:*`` for those of

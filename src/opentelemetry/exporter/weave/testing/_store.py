@@ -11,7 +11,7 @@ from typing import Any, Literal
 from opentelemetry.exporter.weave._call import END_ONLY_FIELDS
 from opentelemetry.exporter.weave._models import StartedCallSchemaForInsert
 
-__all__ = ["CallStore", "ObjectTypeCollisionError"]
+__all__ = ["CallStore", "ObjectTypeCollisionError", "call_status", "threads_of"]
 
 _START_FIELDS = tuple(StartedCallSchemaForInsert.model_fields)
 
@@ -140,6 +140,10 @@ class CallStore:
         if op_name is None:
             return calls
         return [call for call in calls if _op_matches(call.get("op_name"), op_name)]
+
+    def threads(self, project_id: str | None = None) -> list[dict[str, Any]]:
+        """The threads of :meth:`calls`, as :func:`threads_of` lists them."""
+        return threads_of(self.calls(project_id))
 
     def put_file(self, project_id: str, digest: str, name: str, content: bytes) -> None:
         with self._lock:
@@ -281,3 +285,37 @@ def _op_matches(call_op_name: object, wanted: str) -> bool:
     if wanted.endswith(":*"):
         return call_op_name.startswith(wanted[:-1])
     return call_op_name == wanted
+
+
+def call_status(call: dict[str, Any]) -> str:
+    """The status Weave's UI shows for a merged call (WEAVE_WIRE §7 "Status")."""
+    if call.get("exception") is not None:
+        return "error"
+    if ((call.get("summary") or {}).get("status_counts") or {}).get("error", 0) > 0:
+        return "descendant_error"
+    return "success" if call.get("ended_at") is not None else "running"
+
+
+def threads_of(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Threads as Weave's Threads view lists them: only through their turn calls (``turn_id``
+    equal to the call's own ``id``), in order of their first turn.
+
+    Each: ``thread_id``, ``turn_count``, ``first_turn_id`` / ``last_turn_id``, the first turn's
+    ``inputs`` (First Input), the last turn's ``output`` (Last Output) and its status.
+    """
+    turns: dict[str, list[dict[str, Any]]] = {}
+    for call in sorted(calls, key=lambda call: call["started_at"]):
+        if call.get("thread_id") is not None and call.get("turn_id") == call["id"]:
+            turns.setdefault(call["thread_id"], []).append(call)
+    return [
+        {
+            "thread_id": thread_id,
+            "turn_count": len(thread_turns),
+            "first_turn_id": thread_turns[0]["id"],
+            "last_turn_id": thread_turns[-1]["id"],
+            "first_input": thread_turns[0]["inputs"],
+            "last_output": thread_turns[-1]["output"],
+            "last_turn_status": call_status(thread_turns[-1]),
+        }
+        for thread_id, thread_turns in turns.items()
+    ]
