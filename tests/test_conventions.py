@@ -621,3 +621,44 @@ def test_a_span_attribute_named_like_our_context_is_kept_apart(record_spans: Rec
         "otel": "the user's",
         "weave": "also the user's",
     }
+
+
+def test_a_usage_key_is_bounded_and_no_summary_weave_is_sent(record_spans: Record) -> None:
+    _, end = wire(
+        one_span(
+            record_spans,
+            {"gen_ai.response.model": "m" * 10_000, "gen_ai.usage.input_tokens": 3},
+        )
+    )
+    (model,) = end["summary"]["usage"]
+    assert model == "m" * 128
+    assert "weave" not in end["summary"]  # the server derives it, and drops a stored one
+
+
+def test_vercel_model_call_reply_with_text_and_tool_calls(record_spans: Record) -> None:
+    tool_calls = [{"toolCallId": "call_1", "toolName": "weather", "args": '{"city":"Paris"}'}]
+    start, end = wire(
+        one_span(
+            record_spans,
+            {
+                "ai.operationId": "ai.generateText.doGenerate",
+                "ai.model.id": "gpt-4o-mini",
+                "ai.response.model": "gpt-4o-mini-2024-07-18",
+                "ai.prompt.messages": json.dumps([{"role": "user", "content": USER["content"]}]),
+                "ai.response.text": "Let me look.",
+                "ai.response.toolCalls": json.dumps(tool_calls),
+                "ai.response.finishReason": "tool-calls",
+                "ai.usage.promptTokens": 13,
+                "ai.usage.completionTokens": 7,
+            },
+            name="ai.generateText.doGenerate",
+        )
+    )
+    assert chat_errors({**start, **end}) == []
+    assert start["inputs"]["messages"] == [USER]
+    (choice,) = end["output"]["choices"]
+    assert choice["message"]["content"] == "Let me look."
+    (call,) = choice["message"]["tool_calls"]
+    assert (call["id"], call["function"]["name"]) == ("call_1", "weather")
+    assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
+    assert choice["finish_reason"] == "tool-calls"

@@ -138,6 +138,17 @@ def test_keeps_content_events_of_a_span_in_emission_order(join: LogRecordJoin) -
     assert (join.held, join.unmatched) == (0, 0)
 
 
+def test_emitting_never_waits_for_the_join_s_lock(join: LogRecordJoin) -> None:
+    """A signal handler emitting on a thread that is inside the join would wait for ever."""
+    tracer_provider, logger_provider = providers()
+    logger_provider.add_log_record_processor(WeaveLogRecordProcessor())
+    tracer = tracer_provider.get_tracer("tests")
+    with tracer.start_as_current_span("chat") as span:
+        with join._state.lock:  # held, as by an interrupted emit or the export worker
+            emit_content(logger_provider, "gen_ai.user.message", body={"content": "first"})
+        assert [event.body for event in join.take(span)] == [{"content": "first"}]  # type: ignore[arg-type]
+
+
 def test_event_name_attribute_of_older_sdks_counts(join: LogRecordJoin) -> None:
     """Before ``event_name``, the Events API named a record by its ``event.name`` attribute."""
     tracer_provider, logger_provider = providers()

@@ -630,6 +630,7 @@ def test_invalid_body_is_refused_with_422_detail(
             {"batch": [batch_end(end_body()), batch_start(start_body(trace_id=TRACE_ID.upper()))]},
             "trace_id",
         ),
+        ("/call/end", {"end": {**end_body()["end"], "trace_id": TRACE_ID.upper()}}, "trace_id"),
         (COMPLETE, {"batch": [complete_item(ROOT_ID.upper())]}, "id"),
         (COMPLETE, {"batch": [complete_item(trace_id=TRACE_ID.upper())]}, "trace_id"),
         (

@@ -29,7 +29,9 @@ record whose span never came (or was not exported) is counted as unmatched when 
 
 from __future__ import annotations
 
+import itertools
 import os
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -107,10 +109,16 @@ class _Held:
     kept_at: float
 
 
+_Kept = tuple[SpanKey | None, ContentEvent, str | None]
+
+
 @dataclass
 class _JoinState:
     """What a forked child starts over with: a fresh lock, nothing held."""
 
+    inbox: queue.SimpleQueue[list[_Kept]] = field(default_factory=queue.SimpleQueue)
+    """What app threads emitted, not filed yet: ``SimpleQueue.put`` takes no lock a signal
+    handler on the same thread could wait for, which ``lock`` would be."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     arrived: threading.Condition = field(init=False)
     """Notified whenever records are kept, and when a batched feed closes."""
@@ -134,9 +142,10 @@ class _JoinState:
 class LogRecordJoin:
     """Content records held by span until the span's call is mapped; bounded, thread-safe.
 
-    Every operation is O(1) amortized (eviction pops from the front of an ordered dict) and
-    takes one short lock: no I/O, nothing that waits, except :meth:`await_records` on the
-    export worker.
+    Every operation is O(1) amortized (eviction pops from the front of an ordered dict). An
+    app thread's records go into a lock-free inbox; the threads that read (the export worker)
+    or feed batches file them under one short lock. Nothing waits but :meth:`await_records`,
+    on the export worker.
     """
 
     def __init__(
@@ -163,39 +172,50 @@ class LogRecordJoin:
     @property
     def held(self) -> int:
         """Records held now."""
-        return self._state.held_records
+        state = self._state
+        with state.lock:
+            self._file(state, [])
+            return state.held_records
 
     def keep(self, records: Iterable[Any]) -> None:
         """Keep the content records among ``records`` (the SDK's log record wrappers), as
-        they are emitted. Never raises on what the SDK hands over; ignores the rest."""
-        self._keep(records, batch_started_ns=None)
+        they are emitted, on the app's thread: no lock. Never raises on what the SDK hands
+        over; ignores the rest."""
+        found = [kept for record in records if (kept := _kept_record(record)) is not None]
+        if found:
+            self._state.inbox.put(found)
 
     def keep_batch(self, records: Iterable[Any]) -> None:
-        """:meth:`keep` for a batch from a batched feed, which began now."""
-        self._keep(records, batch_started_ns=time.time_ns())
-
-    def _keep(self, records: Iterable[Any], batch_started_ns: int | None) -> None:
-        # Read outside the lock: an app thread emitting holds it only to file the events.
+        """:meth:`keep` for a batch from a batched feed (its own thread), which began now."""
         found = [kept for record in records if (kept := _kept_record(record)) is not None]
-        now = self._clock()
         state = self._state
         with state.lock:
-            for key, event, scope in found:
-                if key is None:
-                    state.unmatched += 1
-                    continue
-                held = state.held.get(key)
-                if held is None:
-                    state.held[key] = _Held([event], now)
-                else:
-                    held.events.append(event)
-                state.held_records += 1
-                if scope is not None and len(state.scopes) < _MAX_SCOPES:
-                    state.scopes.add(scope)
-            self._evict(state, now)
-            if batch_started_ns is not None:
-                state.last_batch_started_ns = max(state.last_batch_started_ns, batch_started_ns)
+            self._file(state, found)
+            state.last_batch_started_ns = max(state.last_batch_started_ns, time.time_ns())
             state.arrived.notify_all()
+
+    def _file(self, state: _JoinState, found: list[_Kept]) -> None:
+        """File ``found`` and what the inbox holds, then evict; under the lock."""
+        batches = [found]
+        while True:
+            try:
+                batches.append(state.inbox.get_nowait())
+            except queue.Empty:
+                break
+        now = self._clock()
+        for key, event, scope in itertools.chain.from_iterable(batches):
+            if key is None:
+                state.unmatched += 1
+                continue
+            held = state.held.get(key)
+            if held is None:
+                state.held[key] = _Held([event], now)
+            else:
+                held.events.append(event)
+            state.held_records += 1
+            if scope is not None and len(state.scopes) < _MAX_SCOPES:
+                state.scopes.add(scope)
+        self._evict(state, now)
 
     def _evict(self, state: _JoinState, now: float) -> None:
         oldest_kept = now - self._max_age
@@ -214,8 +234,8 @@ class LogRecordJoin:
             return ()
         state = self._state
         with state.lock:
+            self._file(state, [])
             held = state.held.pop(key, None)
-            self._evict(state, self._clock())
             if held is None:
                 return ()
             state.held_records -= len(held.events)
@@ -235,6 +255,7 @@ class LogRecordJoin:
         if not state.batched_feeds or not spans:
             return
         with state.lock:
+            self._file(state, [])
             latest_end = self._latest_end_awaited(state, spans)
             if latest_end is None:
                 return

@@ -381,7 +381,9 @@ def _usage(reader: _SpanReader) -> dict[str, LLMUsageSchema] | None:
         cache_creation_input_tokens=cache_write,
         **extra,
     )
-    model = reader.peek_str(KEYS.model) or UNKNOWN_MODEL
+    # The usage key is a model name, any text: bounded like an op name, so no attribute can
+    # make the summary, which is never cut, too large.
+    model = (reader.peek_str(KEYS.model) or UNKNOWN_MODEL)[:OP_NAME_MAX_LENGTH]
     return {model: usage}
 
 
@@ -443,7 +445,7 @@ def _llm_content(
     """A model call's inputs and output in the OpenAI chat shape Weave's chat view reads;
     content in no shape it knows stays as it came, by the rules of any other call."""
     found_inputs = reader.take_content((*KEYS.llm_inputs, *KEYS.inputs))
-    found_output = reader.take_content((*KEYS.llm_outputs, *KEYS.outputs))
+    found_output = _vercel_reply(reader) or reader.take_content((*KEYS.llm_outputs, *KEYS.outputs))
     if _lacks_tool_arguments(found_output):
         # smolagents' OpenInference messages name a tool call but leave out its arguments,
         # which only its raw output holds.
@@ -487,6 +489,21 @@ def _llm_content(
         created=_created(span),
     )
     return inputs, found_output if completion is None else completion
+
+
+_VERCEL_REPLY_KEYS = ("ai.response.text", "ai.response.toolCalls")
+
+
+def _vercel_reply(reader: _SpanReader) -> dict[str, Any] | None:
+    """The Vercel AI SDK's reply, which it splits into its text and its tool calls, as one
+    assistant message."""
+    if not any(key in reader.attributes for key in _VERCEL_REPLY_KEYS):
+        return None
+    text, tool_calls = (reader.take_content((key,)) for key in _VERCEL_REPLY_KEYS)
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls is not None:
+        message["tool_calls"] = tool_calls
+    return message
 
 
 _RAW_OUTPUTS = tuple(key for key in KEYS.outputs if key not in KEYS.llm_outputs)

@@ -1,8 +1,9 @@
 """The export pipeline, composed in one place: what happens to a batch of finished spans.
 
-Per span, on the export worker: **select → map → redact → roll up**. Per batch of calls:
-**fit to size → (spool, opt-in) → write mode (auto-upgrade; packing) → split on 413/422 →
-retry → one HTTP attempt**. Both the processor and the exporter drive this; it never raises.
+Per span, on the export worker: **select → map → redact → roll up** (with the thread its start
+showed and its content log records). Per batch of calls: **op refs → fit to size → (spool,
+opt-in) → write mode (auto-upgrade; packing) → split on 413/422 → retry → one HTTP attempt**.
+Both the processor and the exporter drive this; it never raises.
 Reporting losses (``on_drop``, the warning) is theirs: only they know every counter.
 """
 
@@ -101,7 +102,9 @@ class ExportPipeline:
             settings.rollup_max_age_seconds,
             on_evict=lambda count: self._counter.add("rollup_parents_evicted", count),
         )
-        # Each batch of calls, in _deliver (built from the wire up):
+        # Each batch of calls, in export_batch:
+        #   OpRefs          op refs: each call's op_name a ref to its op (below)
+        # then in _deliver (built from the wire up):
         #   FitToSize       fit to size: cut the largest fields of a call over the limit
         #   Spooling        (opt-in) keep on disk what the rest gives up on, re-send it later
         #   write_mode_for  write mode: AutoUpgrade over CallEndWriter and, for the batched

@@ -536,9 +536,9 @@ def _validated(model: type[_Model], body: bytes) -> _Model:
 def _require_lowercase_ids(
     call: StartedCallSchemaForInsert | EndedCallSchemaForInsert | CompletedCallSchemaForInsert,
 ) -> None:
-    ids: dict[str, str | None] = {"id": call.id}
+    ids: dict[str, str | None] = {"id": call.id, "trace_id": call.trace_id}
     if not isinstance(call, EndedCallSchemaForInsert):
-        ids |= {"trace_id": call.trace_id, "parent_id": call.parent_id}
+        ids["parent_id"] = call.parent_id
     for name, value in ids.items():
         if value is not None and value != value.lower():
             reason = f"{name} must be lowercase, got {value!r}"
