@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from opentelemetry.exporter.weave._sanitize import safe_json_from
+
 __all__ = [
     "ContentEvent",
     "chat_completion",
@@ -69,12 +71,9 @@ _BLOCK_KEYS = {"text", "toolUse", "toolResult", "reasoningContent", "image", "me
 
 
 def _decoded(value: Any) -> Any:
-    """JSON text as the value it holds; anything else as it is."""
+    """JSON text as the (JSON-safe, bounded) value it holds; anything else as it is."""
     if isinstance(value, str) and value[:1] in ("[", "{"):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
+        return safe_json_from(value)
     return value
 
 
@@ -113,7 +112,7 @@ def _arguments_text(arguments: Any) -> str:
     if isinstance(arguments, str):
         try:
             json.loads(arguments)
-        except ValueError:
+        except (ValueError, RecursionError):  # deeper than the decoder goes: kept as text
             return json.dumps(arguments, ensure_ascii=False)
         return arguments
     return json.dumps(arguments, ensure_ascii=False, default=str)
