@@ -16,14 +16,12 @@ Each answer has its own message id (``msg_canned_<n>``), as two requests never s
 
 from __future__ import annotations
 
-import itertools
 import json
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
+
+from .canned_server import CannedHandler, CannedServer, sse_event
 
 RESPONSE_MODEL = "claude-haiku-4-5-20251001"
 REPLY = "It is sunny and 21 degrees in Paris."
@@ -33,47 +31,13 @@ TOOL_USE_USAGE = {"input_tokens": 31, "output_tokens": 12}
 REPLY_USAGE = {"input_tokens": 57, "output_tokens": 15}
 FAIL_TRIGGER = "FAIL"
 ERROR_MESSAGE = "The canned Anthropic server refuses this request on purpose."
-_POLL_INTERVAL_S = 0.05
 
 
-class CannedAnthropic:
-    """The server: a ``with`` block; ``requests`` logs the request bodies in arrival order."""
+class CannedAnthropic(CannedServer):
+    """The server: a ``with`` block; ``base_url`` is what ``anthropic.Anthropic`` takes."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self._ids = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.canned = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": _POLL_INTERVAL_S},
-            name="canned-anthropic",
-            daemon=True,
-        )
-
-    @property
-    def base_url(self) -> str:
-        """What to pass as ``anthropic.Anthropic(base_url=...)``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def next_message_id(self) -> str:
-        return f"msg_canned_{next(self._ids):04d}"
-
-    def __enter__(self) -> CannedAnthropic:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._thread.join()
-        self._server.server_close()
+        super().__init__(_Handler, name="canned-anthropic", id_format="msg_canned_{:04d}")
 
 
 def _texts(messages: Any) -> Iterator[str]:
@@ -177,56 +141,28 @@ def stream_events(message: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]
     yield "message_stop", {"type": "message_stop"}
 
 
-def error_body() -> dict[str, Any]:
-    return {
-        "type": "error",
-        "error": {"type": "invalid_request_error", "message": ERROR_MESSAGE},
-    }
+_ERROR_TYPES = {
+    HTTPStatus.BAD_REQUEST: "invalid_request_error",
+    HTTPStatus.NOT_FOUND: "not_found_error",
+}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(CannedHandler):
     server_version = "CannedAnthropic/1.0"
+    reply_headers: ClassVar[Mapping[str, str]] = {"request-id": "req_canned"}
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError:
-            self._send_json(HTTPStatus.BAD_REQUEST, error_body())
-            return
-        if self.path.split("?")[0].rstrip("/") != "/v1/messages" or not isinstance(body, dict):
-            self._send_json(HTTPStatus.NOT_FOUND, {"type": "error", "error": {"type": "not_found"}})
-            return
-        canned: CannedAnthropic = self.server.canned  # type: ignore[attr-defined]
-        canned.requests.append(body)
+    def serves(self, route: str) -> bool:
+        return route.rstrip("/") == "/v1/messages"
+
+    def error_body(self, status: HTTPStatus, message: str) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": _ERROR_TYPES[status], "message": message}}
+
+    def answer(self, route: str, body: dict[str, Any]) -> None:
         if any(FAIL_TRIGGER in text for text in _texts(body.get("messages"))):
-            self._send_json(HTTPStatus.BAD_REQUEST, error_body())
+            self.send_error_body(HTTPStatus.BAD_REQUEST, ERROR_MESSAGE)
             return
-        message = answer(body, canned.next_message_id())
+        message = answer(body, self.canned.next_id())
         if body.get("stream"):
-            self._send_stream(stream_events(message))
+            self.send_events(sse_event(data, event=name) for name, data in stream_events(message))
         else:
-            self._send_json(HTTPStatus.OK, message)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the scenarios print what they mean to."""
-
-    def _send_json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("request-id", "req_canned")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _send_stream(self, events: Iterator[tuple[str, dict[str, Any]]]) -> None:
-        # HTTP/1.0 without Content-Length: the body ends when the connection closes.
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("request-id", "req_canned")
-        self.end_headers()
-        for name, data in events:
-            self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
-            self.wfile.flush()
-        self.close_connection = True
+            self.send_json(HTTPStatus.OK, message)

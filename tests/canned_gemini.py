@@ -16,14 +16,11 @@ Each answer has its own ``responseId`` (``canned-gemini-<n>``).
 
 from __future__ import annotations
 
-import itertools
-import json
-import threading
 from collections.abc import Iterator
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from .canned_server import CannedHandler, CannedServer, sse_event
 
 RESPONSE_MODEL = "gemini-2.5-flash-001"
 REPLY = "It is sunny and 21 degrees in Paris."
@@ -32,47 +29,14 @@ CALL_USAGE = {"promptTokenCount": 24, "candidatesTokenCount": 6, "totalTokenCoun
 REPLY_USAGE = {"promptTokenCount": 41, "candidatesTokenCount": 11, "totalTokenCount": 52}
 FAIL_TRIGGER = "FAIL"
 ERROR_MESSAGE = "The canned Gemini server refuses this request on purpose."
-_POLL_INTERVAL_S = 0.05
+_STREAM_ROUTE_SUFFIX = ":streamGenerateContent"
 
 
-class CannedGemini:
-    """The server: a ``with`` block; ``requests`` logs (path, body) in arrival order."""
+class CannedGemini(CannedServer):
+    """The server: a ``with`` block; ``base_url`` goes in ``genai.Client``'s ``http_options``."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, Any]]] = []
-        self._ids = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.canned = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": _POLL_INTERVAL_S},
-            name="canned-gemini",
-            daemon=True,
-        )
-
-    @property
-    def base_url(self) -> str:
-        """What to pass as ``genai.Client(http_options={"base_url": ...})``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def next_response_id(self) -> str:
-        return f"canned-gemini-{next(self._ids):04d}"
-
-    def __enter__(self) -> CannedGemini:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._thread.join()
-        self._server.server_close()
+        super().__init__(_Handler, name="canned-gemini", id_format="canned-gemini-{:04d}")
 
 
 def _parts(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -129,54 +93,25 @@ def stream_responses(
         yield response([{"text": piece}], usage if last else None, response_id, done=last)
 
 
-def error_body() -> dict[str, Any]:
-    return {"error": {"code": 400, "message": ERROR_MESSAGE, "status": "INVALID_ARGUMENT"}}
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(CannedHandler):
     server_version = "CannedGemini/1.0"
+    json_content_type = "application/json; charset=UTF-8"
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except ValueError:
-            self._send_json(HTTPStatus.BAD_REQUEST, error_body())
-            return
-        route = self.path.split("?")[0]
-        streaming = route.endswith(":streamGenerateContent")
-        if not (streaming or route.endswith(":generateContent")) or not isinstance(body, dict):
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": {"code": 404, "message": route}})
-            return
-        canned: CannedGemini = self.server.canned  # type: ignore[attr-defined]
-        canned.requests.append((self.path, body))
+    def serves(self, route: str) -> bool:
+        return route.endswith((_STREAM_ROUTE_SUFFIX, ":generateContent"))
+
+    def error_body(self, status: HTTPStatus, message: str) -> dict[str, Any]:
+        state = "INVALID_ARGUMENT" if status == HTTPStatus.BAD_REQUEST else status.name
+        return {"error": {"code": int(status), "message": message, "status": state}}
+
+    def answer(self, route: str, body: dict[str, Any]) -> None:
         if any(FAIL_TRIGGER in str(part.get("text", "")) for part in _parts(body)):
-            self._send_json(HTTPStatus.BAD_REQUEST, error_body())
+            self.send_error_body(HTTPStatus.BAD_REQUEST, ERROR_MESSAGE)
             return
         parts, usage = answer_parts(body)
-        response_id = canned.next_response_id()
-        if streaming:
-            self._send_stream(stream_responses(parts, usage, response_id))
+        response_id = self.canned.next_id()
+        if route.endswith(_STREAM_ROUTE_SUFFIX):
+            chunks = stream_responses(parts, usage, response_id)
+            self.send_events(sse_event(chunk, newline="\r\n") for chunk in chunks)
         else:
-            self._send_json(HTTPStatus.OK, response(parts, usage, response_id, done=True))
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the scenarios print what they mean to."""
-
-    def _send_json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _send_stream(self, chunks: Iterator[dict[str, Any]]) -> None:
-        # HTTP/1.0 without Content-Length: the body ends when the connection closes.
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        for chunk in chunks:
-            self.wfile.write(f"data: {json.dumps(chunk)}\r\n\r\n".encode())
-            self.wfile.flush()
-        self.close_connection = True
+            self.send_json(HTTPStatus.OK, response(parts, usage, response_id, done=True))

@@ -179,3 +179,16 @@ def assert_chat_shaped(call: dict[str, Any]) -> None:
     errors = chat_errors(call)
     if errors:
         raise AssertionError("not chat-shaped:\n  " + "\n  ".join(errors))
+
+
+def recorded_chat_errors(call: dict[str, Any]) -> list[str]:
+    """``chat_errors`` for what the call recorded: no complaint of a missing prompt or reply
+    its instrumentation did not capture, but what was recorded must be in the chat shape."""
+    inputs = call.get("inputs")
+    if not (isinstance(inputs, dict) and "messages" in inputs):
+        output = call.get("output")
+        return [] if output is None else _output_errors(output)
+    errors = chat_errors(call)
+    if call.get("output") is None:
+        errors = [error for error in errors if not error.startswith("output is null")]
+    return errors

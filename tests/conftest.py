@@ -13,9 +13,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 
+from opentelemetry.exporter.weave import _pipeline
+from opentelemetry.exporter.weave._call import WeaveCall
 from opentelemetry.exporter.weave._transport import HttpAttempt, PostResult
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
+from .chat_oracle import recorded_chat_errors
 from .helpers import API_KEY, Record, contract_errors, make_tracer
 
 # In CI the property-based tests run the same examples every time: a red build is reproducible.
@@ -49,6 +52,25 @@ def contract_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     monkeypatch.setattr(HttpAttempt, "post", checked_post)
     yield violations
     assert violations == [], "bodies that break the contract were sent"
+
+
+@pytest.fixture(autouse=True)
+def chat_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every LLM call the pipeline maps in any test, of any convention, must be chat-shaped in
+    what it recorded (``tests/chat_oracle.py``: Weave's chat-view rules)."""
+    problems: list[str] = []
+    original_map = _pipeline.span_to_call
+
+    def checked_map(span: ReadableSpan, *args: Any, **kwargs: Any) -> WeaveCall:
+        call = original_map(span, *args, **kwargs)
+        if call.facts.kind == "llm":
+            stored = {**json.loads(call.start_json), **json.loads(call.end_json)}
+            problems.extend(f"{span.name}: {error}" for error in recorded_chat_errors(stored))
+        return call
+
+    monkeypatch.setattr(_pipeline, "span_to_call", checked_map)
+    yield problems
+    assert problems == [], "LLM calls that Weave's chat view would not show were mapped"
 
 
 @pytest.fixture

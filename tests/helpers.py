@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +34,9 @@ from opentelemetry.exporter.weave._pipeline import BatchReport
 from opentelemetry.exporter.weave._retry import RetryPolicy
 from opentelemetry.exporter.weave._stats import ExportStats
 from opentelemetry.exporter.weave._transport import PostResult
+from opentelemetry.exporter.weave.testing import LocalWeaveServer
+
+from .chat_oracle import chat_errors
 
 API_KEY = "test-secret-key-0123456789"
 PROJECT = "test-entity/test-project"
@@ -472,3 +475,112 @@ def children_of(calls: Sequence[Mapping[str, Any]], parent: Mapping[str, Any]) -
 def trace_of(calls: Sequence[Mapping[str, Any]], call: Mapping[str, Any]) -> list[Any]:
     """Every call of ``call``'s trace but ``call`` itself."""
     return [c for c in calls if c["trace_id"] == call["trace_id"] and c["id"] != call["id"]]
+
+
+Call = dict[str, Any]
+"""A stored call, start and end fields merged (``LocalWeaveServer.calls()``)."""
+MembersOf = Callable[[Sequence[Mapping[str, Any]], Mapping[str, Any]], list[Any]]
+"""Which calls belong to a call: ``trace_of``, ``children_of``."""
+
+
+def scenario_calls_fixture(environment: str, project: str) -> Any:
+    """A module-scoped fixture ``calls``: the stored calls of one run of
+    ``tests/frameworks/scenario_<environment>.py``, which every test of the module reads (the
+    run takes seconds). Assign it in the module: ``calls = scenario_calls_fixture(...)``.
+    """
+
+    @pytest.fixture(scope="module", name="calls")
+    def calls() -> Iterator[list[Call]]:
+        with LocalWeaveServer(api_key=API_KEY) as receiver:
+            yield calls_of_run(receiver, environment, project)
+
+    return calls
+
+
+def calls_of_run(
+    receiver: LocalWeaveServer, environment: str, project: str, **env_overrides: str
+) -> list[Call]:
+    """Runs ``scenario_<environment>`` (``run_scenario``) into ``receiver`` under ``project``:
+    the calls it stored there, in start order."""
+    run_scenario(
+        environment, f"scenario_{environment}", receiver.url, WEAVE_PROJECT=project, **env_overrides
+    )
+    return sorted(receiver.calls(project), key=lambda call: call["started_at"])
+
+
+def roots_named(calls: Sequence[Mapping[str, Any]], *span_names: str) -> list[Any]:
+    """The root calls (no parent) of spans with these names, in start order."""
+    return [c for c in calls_named(calls, *span_names) if c["parent_id"] is None]
+
+
+def as_text(value: Any) -> str:
+    """``value`` as JSON text, to look for a string anywhere in it."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def token_usage(
+    input_tokens: int, output_tokens: int, total_tokens: int | None = None, *, requests: int = 1
+) -> dict[str, int]:
+    """One model's entry in ``usage_by_model``; the total is the sum unless given."""
+    total = input_tokens + output_tokens if total_tokens is None else total_tokens
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": total,
+        "requests": requests,
+    }
+
+
+def assert_all_chat_shaped(llm_calls: Sequence[Call], count: int) -> None:
+    """There are ``count`` LLM calls, and each is an OpenAI chat (``chat_errors``)."""
+    assert len(llm_calls) == count
+    not_chats = {call["id"]: errors for call in llm_calls if (errors := chat_errors(call))}
+    assert not_chats == {}
+
+
+def display_names(calls: Sequence[Mapping[str, Any]], span_name: str) -> set[str]:
+    """The display names of the calls of spans named ``span_name``."""
+    return {c["display_name"] for c in calls_named(calls, span_name)}
+
+
+def assert_usage_per_call(
+    llm_calls: Sequence[Mapping[str, Any]], model: str, usages: Sequence[tuple[int, int]]
+) -> None:
+    """The LLM calls' own usage, in start order: one request of (input, output) tokens each."""
+    assert [usage_by_model(c) for c in llm_calls] == [{model: token_usage(i, o)} for i, o in usages]
+
+
+def assert_roots_sum_their_llm_calls(
+    calls: Sequence[Mapping[str, Any]],
+    roots: Sequence[Mapping[str, Any]],
+    llm_span: str,
+    members_of: MembersOf = trace_of,
+) -> None:
+    """Each root's usage is the sum of the ``llm_span`` calls ``members_of`` it, no more."""
+    for root in roots:
+        llm_calls = calls_named(members_of(calls, root), llm_span)
+        assert usage_by_model(root) == summed_usage(llm_calls), root["attributes"]
+
+
+def error_count(call: Mapping[str, Any]) -> int:
+    """How many calls of the subtree failed (``summary.status_counts.error``)."""
+    return int(call["summary"]["status_counts"].get("error", 0))
+
+
+def assert_one_kind(calls: Sequence[Mapping[str, Any]], kind: str | None) -> None:
+    """There are calls, and every one has the Weave kind ``kind``."""
+    assert calls
+    assert {weave_kind(c) for c in calls} == {kind}, calls[0]["attributes"]
+
+
+def assert_thread_of_turns(
+    calls: Sequence[Mapping[str, Any]],
+    turns: Sequence[Mapping[str, Any]],
+    thread_id: str,
+    members_of: MembersOf = trace_of,
+) -> None:
+    """Each of ``turns`` is a turn of ``thread_id``, and so is every call ``members_of`` it."""
+    assert [(t["thread_id"], t["turn_id"]) for t in turns] == [(thread_id, t["id"]) for t in turns]
+    for turn in turns:
+        members = {(c["thread_id"], c["turn_id"]) for c in members_of(calls, turn)}
+        assert members == {(thread_id, turn["id"])}

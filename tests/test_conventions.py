@@ -9,13 +9,18 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
 
 from opentelemetry.exporter.weave._conventions import KEYS
 from opentelemetry.exporter.weave._selection import is_genai_span
 
-from .chat_oracle import chat_errors
-from .helpers import Record
+from .chat_oracle import chat_errors, recorded_chat_errors
+from .helpers import Record, make_tracer
 from .test_mapping import one_span, wire
 
 USER = {"role": "user", "content": "What is the capital of France?"}
@@ -662,3 +667,42 @@ def test_vercel_model_call_reply_with_text_and_tool_calls(record_spans: Record) 
     assert (call["id"], call["function"]["name"]) == ("call_1", "weather")
     assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
     assert choice["finish_reason"] == "tool-calls"
+
+
+def record_one(attributes: dict[str, Any]) -> ReadableSpan:
+    """One finished span (hypothesis reruns a test: no function-scoped fixture)."""
+    memory = InMemorySpanExporter()
+    provider, tracer = make_tracer(SimpleSpanProcessor(memory))
+    with tracer.start_as_current_span("chat", attributes=attributes):
+        pass
+    provider.shutdown()
+    (span,) = memory.get_finished_spans()
+    return span
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["role", "content", "parts", "type", "text", "tool_calls", "x"]),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inputs=_JSON, output=_JSON, as_text=st.booleans())
+def test_any_content_of_a_model_call_is_chat_shaped(
+    inputs: Any, output: Any, as_text: bool
+) -> None:
+    """The chat view shows every LLM call that recorded content, whatever its shape."""
+    attributes: dict[str, Any] = {"gen_ai.operation.name": "chat"}
+    for key, value in (("gen_ai.input.messages", inputs), ("gen_ai.output.messages", output)):
+        if value is not None:
+            attributes[key] = json.dumps(value) if as_text else str(value)
+    start, end = wire(record_one(attributes))
+    assert recorded_chat_errors({**start, **end}) == []

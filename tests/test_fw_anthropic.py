@@ -29,9 +29,11 @@ from .canned_anthropic import (
 from .chat_oracle import chat_errors
 from .helpers import (
     Checklist,
+    as_text,
+    calls_of_run,
     exception_errors,
-    run_scenario,
     summed_usage,
+    token_usage,
     usage_by_model,
     weave_kind,
 )
@@ -46,8 +48,7 @@ TOOL_RESULT = "sunny, 21 degrees in Paris"
 
 
 def usage_entry(usage: dict[str, int]) -> dict[str, dict[str, int]]:
-    total = usage["input_tokens"] + usage["output_tokens"]
-    return {RESPONSE_MODEL: {**usage, "total_tokens": total, "requests": 1}}
+    return {RESPONSE_MODEL: token_usage(usage["input_tokens"], usage["output_tokens"])}
 
 
 def named(calls: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -57,24 +58,18 @@ def named(calls: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     )
 
 
-def text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
 @pytest.mark.parametrize("openllmetry_attributes", ["true"])
 def test_tool_runner_as_weave_shows_it(
     receiver: LocalWeaveServer, openllmetry_attributes: str
 ) -> None:
     project = f"test-entity/fw-anthropic-{openllmetry_attributes}"
-    run_scenario(
+    calls = calls_of_run(
+        receiver,
         "anthropic",
-        "scenario_anthropic",
-        receiver.url,
-        WEAVE_PROJECT=project,
+        project,
         WEAVE_TEST_CAPTURE="1",
         SCENARIO_OPENLLMETRY_ATTRIBUTES=openllmetry_attributes,
     )
-    calls = receiver.calls(project)
     checks = Checklist()
     runners, tools = named(calls, RUNNER), named(calls, TOOL)
     sdk, openllmetry = named(calls, SDK_LLM), named(calls, OPENLLMETRY_LLM)
@@ -116,7 +111,7 @@ def test_tool_runner_as_weave_shows_it(
         label = group[0]["display_name"]
         checks.check(
             f"{label}: question in first inputs.messages",
-            QUESTION in text(first["inputs"].get("messages")),
+            QUESTION in as_text(first["inputs"].get("messages")),
             first["inputs"],
         )
         tool_calls = [
@@ -135,11 +130,11 @@ def test_tool_runner_as_weave_shows_it(
         )
         checks.check(
             f"{label}: tool result in second inputs.messages",
-            TOOL_RESULT in text(second["inputs"].get("messages")),
+            TOOL_RESULT in as_text(second["inputs"].get("messages")),
             second["inputs"],
         )
         checks.check(
-            f"{label}: reply in second output", REPLY in text(second["output"]), second["output"]
+            f"{label}: reply in second output", REPLY in as_text(second["output"]), second["output"]
         )
         checks.equal(
             f"{label}: usage of the tool-use request",
@@ -150,21 +145,16 @@ def test_tool_runner_as_weave_shows_it(
             f"{label}: usage of the final request", usage_by_model(second), usage_entry(REPLY_USAGE)
         )
     for call in tools:
-        checks.check("tool arguments in inputs", "Paris" in text(call["inputs"]), call["inputs"])
-        checks.check("tool result in output", TOOL_RESULT in text(call["output"]), call["output"])
+        checks.check("tool arguments in inputs", "Paris" in as_text(call["inputs"]), call["inputs"])
+        checks.check(
+            "tool result in output", TOOL_RESULT in as_text(call["output"]), call["output"]
+        )
 
     expected_root = summed_usage([call for call in run_llm if call["display_name"] == SDK_LLM])
     checks.equal(
         "runner usage: each request once (same gen_ai.response.id), no phantom requests",
         usage_by_model(runner),
-        {
-            RESPONSE_MODEL: {
-                "input_tokens": 88,
-                "output_tokens": 27,
-                "total_tokens": 115,
-                "requests": 2,
-            }
-        },
+        {RESPONSE_MODEL: token_usage(88, 27, 115, requests=2)},
     )
     checks.equal("sum of the SDK's LLM calls is that usage", usage_by_model(runner), expected_root)
     checks.equal(
@@ -181,7 +171,7 @@ def test_tool_runner_as_weave_shows_it(
             {"success": 0, "error": 1},
         )
         checks.check(f"{label}: no usage", not call["summary"].get("usage"), call["summary"])
-        checks.check(f"{label}: prompt kept", "FAIL" in text(call["inputs"]), call["inputs"])
+        checks.check(f"{label}: prompt kept", "FAIL" in as_text(call["inputs"]), call["inputs"])
     for call in named(failed, OPENLLMETRY_LLM):
         checks.equal(
             "refused anthropic.chat: exception JSON with frames",
@@ -194,7 +184,7 @@ def test_tool_runner_as_weave_shows_it(
             "refused anthropic.messages.create: exception JSON (type, message, traceback list)",
             isinstance(exception.get("type"), str)
             and isinstance(exception.get("traceback"), list)
-            and "invalid_request_error" in text(exception),
+            and "invalid_request_error" in as_text(exception),
             call["exception"],
         )
 

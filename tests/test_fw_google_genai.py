@@ -17,38 +17,31 @@ from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
 from .canned_gemini import ERROR_MESSAGE, REPLY, REPLY_USAGE, RESPONSE_MODEL
 from .chat_oracle import chat_errors
-from .helpers import Checklist, run_scenario, usage_by_model, weave_kind
+from .helpers import Checklist, as_text, calls_of_run, token_usage, usage_by_model, weave_kind
 
 QUESTION = "What is the weather in Paris?"
 LLM = "generate_content gemini-2.5-flash"
 TOOL_RESULT = "sunny, 21 degrees in Paris"
 FINAL_USAGE = {
-    RESPONSE_MODEL: {
-        "input_tokens": REPLY_USAGE["promptTokenCount"],
-        "output_tokens": REPLY_USAGE["candidatesTokenCount"],
-        "total_tokens": REPLY_USAGE["totalTokenCount"],
-        "requests": 1,
-    }
+    RESPONSE_MODEL: token_usage(
+        REPLY_USAGE["promptTokenCount"],
+        REPLY_USAGE["candidatesTokenCount"],
+        REPLY_USAGE["totalTokenCount"],
+    )
 }
-
-
-def text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
 
 
 @pytest.mark.parametrize("content_mode", ["SPAN_ONLY", "EVENT_ONLY"])
 def test_generate_content_as_weave_shows_it(receiver: LocalWeaveServer, content_mode: str) -> None:
     project = f"test-entity/fw-google-genai-{content_mode.lower()}"
-    run_scenario(
+    calls = calls_of_run(
+        receiver,
         "google_genai",
-        "scenario_google_genai",
-        receiver.url,
-        WEAVE_PROJECT=project,
+        project,
         WEAVE_TEST_CAPTURE="1",
         OTEL_SEMCONV_STABILITY_OPT_IN="gen_ai_latest_experimental",
         OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=content_mode,
     )
-    calls = sorted(receiver.calls(project), key=lambda call: call["started_at"])
     by_name: dict[str, list[dict[str, Any]]] = {}
     for call in calls:
         by_name.setdefault(call["display_name"], []).append(call)
@@ -71,16 +64,18 @@ def test_generate_content_as_weave_shows_it(receiver: LocalWeaveServer, content_
     checks.equal("chat-shaped refused call", chat_errors(refused), [])
     checks.check(
         "question in inputs.messages",
-        QUESTION in text(llm["inputs"].get("messages")),
+        QUESTION in as_text(llm["inputs"].get("messages")),
         llm["inputs"],
     )
-    checks.check("reply in output", REPLY in text(llm["output"]), llm["output"])
+    checks.check("reply in output", REPLY in as_text(llm["output"]), llm["output"])
     checks.equal("request parameter beside messages", llm["inputs"].get("temperature"), 0.2)
     if content_mode == "SPAN_ONLY":
         # In EVENT_ONLY mode the instrumentation records a tool's arguments and result nowhere:
         # not on its span, not on a log record.
-        checks.check("tool arguments in inputs", "Paris" in text(tool["inputs"]), tool["inputs"])
-        checks.check("tool result in output", TOOL_RESULT in text(tool["output"]), tool["output"])
+        checks.check("tool arguments in inputs", "Paris" in as_text(tool["inputs"]), tool["inputs"])
+        checks.check(
+            "tool result in output", TOOL_RESULT in as_text(tool["output"]), tool["output"]
+        )
     checks.equal("LLM usage by response model", usage_by_model(llm), FINAL_USAGE)
     checks.equal("root usage = its LLM call's", usage_by_model(root), FINAL_USAGE)
     checks.equal(
@@ -89,9 +84,9 @@ def test_generate_content_as_weave_shows_it(receiver: LocalWeaveServer, content_
     exception = json.loads(refused["exception"] or "{}")
     checks.check(
         "refused: exception JSON with the API's message and a traceback list",
-        ERROR_MESSAGE in text(exception) and isinstance(exception.get("traceback"), list),
+        ERROR_MESSAGE in as_text(exception) and isinstance(exception.get("traceback"), list),
         refused["exception"],
     )
-    checks.check("refused: prompt kept", "FAIL" in text(refused["inputs"]), refused["inputs"])
+    checks.check("refused: prompt kept", "FAIL" in as_text(refused["inputs"]), refused["inputs"])
     checks.check("refused: no usage", not refused["summary"].get("usage"), refused["summary"])
     checks.assert_all()

@@ -10,25 +10,26 @@ model request is refused (HTTP 400). Each trace is
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from opentelemetry.exporter.weave.testing import LocalWeaveServer
-
-from .chat_oracle import chat_errors
 from .helpers import (
-    API_KEY,
+    Call,
+    assert_all_chat_shaped,
+    assert_one_kind,
+    assert_roots_sum_their_llm_calls,
+    assert_thread_of_turns,
     calls_named,
     children_of,
+    display_names,
+    error_count,
     exception_errors,
     op_matches,
-    run_scenario,
-    summed_usage,
+    roots_named,
+    scenario_calls_fixture,
+    token_usage,
     trace_of,
     usage_by_model,
-    weave_kind,
 )
 from .openai_server import ERROR_MESSAGE, REPLY, TOOL_ARGUMENT, USAGE
 
@@ -42,27 +43,15 @@ TURN_SPAN = "turn"
 LLM_SPAN = "generation"
 TOOL_SPAN = "get_weather"
 # The canned server reports the same usage for every answer, the tool call and the reply.
-ONE_REQUEST = {
-    "input_tokens": USAGE["prompt_tokens"],
-    "output_tokens": USAGE["completion_tokens"],
-    "total_tokens": USAGE["total_tokens"],
-    "requests": 1,
-}
+ONE_REQUEST = token_usage(USAGE["prompt_tokens"], USAGE["completion_tokens"], USAGE["total_tokens"])
 REFUSAL = ERROR_MESSAGE
 
-Call = dict[str, Any]
 
-
-@pytest.fixture(scope="module")
-def calls() -> Iterator[list[Call]]:
-    """The stored calls of one scenario run (module-wide: the run takes seconds)."""
-    with LocalWeaveServer(api_key=API_KEY) as receiver:
-        run_scenario("openai_agents", "scenario_openai_agents", receiver.url, WEAVE_PROJECT=PROJECT)
-        yield receiver.calls(PROJECT)
+calls = scenario_calls_fixture("openai_agents", PROJECT)
 
 
 def roots(calls: list[Call]) -> list[Call]:
-    return [c for c in calls_named(calls, WORKFLOW_SPAN) if c["parent_id"] is None]
+    return roots_named(calls, WORKFLOW_SPAN)
 
 
 def path_names(calls: list[Call], call: Call) -> list[str]:
@@ -95,9 +84,7 @@ def test_the_tree(calls: list[Call]) -> None:
     [(LLM_SPAN, "llm"), (TOOL_SPAN, "tool"), (AGENT_SPAN, "agent"), (TURN_SPAN, None)],
 )
 def test_kind(calls: list[Call], span_name: str, kind: str | None) -> None:
-    found = calls_named(calls, span_name)
-    assert found
-    assert {weave_kind(c) for c in found} == {kind}, found[0]["attributes"]
+    assert_one_kind(calls_named(calls, span_name), kind)
 
 
 @pytest.mark.parametrize(
@@ -105,13 +92,11 @@ def test_kind(calls: list[Call], span_name: str, kind: str | None) -> None:
     [(LLM_SPAN, LLM_SPAN), (TOOL_SPAN, TOOL_SPAN), (AGENT_SPAN, AGENT_SPAN)],
 )
 def test_display_name(calls: list[Call], span_name: str, display_name: str) -> None:
-    assert {c["display_name"] for c in calls_named(calls, span_name)} == {display_name}
+    assert display_names(calls, span_name) == {display_name}
 
 
 def test_every_llm_call_is_chat_shaped(calls: list[Call]) -> None:
-    llm_calls = calls_named(calls, LLM_SPAN)
-    assert len(llm_calls) == 3
-    assert {c["id"]: chat_errors(c) for c in llm_calls} == {c["id"]: [] for c in llm_calls}
+    assert_all_chat_shaped(calls_named(calls, LLM_SPAN), 3)
 
 
 def test_the_chat_holds_the_tool_call_result_and_answer(calls: list[Call]) -> None:
@@ -139,9 +124,7 @@ def test_usage_per_model_on_each_llm_call(calls: list[Call]) -> None:
 
 
 def test_root_usage_is_the_sum_of_its_llm_calls(calls: list[Call]) -> None:
-    for root in roots(calls):
-        llm_calls = calls_named(trace_of(calls, root), LLM_SPAN)
-        assert usage_by_model(root) == summed_usage(llm_calls)
+    assert_roots_sum_their_llm_calls(calls, roots(calls), LLM_SPAN)
     twice = {key: 2 * count for key, count in ONE_REQUEST.items()}
     assert usage_by_model(roots(calls)[0]) == {MODEL: twice}
 
@@ -152,13 +135,9 @@ def test_the_refused_request_fails_the_generation_and_the_agent(calls: list[Call
         (failed,) = calls_named(trace_of(calls, second), span_name)
         # No exception event: the error status's description is all there is.
         assert exception_errors(failed, None, REFUSAL, with_frames=False) == []
-    assert second["summary"]["status_counts"]["error"] >= 1
-    assert roots(calls)[0]["summary"]["status_counts"].get("error", 0) == 0
+    assert error_count(second) >= 1
+    assert error_count(roots(calls)[0]) == 0
 
 
 def test_the_session_is_one_thread_of_two_turns(calls: list[Call]) -> None:
-    turns = roots(calls)
-    assert [(t["thread_id"], t["turn_id"]) for t in turns] == [(SESSION_ID, t["id"]) for t in turns]
-    for turn in turns:
-        members = {(c["thread_id"], c["turn_id"]) for c in trace_of(calls, turn)}
-        assert members == {(SESSION_ID, turn["id"])}
+    assert_thread_of_turns(calls, roots(calls), SESSION_ID)

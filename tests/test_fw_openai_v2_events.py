@@ -9,12 +9,11 @@ make each LLM call chat-shaped with the prompt and the reply.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
 from .chat_oracle import chat_errors
-from .helpers import Checklist, run_scenario, usage_by_model, weave_kind
+from .helpers import Checklist, as_text, calls_of_run, token_usage, usage_by_model, weave_kind
 from .openai_server import ERROR_MESSAGE, REPLY, RESPONSE_MODEL, USAGE
 
 PROMPTS = (
@@ -24,31 +23,22 @@ PROMPTS = (
 SYSTEM_PROMPT = "Answer in one sentence."
 CHAT = "chat gpt-4o-mini"
 ONE_REQUEST = {
-    RESPONSE_MODEL: {
-        "input_tokens": USAGE["prompt_tokens"],
-        "output_tokens": USAGE["completion_tokens"],
-        "total_tokens": USAGE["total_tokens"],
-        "requests": 1,
-    }
+    RESPONSE_MODEL: token_usage(
+        USAGE["prompt_tokens"], USAGE["completion_tokens"], USAGE["total_tokens"]
+    )
 }
-
-
-def text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
 
 
 def test_event_only_content_reaches_the_llm_calls(receiver: LocalWeaveServer) -> None:
     project = "test-entity/fw-openai-v2-events"
-    run_scenario(
+    calls = calls_of_run(
+        receiver,
         "openai_v2_events",
-        "scenario_openai_v2_events",
-        receiver.url,
-        WEAVE_PROJECT=project,
+        project,
         WEAVE_TEST_CAPTURE="1",
         OTEL_SEMCONV_STABILITY_OPT_IN="gen_ai_latest_experimental",
         OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="event_only",
     )
-    calls = sorted(receiver.calls(project), key=lambda call: call["started_at"])
     checks = Checklist()
     roots = [call for call in calls if call["display_name"] == "ask_twice"]
     chats = [call for call in calls if call["display_name"] == CHAT]
@@ -70,7 +60,7 @@ def test_event_only_content_reaches_the_llm_calls(receiver: LocalWeaveServer) ->
             [(m.get("role"), m.get("content")) for m in messages],
             [("system", SYSTEM_PROMPT), ("user", prompt)],
         )
-        checks.check(f"{label}: reply in output", REPLY in text(call["output"]), call["output"])
+        checks.check(f"{label}: reply in output", REPLY in as_text(call["output"]), call["output"])
         checks.equal(f"{label}: usage by response model", usage_by_model(call), ONE_REQUEST)
     checks.equal("plain: temperature beside messages", plain["inputs"].get("temperature"), 0.3)
     checks.equal(
@@ -81,13 +71,13 @@ def test_event_only_content_reaches_the_llm_calls(receiver: LocalWeaveServer) ->
     checks.equal("refused: chat-shaped", chat_errors(refused), [])
     checks.check(
         "refused: prompt in inputs",
-        "FAIL" in text(refused["inputs"].get("messages")),
+        "FAIL" in as_text(refused["inputs"].get("messages")),
         refused["inputs"],
     )
     exception = json.loads(refused["exception"] or "{}")
     checks.check(
         "refused: exception JSON with message and traceback list",
-        ERROR_MESSAGE in text(exception) and isinstance(exception.get("traceback"), list),
+        ERROR_MESSAGE in as_text(exception) and isinstance(exception.get("traceback"), list),
         refused["exception"],
     )
     checks.equal(

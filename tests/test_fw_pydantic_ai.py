@@ -9,24 +9,25 @@ a two-turn conversation of ``weather_agent`` (format 5; turn 2's tool fails) and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from opentelemetry.exporter.weave.testing import LocalWeaveServer
-
-from .chat_oracle import chat_errors
 from .helpers import (
-    API_KEY,
+    Call,
+    assert_all_chat_shaped,
+    assert_one_kind,
+    assert_roots_sum_their_llm_calls,
+    assert_thread_of_turns,
     calls_named,
     children_of,
+    display_names,
+    error_count,
     exception_errors,
     op_matches,
-    run_scenario,
-    summed_usage,
+    roots_named,
+    scenario_calls_fixture,
+    token_usage,
     usage_by_model,
-    weave_kind,
 )
 
 PROJECT = "test-entity/fw-pydantic-ai"
@@ -37,22 +38,11 @@ LEGACY_AGENT_SPAN = "agent run"
 CHAT_SPAN = f"chat {MODEL}"
 TOOL_SPAN = "execute_tool get_weather"
 LEGACY_TOOL_SPAN = "running tool"
-TOOL_CALL_USAGE = {"input_tokens": 11, "output_tokens": 5, "total_tokens": 16, "requests": 1}
-ANSWER_USAGE = {"input_tokens": 20, "output_tokens": 4, "total_tokens": 24, "requests": 1}
-
-Call = dict[str, Any]
+TOOL_CALL_USAGE = token_usage(11, 5, 16)
+ANSWER_USAGE = token_usage(20, 4, 24)
 
 
-@pytest.fixture(scope="module")
-def calls() -> Iterator[list[Call]]:
-    """The stored calls of one scenario run (module-wide: the run takes seconds)."""
-    with LocalWeaveServer(api_key=API_KEY) as receiver:
-        run_scenario("pydantic_ai", "scenario_pydantic_ai", receiver.url, WEAVE_PROJECT=PROJECT)
-        yield receiver.calls(PROJECT)
-
-
-def roots(calls: list[Call], span_name: str) -> list[Call]:
-    return [c for c in calls_named(calls, span_name) if c["parent_id"] is None]
+calls = scenario_calls_fixture("pydantic_ai", PROJECT)
 
 
 def shape(calls: list[Call], expected: list[str]) -> list[str]:
@@ -65,8 +55,8 @@ def shape(calls: list[Call], expected: list[str]) -> list[str]:
 
 
 def test_the_tree_is_agent_over_chat_tool_chat(calls: list[Call]) -> None:
-    turns = roots(calls, AGENT_SPAN)
-    legacy = roots(calls, LEGACY_AGENT_SPAN)
+    turns = roots_named(calls, AGENT_SPAN)
+    legacy = roots_named(calls, LEGACY_AGENT_SPAN)
     assert (len(turns), len(legacy), len(calls)) == (2, 1, 11), [c["op_name"] for c in calls]
     first, failed, legacy_run = (children_of(calls, root) for root in (*turns, *legacy))
     assert shape(first, [CHAT_SPAN, TOOL_SPAN, CHAT_SPAN]) == [CHAT_SPAN, TOOL_SPAN, CHAT_SPAN]
@@ -86,9 +76,7 @@ def test_the_tree_is_agent_over_chat_tool_chat(calls: list[Call]) -> None:
     ],
 )
 def test_kind(calls: list[Call], span_name: str, kind: str) -> None:
-    found = calls_named(calls, span_name)
-    assert found
-    assert {weave_kind(c) for c in found} == {kind}, found[0]["attributes"]
+    assert_one_kind(calls_named(calls, span_name), kind)
 
 
 @pytest.mark.parametrize(
@@ -103,17 +91,15 @@ def test_kind(calls: list[Call], span_name: str, kind: str) -> None:
     ],
 )
 def test_display_name(calls: list[Call], span_name: str, display_name: str) -> None:
-    assert {c["display_name"] for c in calls_named(calls, span_name)} == {display_name}
+    assert display_names(calls, span_name) == {display_name}
 
 
 def test_every_llm_call_is_chat_shaped(calls: list[Call]) -> None:
-    llm_calls = calls_named(calls, CHAT_SPAN)
-    assert len(llm_calls) == 5
-    assert {c["id"]: chat_errors(c) for c in llm_calls} == {c["id"]: [] for c in llm_calls}
+    assert_all_chat_shaped(calls_named(calls, CHAT_SPAN), 5)
 
 
 def test_the_chat_holds_the_instructions_tool_call_result_and_answer(calls: list[Call]) -> None:
-    answer = children_of(calls, roots(calls, AGENT_SPAN)[0])[2]
+    answer = children_of(calls, roots_named(calls, AGENT_SPAN)[0])[2]
     messages = answer["inputs"]["messages"]
     assert messages[0] == {"role": "system", "content": "Answer in one sentence."}
     assert messages[1] == {"role": "user", "content": "What is the weather in Paris?"}
@@ -145,26 +131,18 @@ def test_usage_per_exact_model_on_each_llm_call(calls: list[Call]) -> None:
 
 @pytest.mark.parametrize("span_name", [AGENT_SPAN, LEGACY_AGENT_SPAN])
 def test_root_usage_is_the_sum_of_its_llm_calls(calls: list[Call], span_name: str) -> None:
-    for root in roots(calls, span_name):
-        llm_calls = calls_named(children_of(calls, root), CHAT_SPAN)
-        assert usage_by_model(root) == summed_usage(llm_calls), root["attributes"]
+    assert_roots_sum_their_llm_calls(calls, roots_named(calls, span_name), CHAT_SPAN, children_of)
 
 
 def test_a_failing_tool_fails_its_call_and_the_run(calls: list[Call]) -> None:
-    first, second = roots(calls, AGENT_SPAN)
+    first, second = roots_named(calls, AGENT_SPAN)
     failed_tool = calls_named(children_of(calls, second), TOOL_SPAN)[0]
     assert exception_errors(failed_tool, "LookupError", "no weather station in Atlantis") == []
     assert exception_errors(second, "LookupError", "no weather station in Atlantis") == []
-    assert second["summary"]["status_counts"]["error"] >= 1
+    assert error_count(second) >= 1
     assert first["exception"] is None
-    assert first["summary"]["status_counts"].get("error", 0) == 0
+    assert error_count(first) == 0
 
 
 def test_the_conversation_is_one_thread_of_two_turns(calls: list[Call]) -> None:
-    turns = roots(calls, AGENT_SPAN)
-    assert [(t["thread_id"], t["turn_id"]) for t in turns] == [
-        (CONVERSATION_ID, t["id"]) for t in turns
-    ]
-    for turn in turns:
-        members = {(c["thread_id"], c["turn_id"]) for c in children_of(calls, turn)}
-        assert members == {(CONVERSATION_ID, turn["id"])}
+    assert_thread_of_turns(calls, roots_named(calls, AGENT_SPAN), CONVERSATION_ID, children_of)

@@ -9,24 +9,26 @@ in turn 2 the tool refuses the city and the model answers after seeing the error
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from opentelemetry.exporter.weave.testing import LocalWeaveServer
-
-from .chat_oracle import chat_errors
 from .helpers import (
-    API_KEY,
+    Call,
+    assert_all_chat_shaped,
+    assert_one_kind,
+    assert_roots_sum_their_llm_calls,
+    assert_thread_of_turns,
+    assert_usage_per_call,
     calls_named,
     children_of,
+    display_names,
+    error_count,
     exception_errors,
-    run_scenario,
-    summed_usage,
+    roots_named,
+    scenario_calls_fixture,
+    token_usage,
     trace_of,
     usage_by_model,
-    weave_kind,
 )
 
 PROJECT = "test-entity/fw-smolagents"
@@ -39,19 +41,12 @@ TOOL_SPAN = "SimpleTool"
 FINAL_ANSWER_SPAN = "FinalAnswerTool"
 USAGES = [(30, 8), (45, 6), (60, 8), (70, 5)]
 
-Call = dict[str, Any]
 
-
-@pytest.fixture(scope="module")
-def calls() -> Iterator[list[Call]]:
-    """The stored calls of one scenario run (module-wide: the run takes seconds)."""
-    with LocalWeaveServer(api_key=API_KEY) as receiver:
-        run_scenario("smolagents", "scenario_smolagents", receiver.url, WEAVE_PROJECT=PROJECT)
-        yield receiver.calls(PROJECT)
+calls = scenario_calls_fixture("smolagents", PROJECT)
 
 
 def roots(calls: list[Call]) -> list[Call]:
-    return [c for c in calls_named(calls, RUN_SPAN) if c["parent_id"] is None]
+    return roots_named(calls, RUN_SPAN)
 
 
 def test_the_tree(calls: list[Call]) -> None:
@@ -75,9 +70,7 @@ def test_the_tree(calls: list[Call]) -> None:
     ],
 )
 def test_kind(calls: list[Call], span_names: tuple[str, ...], kind: str | None) -> None:
-    found = calls_named(calls, *span_names)
-    assert found
-    assert {weave_kind(c) for c in found} == {kind}, found[0]["attributes"]
+    assert_one_kind(calls_named(calls, *span_names), kind)
 
 
 @pytest.mark.parametrize(
@@ -90,13 +83,11 @@ def test_kind(calls: list[Call], span_names: tuple[str, ...], kind: str | None) 
     ],
 )
 def test_display_name(calls: list[Call], span_name: str, display_name: str) -> None:
-    assert {c["display_name"] for c in calls_named(calls, span_name)} == {display_name}
+    assert display_names(calls, span_name) == {display_name}
 
 
 def test_every_llm_call_is_chat_shaped(calls: list[Call]) -> None:
-    llm_calls = calls_named(calls, LLM_SPAN)
-    assert len(llm_calls) == 4
-    assert {c["id"]: chat_errors(c) for c in llm_calls} == {c["id"]: [] for c in llm_calls}
+    assert_all_chat_shaped(calls_named(calls, LLM_SPAN), 4)
 
 
 def test_the_chat_holds_the_task_and_the_tool_call_with_its_arguments(calls: list[Call]) -> None:
@@ -124,21 +115,15 @@ def test_tool_arguments_and_results(calls: list[Call]) -> None:
 
 
 def test_usage_per_exact_model_on_each_llm_call(calls: list[Call]) -> None:
-    assert [usage_by_model(c) for c in calls_named(calls, LLM_SPAN)] == [
-        {MODEL: {"input_tokens": i, "output_tokens": o, "total_tokens": i + o, "requests": 1}}
-        for i, o in USAGES
-    ]
+    assert_usage_per_call(calls_named(calls, LLM_SPAN), MODEL, USAGES)
 
 
 def test_root_usage_is_the_sum_of_its_llm_calls(calls: list[Call]) -> None:
     # The run span carries the agent's running totals (turn 2's include turn 1's, as
     # reset=False keeps the monitor): only the run's own LLM calls may count.
     first, second = roots(calls)
-    for root in (first, second):
-        assert usage_by_model(root) == summed_usage(calls_named(trace_of(calls, root), LLM_SPAN))
-    assert usage_by_model(second) == {
-        MODEL: {"input_tokens": 130, "output_tokens": 13, "total_tokens": 143, "requests": 2}
-    }
+    assert_roots_sum_their_llm_calls(calls, (first, second), LLM_SPAN)
+    assert usage_by_model(second) == {MODEL: token_usage(130, 13, 143, requests=2)}
 
 
 def test_the_refused_tool_fails_its_call_and_its_step(calls: list[Call]) -> None:
@@ -148,13 +133,9 @@ def test_the_refused_tool_fails_its_call_and_its_step(calls: list[Call]) -> None
     failed_step = calls_named(children_of(calls, second), "Step 1")[0]
     assert failed_step["exception"] is not None
     assert second["exception"] is None
-    assert second["summary"]["status_counts"]["error"] >= 1
-    assert first["summary"]["status_counts"].get("error", 0) == 0
+    assert error_count(second) >= 1
+    assert error_count(first) == 0
 
 
 def test_the_session_is_one_thread_of_two_turns(calls: list[Call]) -> None:
-    turns = roots(calls)
-    assert [(t["thread_id"], t["turn_id"]) for t in turns] == [(SESSION_ID, t["id"]) for t in turns]
-    for turn in turns:
-        members = {(c["thread_id"], c["turn_id"]) for c in trace_of(calls, turn)}
-        assert members == {(SESSION_ID, turn["id"])}
+    assert_thread_of_turns(calls, roots(calls), SESSION_ID)

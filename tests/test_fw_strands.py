@@ -10,14 +10,13 @@ Weave must not add them twice. Run with per-message span events (default) and wi
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
 from .chat_oracle import chat_errors
-from .helpers import Checklist, run_scenario, usage_by_model, weave_kind
+from .helpers import Checklist, as_text, calls_of_run, token_usage, usage_by_model, weave_kind
 from .openai_server import ERROR_MESSAGE, REPLY, USAGE
 
 # strands records only the model it asked for (no gen_ai.response.model): the usage key.
@@ -25,30 +24,19 @@ REQUESTED_MODEL = "gpt-4o-mini"
 
 AGENT = "weather_agent"
 QUESTION = "What is the canned answer?"
-ONE_REQUEST = {
-    "input_tokens": USAGE["prompt_tokens"],
-    "output_tokens": USAGE["completion_tokens"],
-    "total_tokens": USAGE["total_tokens"],
-    "requests": 1,
-}
-
-
-def text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+ONE_REQUEST = token_usage(USAGE["prompt_tokens"], USAGE["completion_tokens"], USAGE["total_tokens"])
 
 
 @pytest.mark.parametrize("semconv_opt_in", ["", "gen_ai_latest_experimental"])
 def test_agent_turns_as_weave_shows_them(receiver: LocalWeaveServer, semconv_opt_in: str) -> None:
     project = f"test-entity/fw-strands-{'latest' if semconv_opt_in else 'default'}"
-    run_scenario(
+    calls = calls_of_run(
+        receiver,
         "strands",
-        "scenario_strands",
-        receiver.url,
-        WEAVE_PROJECT=project,
+        project,
         WEAVE_TEST_CAPTURE="1",
         OTEL_SEMCONV_STABILITY_OPT_IN=semconv_opt_in,
     )
-    calls = sorted(receiver.calls(project), key=lambda call: call["started_at"])
     checks = Checklist()
     agents = [c for c in calls if c["display_name"] == AGENT]
     if not checks.equal("two agent runs named by the agent", len(agents), 2):
@@ -78,17 +66,19 @@ def test_agent_turns_as_weave_shows_them(receiver: LocalWeaveServer, semconv_opt
             checks.equal(f"{label}: chat-shaped", chat_errors(chat), [])
             checks.check(
                 f"{label}: question/prompt in messages",
-                ("FAIL" if index else QUESTION) in text(chat["inputs"].get("messages")),
+                ("FAIL" if index else QUESTION) in as_text(chat["inputs"].get("messages")),
                 chat["inputs"],
             )
             checks.check(
                 f"{label}: tool call and result in history",
-                "sunny, 21 degrees in Paris" in text(chat["inputs"].get("messages")),
+                "sunny, 21 degrees in Paris" in as_text(chat["inputs"].get("messages")),
                 chat["inputs"],
             )
         if index == 0:
             (chat,) = chats
-            checks.check("ok run: reply in output", REPLY in text(chat["output"]), chat["output"])
+            checks.check(
+                "ok run: reply in output", REPLY in as_text(chat["output"]), chat["output"]
+            )
             checks.equal(
                 "ok run: chat usage by the model it names",
                 usage_by_model(chat),
@@ -108,7 +98,7 @@ def test_agent_turns_as_weave_shows_them(receiver: LocalWeaveServer, semconv_opt
             exception = json.loads(agent["exception"] or "{}")
             checks.check(
                 "refused run: agent exception JSON with message and traceback list",
-                ERROR_MESSAGE in text(exception)
+                ERROR_MESSAGE in as_text(exception)
                 and isinstance(exception.get("traceback"), list)
                 and bool(exception.get("traceback")),
                 agent["exception"],

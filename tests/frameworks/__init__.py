@@ -2,5 +2,6 @@
 
 Each ``scenario_<name>.py`` runs as ``python -m tests.frameworks.scenario_<name>`` in the
 environment built from ``tests/envs/<name>.txt``, traces with :func:`runtime.start_tracing`
-and exits after flushing; the test that started it then reads the calls from its receiver.
+and exits after ``Tracing.finish()``; the test that started it then reads the calls from its
+receiver.
 """

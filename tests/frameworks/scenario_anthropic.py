@@ -17,25 +17,17 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import anthropic
-from opentelemetry import _logs
 from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import opentelemetry.exporter.weave as weave_exporter
 from tests.canned_anthropic import FAIL_TRIGGER, CannedAnthropic
-from tests.frameworks.runtime import start_tracing
+from tests.frameworks.runtime import expect_failure, start_tracing
 
 REQUEST_MODEL = "claude-haiku-4-5"
 CONVERSATION_ID = "conv-anthropic-weather"
 QUESTION = "What is the weather in Paris?"
 FAIL_PROMPT = f"Please {FAIL_TRIGGER} this request."
-CAPTURES = Path("/work/tasks/captures")
 
 
 @anthropic.beta_tool
@@ -50,19 +42,10 @@ def get_weather(city: str) -> str:
 
 def main() -> None:
     use_attributes = os.environ.get("SCENARIO_OPENLLMETRY_ATTRIBUTES", "true") == "true"
-    provider, _ = start_tracing()
-    spans = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    logs = InMemoryLogRecordExporter()
-    logger_provider = LoggerProvider()
-    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
-    # The log-record join is being built; until the package has it, records are only captured.
-    weave_log_processor = getattr(weave_exporter, "WeaveLogRecordProcessor", None)
-    if weave_log_processor is not None:
-        logger_provider.add_log_record_processor(weave_log_processor())
-    _logs.set_logger_provider(logger_provider)
+    capture = "anthropic" if use_attributes else "anthropic_log_records"
+    tracing = start_tracing(capture=capture, logs=True)
     AnthropicInstrumentor(use_attributes=use_attributes).instrument(
-        tracer_provider=provider, logger_provider=logger_provider
+        tracer_provider=tracing.provider, logger_provider=tracing.logger_provider
     )
     with CannedAnthropic() as server:
         client = anthropic.Anthropic(
@@ -82,26 +65,14 @@ def main() -> None:
         )
         final = runner.until_done()
         print(json.dumps(final.model_dump(mode="json")))
-        try:
-            client.messages.create(
-                model=REQUEST_MODEL,
-                max_tokens=64,
-                messages=[{"role": "user", "content": FAIL_PROMPT}],
-            )
-        except anthropic.BadRequestError as error:
-            print(f"refused as planned: {error}")
-        else:
-            raise SystemExit("the canned server should have refused the request")
-    logger_provider.shutdown()
-    provider.shutdown()
-    if os.environ.get("WEAVE_TEST_CAPTURE") == "1":
-        name = "anthropic" if use_attributes else "anthropic_log_records"
-        CAPTURES.mkdir(parents=True, exist_ok=True)
-        capture = {
-            "spans": [json.loads(span.to_json()) for span in spans.get_finished_spans()],
-            "log_records": [json.loads(record.to_json()) for record in logs.get_finished_logs()],
-        }
-        (CAPTURES / f"{name}.json").write_text(json.dumps(capture, indent=1))
+        expect_failure(
+            anthropic.BadRequestError,
+            client.messages.create,
+            model=REQUEST_MODEL,
+            max_tokens=64,
+            messages=[{"role": "user", "content": FAIL_PROMPT}],
+        )
+    tracing.finish()
 
 
 if __name__ == "__main__":

@@ -8,11 +8,8 @@ tool refuses, so the tool and the graph run fail.
 
 from __future__ import annotations
 
-import json
-import os
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import LanguageModelInput
@@ -22,11 +19,8 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, tool
 from langgraph.checkpoint.memory import InMemorySaver
 from openinference.instrumentation.langchain import LangChainInstrumentor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from .runtime import start_tracing
+from .runtime import expect_failure, start_tracing
 
 with warnings.catch_warnings():
     # Moved to langchain.agents in LangGraph 1.x, which this environment does not install.
@@ -83,44 +77,10 @@ def get_weather(city: str) -> str:
     return f"sunny in {city}"
 
 
-def attach_capture(provider: TracerProvider) -> InMemorySpanExporter | None:
-    """With ``WEAVE_TEST_CAPTURE=1``, also keep the raw spans for ``dump_capture``."""
-    if os.environ.get("WEAVE_TEST_CAPTURE") != "1":
-        return None
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    return memory
-
-
-def describe(span: ReadableSpan) -> dict[str, Any]:
-    parent = span.parent
-    return {
-        "name": span.name,
-        "kind": span.kind.name,
-        "span_id": f"{span.context.span_id:016x}" if span.context else None,
-        "trace_id": f"{span.context.trace_id:032x}" if span.context else None,
-        "parent_span_id": f"{parent.span_id:016x}" if parent else None,
-        "status": {"code": span.status.status_code.name, "description": span.status.description},
-        "scope": span.instrumentation_scope.name if span.instrumentation_scope else None,
-        "attributes": dict(span.attributes or {}),
-        "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in span.events],
-    }
-
-
-def dump_capture(memory: InMemorySpanExporter | None) -> None:
-    if memory is None:
-        return
-    folder = Path(os.environ.get("WEAVE_TEST_CAPTURE_DIR", "/work/tasks/captures"))
-    folder.mkdir(parents=True, exist_ok=True)
-    spans = [describe(span) for span in memory.get_finished_spans()]
-    (folder / f"{CAPTURE_NAME}.json").write_text(json.dumps(spans, indent=1, default=str))
-
-
 def main() -> None:
-    provider, _ = start_tracing()
-    memory = attach_capture(provider)
+    tracing = start_tracing(capture=CAPTURE_NAME)
     instrumentor = LangChainInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
+    instrumentor.instrument(tracer_provider=tracing.provider)
     model = ToolCallingFakeModel(
         messages=iter(
             [
@@ -135,15 +95,11 @@ def main() -> None:
     )
     config: Any = {"configurable": {"thread_id": THREAD_ID}}
     agent.invoke({"messages": [("user", "What is the weather in Paris?")]}, config)
-    try:
-        agent.invoke({"messages": [("user", f"And in {UNKNOWN_CITY}?")]}, config)
-    except LookupError:
-        pass
-    else:
-        raise AssertionError("the tool should have failed the second turn")
+    expect_failure(
+        LookupError, agent.invoke, {"messages": [("user", f"And in {UNKNOWN_CITY}?")]}, config
+    )
     instrumentor.uninstrument()
-    provider.shutdown()
-    dump_capture(memory)
+    tracing.finish()
 
 
 if __name__ == "__main__":

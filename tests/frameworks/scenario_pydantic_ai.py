@@ -9,14 +9,9 @@ carries the run's totals beside its chat spans' own, the case that doubles usage
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic_ai import Agent
 from pydantic_ai.capabilities.instrumentation import Instrumentation
 from pydantic_ai.messages import (
@@ -31,7 +26,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.instrumented import InstrumentationSettings
 from pydantic_ai.usage import RequestUsage
 
-from .runtime import start_tracing
+from .runtime import expect_failure, start_tracing
 
 MODEL = "canned-model"
 CONVERSATION_ID = "pyd-conversation-1"
@@ -71,60 +66,22 @@ def make_agent(provider: TracerProvider, name: str, **settings: Any) -> Agent[No
     )
 
 
-def attach_capture(provider: TracerProvider) -> InMemorySpanExporter | None:
-    """With ``WEAVE_TEST_CAPTURE=1``, also keep the raw spans for ``dump_capture``."""
-    if os.environ.get("WEAVE_TEST_CAPTURE") != "1":
-        return None
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    return memory
-
-
-def describe(span: ReadableSpan) -> dict[str, Any]:
-    parent = span.parent
-    return {
-        "name": span.name,
-        "kind": span.kind.name,
-        "span_id": f"{span.context.span_id:016x}" if span.context else None,
-        "trace_id": f"{span.context.trace_id:032x}" if span.context else None,
-        "parent_span_id": f"{parent.span_id:016x}" if parent else None,
-        "status": {"code": span.status.status_code.name, "description": span.status.description},
-        "scope": span.instrumentation_scope.name if span.instrumentation_scope else None,
-        "attributes": dict(span.attributes or {}),
-        "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in span.events],
-    }
-
-
-def dump_capture(memory: InMemorySpanExporter | None) -> None:
-    if memory is None:
-        return
-    folder = Path(os.environ.get("WEAVE_TEST_CAPTURE_DIR", "/work/tasks/captures"))
-    folder.mkdir(parents=True, exist_ok=True)
-    spans = [describe(span) for span in memory.get_finished_spans()]
-    (folder / f"{CAPTURE_NAME}.json").write_text(json.dumps(spans, indent=1, default=str))
-
-
 def main() -> None:
-    provider, _ = start_tracing()
-    memory = attach_capture(provider)
-    weather = make_agent(provider, "weather_agent")
+    tracing = start_tracing(capture=CAPTURE_NAME)
+    weather = make_agent(tracing.provider, "weather_agent")
     first = weather.run_sync("What is the weather in Paris?", conversation_id=CONVERSATION_ID)
-    try:
-        weather.run_sync(
-            f"And in {UNKNOWN_CITY}?",
-            message_history=first.all_messages(),
-            conversation_id=CONVERSATION_ID,
-        )
-    except LookupError:
-        pass
-    else:
-        raise AssertionError("the tool should have failed the second turn")
+    expect_failure(
+        LookupError,
+        weather.run_sync,
+        f"And in {UNKNOWN_CITY}?",
+        message_history=first.all_messages(),
+        conversation_id=CONVERSATION_ID,
+    )
     legacy = make_agent(
-        provider, "legacy_agent", version=2, use_aggregated_usage_attribute_names=False
+        tracing.provider, "legacy_agent", version=2, use_aggregated_usage_attribute_names=False
     )
     legacy.run_sync("What is the weather in Paris?")
-    provider.shutdown()
-    dump_capture(memory)
+    tracing.finish()
 
 
 if __name__ == "__main__":

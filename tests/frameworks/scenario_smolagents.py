@@ -8,16 +8,11 @@ and the model answers anyway after seeing the error.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import smolagents
 from openinference.instrumentation import using_session
 from openinference.instrumentation.smolagents import SmolagentsInstrumentor
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from smolagents import ChatMessage, Model, ToolCallingAgent, tool
 from smolagents.models import ChatMessageToolCall, ChatMessageToolCallFunction, MessageRole
 from smolagents.monitoring import LogLevel, TokenUsage
@@ -79,47 +74,13 @@ def get_weather(city: str) -> str:
     return f"sunny in {city}"
 
 
-def attach_capture(provider: TracerProvider) -> InMemorySpanExporter | None:
-    """With ``WEAVE_TEST_CAPTURE=1``, also keep the raw spans for ``dump_capture``."""
-    if os.environ.get("WEAVE_TEST_CAPTURE") != "1":
-        return None
-    memory = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    return memory
-
-
-def describe(span: ReadableSpan) -> dict[str, Any]:
-    parent = span.parent
-    return {
-        "name": span.name,
-        "kind": span.kind.name,
-        "span_id": f"{span.context.span_id:016x}" if span.context else None,
-        "trace_id": f"{span.context.trace_id:032x}" if span.context else None,
-        "parent_span_id": f"{parent.span_id:016x}" if parent else None,
-        "status": {"code": span.status.status_code.name, "description": span.status.description},
-        "scope": span.instrumentation_scope.name if span.instrumentation_scope else None,
-        "attributes": dict(span.attributes or {}),
-        "events": [{"name": e.name, "attributes": dict(e.attributes or {})} for e in span.events],
-    }
-
-
-def dump_capture(memory: InMemorySpanExporter | None) -> None:
-    if memory is None:
-        return
-    folder = Path(os.environ.get("WEAVE_TEST_CAPTURE_DIR", "/work/tasks/captures"))
-    folder.mkdir(parents=True, exist_ok=True)
-    spans = [describe(span) for span in memory.get_finished_spans()]
-    (folder / f"{CAPTURE_NAME}.json").write_text(json.dumps(spans, indent=1, default=str))
-
-
 def main() -> None:
-    provider, _ = start_tracing()
-    memory = attach_capture(provider)
+    tracing = start_tracing(capture=CAPTURE_NAME)
     # The instrumentation wraps generate() of the Model classes smolagents exports, so a
     # custom Model is traced only when exported there too.
     smolagents.ScriptedModel = ScriptedModel  # type: ignore[attr-defined]
     instrumentor = SmolagentsInstrumentor()
-    instrumentor.instrument(tracer_provider=provider)
+    instrumentor.instrument(tracer_provider=tracing.provider)
     agent = ToolCallingAgent(
         tools=[get_weather],
         model=ScriptedModel(model_id=MODEL),
@@ -134,8 +95,7 @@ def main() -> None:
         # when run() raises, so that trace would lose its root.)
         agent.run(f"And in {UNKNOWN_CITY}?", reset=False)
     instrumentor.uninstrument()
-    provider.shutdown()
-    dump_capture(memory)
+    tracing.finish()
 
 
 if __name__ == "__main__":

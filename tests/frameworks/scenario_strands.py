@@ -12,23 +12,18 @@ span events to one ``gen_ai.client.inference.operation.details`` event.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from strands import Agent, tool
 from strands.models.openai import OpenAIModel
 
-from tests.frameworks.runtime import start_tracing
+from tests.frameworks.runtime import expect_failure, start_tracing
 from tests.openai_server import FAIL_TRIGGER, CannedOpenAI
 
 REQUEST_MODEL = "gpt-4o-mini"
 AGENT_NAME = "weather_agent"
 QUESTION = "What is the canned answer?"
 FAIL_PROMPT = f"Please {FAIL_TRIGGER} this request."
-CAPTURES = Path("/work/tasks/captures")
 
 
 @tool
@@ -42,9 +37,12 @@ def get_weather(city: str) -> str:
 
 
 def main() -> None:
-    provider, _ = start_tracing()
-    spans = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
+    opt_in = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+    latest = "gen_ai_latest_experimental" in opt_in
+    tracing = start_tracing(
+        capture="strands_latest_experimental" if latest else "strands",
+        notes={"semconv_opt_in": opt_in},
+    )
     with CannedOpenAI() as server:
         model = OpenAIModel(
             client_args={"base_url": server.base_url, "api_key": "sk-test", "max_retries": 0},
@@ -59,22 +57,9 @@ def main() -> None:
         )
         print(agent.tool.get_weather(city="Paris"))
         print(agent(QUESTION))
-        try:
-            agent(FAIL_PROMPT)
-        except Exception as error:  # strands wraps the provider's error in its own types
-            print(f"refused as planned: {type(error).__name__}: {error}")
-        else:
-            raise SystemExit("the canned server should have refused the request")
-    provider.shutdown()
-    if os.environ.get("WEAVE_TEST_CAPTURE") == "1":
-        latest = "gen_ai_latest_experimental" in os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
-        name = "strands_latest_experimental" if latest else "strands"
-        CAPTURES.mkdir(parents=True, exist_ok=True)
-        capture = {
-            "semconv_opt_in": os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", ""),
-            "spans": [json.loads(span.to_json()) for span in spans.get_finished_spans()],
-        }
-        (CAPTURES / f"{name}.json").write_text(json.dumps(capture, indent=1))
+        # strands wraps the provider's error in its own types.
+        expect_failure(Exception, agent, FAIL_PROMPT)
+    tracing.finish()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -464,6 +465,9 @@ def _llm_content(
     messages = chat_messages(found_inputs) if found_inputs is not None else None
     if messages is None and event_inputs:
         messages = event_inputs
+    if messages is None and found_inputs is not None:
+        # Content in no message format known, whole, as the prompt: the chat view shows it.
+        messages = [{"role": "user", "content": _as_message_text(found_inputs)}]
     if messages is not None:
         inputs = chat_inputs(
             messages,
@@ -472,23 +476,31 @@ def _llm_content(
             parameters=_request_parameters(reader),
         )
     else:
-        inputs = _inputs(found_inputs, instructions)
+        inputs = _inputs(None, instructions)  # no content recorded (capture off)
     if found_output is None and event_outputs:
         found_output = event_outputs
     if found_output is None:
         return inputs, None
-    completion = chat_completion(
-        # Text left as text (not JSON, or declared text) is the reply itself.
-        {"role": "assistant", "content": found_output}
-        if isinstance(found_output, str)
-        else found_output,
+    complete = functools.partial(
+        chat_completion,
         model=reader.peek_str(KEYS.model),
         response_id=reader.peek_str(KEYS.response_id),
         finish_reasons=_finish_reasons(reader),
         usage=_completion_usage(usage),
         created=_created(span),
     )
+    # Text left as text (not JSON, or declared text) is the reply itself.
+    if isinstance(found_output, str):
+        completion = complete({"role": "assistant", "content": found_output})
+    else:
+        completion = complete(found_output)
+    if completion is None:  # a reply in no format known, whole, as the reply's text
+        completion = complete({"role": "assistant", "content": _as_message_text(found_output)})
     return inputs, found_output if completion is None else completion
+
+
+def _as_message_text(content: Any) -> str:
+    return content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
 
 
 _VERCEL_REPLY_KEYS = ("ai.response.text", "ai.response.toolCalls")
