@@ -201,6 +201,8 @@ class FakeBatchExporter:
         self.clock = clock or FakeClock()
         self.batches: list[tuple[list[ReadableSpan], float]] = []
         self.started: list[ReadableSpan] = []
+        self.live_checks = 0
+        self.ended_open = 0
         self.block: threading.Event | None = None
         self.fail_next = False
         self.forked = 0
@@ -209,6 +211,12 @@ class FakeBatchExporter:
 
     def span_started(self, span: ReadableSpan) -> None:
         self.started.append(span)
+
+    def send_live_starts(self, deadline: float) -> None:
+        self.live_checks += 1
+
+    def end_open_calls(self, deadline: float) -> None:
+        self.ended_open += 1
 
     def export_batch(self, spans: Sequence[ReadableSpan], deadline: float) -> BatchReport:
         if self.block is not None:
@@ -255,6 +263,8 @@ ROUTE_VALIDATORS = {
 }
 CALLS_COMPLETE_VALIDATOR = load_validator("calls_complete.schema.json")
 CALLS_COMPLETE_ROUTE = re.compile(r"/v2/[^/]+/[^/]+/calls/complete")
+# The v2 single-call routes take the v1 bodies (WEAVE_WIRE §1).
+V2_CALL_ROUTE = re.compile(r"/v2/[^/]+/[^/]+(?P<route>/call/(start|end))")
 
 
 def contract_errors(path: str, body: Any) -> list[str]:
@@ -263,6 +273,9 @@ def contract_errors(path: str, body: Any) -> list[str]:
         return [_describe(path, error) for error in ROUTE_VALIDATORS[path].iter_errors(body)]
     if CALLS_COMPLETE_ROUTE.fullmatch(path):
         return [_describe(path, error) for error in CALLS_COMPLETE_VALIDATOR.iter_errors(body)]
+    if match := V2_CALL_ROUTE.fullmatch(path):
+        validator = ROUTE_VALIDATORS[match["route"]]
+        return [_describe(path, error) for error in validator.iter_errors(body)]
     if path == "/call/upsert_batch":
         if not isinstance(body, dict) or set(body) != {"batch"}:
             return [f"{path}: body must be exactly {{'batch': [...]}}"]

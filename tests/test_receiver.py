@@ -22,7 +22,8 @@ import httpx
 import jsonschema
 import pytest
 
-from opentelemetry.exporter.weave.testing import LocalWeaveServer, ReceivedRequest
+from opentelemetry.exporter.weave._call import call_end_v2_route, call_start_v2_route
+from opentelemetry.exporter.weave.testing import LocalWeaveServer, ReceivedRequest, call_status
 
 PROJECT = "entity/project"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -389,6 +390,225 @@ def test_calls_complete_refuses_an_item_of_another_project(
     assert elsewhere.status_code == 400
     assert server.calls() == []
     assert server.start_writes() == {}
+
+
+# --- v2 single-call routes (running calls) ---------------------------------------------------
+
+V2_START = f"/v2/{PROJECT}/call/start"
+V2_END = f"/v2/{PROJECT}/call/end"
+
+
+def no_start_reason(call_id: str = ROOT_ID, project_id: str = PROJECT) -> dict[str, str]:
+    """The 404 body of a v2 end whose start is not stored (Weave's in-memory server's words)."""
+    return {"reason": f"Cannot end call {call_id}: no start found in project {project_id}"}
+
+
+def test_v2_start_then_end_is_the_call_v1_would_store(
+    server: LocalWeaveServer, client: httpx.Client
+) -> None:
+    started = client.post(V2_START, json=start_body())
+    running = server.calls()
+    ended = client.post(V2_END, json=end_body())
+
+    assert (started.status_code, started.json()) == (200, {"id": ROOT_ID, "trace_id": TRACE_ID})
+    assert [(c["id"], c["ended_at"], c["summary"]) for c in running] == [(ROOT_ID, None, {})]
+    assert (ended.status_code, ended.json()) == (200, {})
+    expected = calls_via_v1(start_body(), end_body())
+    assert server.calls() == expected
+    assert client.get("/calls", params={"project_id": PROJECT}).json() == {"calls": expected}
+    assert (server.start_writes(), server.end_writes()) == ({ROOT_ID: 1}, {ROOT_ID: 1})
+    assert server.orphan_ends() == []
+
+
+def test_v2_end_without_a_start_is_404_and_stores_nothing(
+    server: LocalWeaveServer, client: httpx.Client
+) -> None:
+    # A start in another project, and an end stored without its start (v1), are no start here.
+    client.post("/v2/entity/other/call/start", json=start_body(project_id="entity/other"))
+    client.post("/call/end", json=end_body(CHILD_ID))
+
+    missing = client.post(V2_END, json=end_body())
+    orphan = client.post(V2_END, json=end_body(CHILD_ID))
+
+    assert (missing.status_code, missing.json()) == (404, no_start_reason())
+    assert (orphan.status_code, orphan.json()) == (404, no_start_reason(CHILD_ID))
+    assert server.calls(PROJECT) == []
+    assert server.end_writes() == {CHILD_ID: 1}
+    assert server.orphan_ends() == [end_body(CHILD_ID)["end"]]
+    assert [r.status for r in server.requests()] == [200, 200, 404, 404]
+
+
+def test_v2_end_after_its_start_arrives_completes_the_call(
+    server: LocalWeaveServer, client: httpx.Client
+) -> None:
+    too_early = client.post(V2_END, json=end_body())
+    client.post(V2_START, json=start_body())
+    resent = client.post(V2_END, json=end_body())
+
+    assert [too_early.status_code, resent.status_code] == [404, 200]
+    [call] = server.calls()
+    assert call["ended_at"] == end_body()["end"]["ended_at"]
+    assert server.end_writes() == {ROOT_ID: 1}
+
+
+def test_v2_routes_serve_a_calls_complete_only_project() -> None:
+    with (
+        LocalWeaveServer(calls_complete_only=True) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        started = http.post(V2_START, json=start_body())
+        ended = http.post(V2_END, json=end_body())
+        v1 = http.post("/call/start", json=start_body(CHILD_ID))
+
+    assert [started.status_code, ended.status_code] == [200, 200]
+    assert (v1.status_code, v1.json()) == (400, CALLS_COMPLETE_MODE_REQUIRED)
+    assert server.calls() == calls_via_v1(start_body(), end_body())
+
+
+def test_v2_routes_need_credentials(secured: LocalWeaveServer) -> None:
+    anonymous = httpx.post(f"{secured.url}{V2_START}", json=start_body())
+    wrong = httpx.post(f"{secured.url}{V2_END}", json=end_body(), headers=bearer("nope"))
+    started = httpx.post(f"{secured.url}{V2_START}", json=start_body(), headers=bearer())
+    ended = httpx.post(f"{secured.url}{V2_END}", json=end_body(), headers=basic("api", API_KEY))
+
+    assert [r.status_code for r in (anonymous, wrong, started, ended)] == [401, 401, 200, 200]
+    assert (secured.start_writes(), secured.end_writes()) == ({ROOT_ID: 1}, {ROOT_ID: 1})
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "loc", "error_type"),
+    [
+        (V2_START, start_body() | {"extra": 1}, ["body", "extra"], "extra_forbidden"),
+        (V2_END, end_body() | {"extra": 1}, ["body", "extra"], "extra_forbidden"),
+        (V2_START, {"end": end_body()["end"]}, ["body", "start"], "missing"),
+        (V2_START, start_body(op_name=""), ["body", "start", "op_name"], "string_too_short"),
+        (V2_END, end_body(ended_at=None), ["body", "end", "ended_at"], "datetime"),
+        (
+            V2_END,
+            {"end": {k: v for k, v in end_body()["end"].items() if k != "summary"}},
+            ["body", "end", "summary"],
+            "missing",
+        ),
+    ],
+)
+def test_v2_invalid_body_is_refused_with_422_detail(
+    server: LocalWeaveServer,
+    client: httpx.Client,
+    route: str,
+    body: dict[str, Any],
+    loc: list[str],
+    error_type: str,
+) -> None:
+    response = client.post(route, json=body)
+
+    assert response.status_code == 422
+    jsonschema.validate(response.json(), VALIDATION_ERROR_SCHEMA)
+    detail = response.json()["detail"]
+    assert any(e["loc"] == loc and e["type"].startswith(error_type) for e in detail), detail
+    assert (server.start_writes(), server.end_writes()) == ({}, {})
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        (V2_START, start_body(ROOT_ID.upper()), "id"),
+        (V2_START, start_body(trace_id=TRACE_ID.upper()), "trace_id"),
+        (V2_START, start_body(CHILD_ID, parent_id=ROOT_ID.upper()), "parent_id"),
+        (V2_END, end_body(ROOT_ID.upper()), "id"),
+        (V2_END, end_body(trace_id=TRACE_ID.upper()), "trace_id"),
+    ],
+)
+def test_v2_uppercase_id_is_refused_with_400(
+    server: LocalWeaveServer, client: httpx.Client, route: str, body: dict[str, Any], field: str
+) -> None:
+    # A stored start, so an end is refused for its id, not for a missing start.
+    client.post(V2_START, json=start_body(OTHER_ID))
+
+    response = client.post(route, json=body)
+
+    assert response.status_code == 400
+    assert response.json()["reason"].startswith(f"{field} must be lowercase")
+    assert (server.start_writes(), server.end_writes()) == ({OTHER_ID: 1}, {})
+
+
+@pytest.mark.parametrize(("route", "body"), [(V2_START, start_body), (V2_END, end_body)])
+def test_v2_body_of_another_project_than_the_path_is_refused_with_400(
+    server: LocalWeaveServer, client: httpx.Client, route: str, body: Any
+) -> None:
+    # Started in both projects, so the end is refused for its project, not a missing start.
+    client.post(V2_START, json=start_body())
+    client.post("/v2/entity/other/call/start", json=start_body(project_id="entity/other"))
+
+    response = client.post(route, json=body(project_id="entity/other"))
+
+    assert response.status_code == 400
+    assert "'entity/other'" in response.json()["reason"]
+    assert f"'{PROJECT}'" in response.json()["reason"]
+    assert server.start_writes() == {ROOT_ID: 2}
+    assert server.end_writes() == {}
+
+
+def test_v2_path_segments_are_percent_decoded_into_the_project(
+    server: LocalWeaveServer, client: httpx.Client
+) -> None:
+    project_id = "my team/app.v2"
+
+    started = client.post("/v2/my%20team/app.v2/call/start", json=start_body(project_id=project_id))
+    ended = client.post("/v2/my%20team/app%2Ev2/call/end", json=end_body(project_id=project_id))
+
+    assert [started.status_code, ended.status_code] == [200, 200]
+    [call] = server.calls(project_id)
+    assert call["ended_at"] == end_body()["end"]["ended_at"]
+
+
+@pytest.mark.parametrize(("entity", "project"), [("..", "a/b c"), ("my.team", "."), ("e", "%41")])
+def test_v2_routes_the_exporter_builds_reach_their_project(
+    server: LocalWeaveServer, client: httpx.Client, entity: str, project: str
+) -> None:
+    project_id = f"{entity}/{project}"
+
+    started = client.post(
+        call_start_v2_route(entity, project), json=start_body(project_id=project_id)
+    )
+    ended = client.post(call_end_v2_route(entity, project), json=end_body(project_id=project_id))
+
+    assert [started.status_code, ended.status_code] == [200, 200]
+    [call] = server.calls(project_id)
+    assert call["ended_at"] == end_body()["end"]["ended_at"]
+
+
+@pytest.mark.parametrize("path", [V2_START, V2_END])
+def test_v2_wrong_method_is_405(client: httpx.Client, path: str) -> None:
+    wrong_method = client.get(path)
+
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"
+
+
+def test_running_call_is_listed_as_running_until_its_end(
+    server: LocalWeaveServer, client: httpx.Client
+) -> None:
+    turn = start_body(thread_id="conv-1", turn_id=ROOT_ID)
+    client.post(V2_START, json=turn)
+
+    listed = client.get("/calls", params={"project_id": PROJECT}).json()["calls"]
+    [thread] = client.get("/threads", params={"project_id": PROJECT}).json()["threads"]
+    assert [(c["id"], c["ended_at"], call_status(c)) for c in listed] == [
+        (ROOT_ID, None, "running")
+    ]
+    assert listed == server.calls()
+    assert (thread["thread_id"], thread["last_turn_status"], thread["last_output"]) == (
+        "conv-1",
+        "running",
+        None,
+    )
+    assert server.threads() == [thread]
+
+    client.post(V2_END, json=end_body())
+
+    [call] = server.calls()
+    assert call_status(call) == "success"
+    assert [t["last_turn_status"] for t in server.threads()] == ["success"]
 
 
 # --- calls_complete projects and the body size limit ----------------------------------------

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from opentelemetry.trace import Tracer
 
-from .helpers import API_KEY, NO_WAIT_RETRIES, make_processor, make_tracer
+from .helpers import API_KEY, NO_WAIT_RETRIES, make_processor, make_tracer, wait_until
 from .venvs import venv_python
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -334,3 +334,34 @@ def test_summaries_roll_up(stored: Stored, weave_service: TraceService) -> None:
         {"project_id": stored.project, "filter": {"trace_roots_only": True}},
     ).json()
     assert (stats["count"], roots["count"]) == (7, 2)
+
+
+@pytest.mark.parametrize("mode", ["calls_complete", "upsert_batch"])
+def test_a_long_span_is_running_then_finished(weave_service: TraceService, mode: str) -> None:
+    """Issue 11: a span open past the live threshold shows as running in Weave, then as the
+    same call finished (one call: its start on its own, then its end)."""
+    project = f"{ENTITY}/live-{mode.replace('_', '-')}"
+    processor = make_processor(
+        weave_service.url,
+        project=project,
+        write_mode=mode,
+        op_refs=True,
+        live_after_seconds=0.2,
+        _retry_policy=NO_WAIT_RETRIES,
+    )
+    provider, tracer = make_tracer(processor)
+    with tracer.start_as_current_span("agent run", attributes={"test.label": "live"}) as span:
+        wait_until(lambda: len(weave_service.calls(project)) == 1)
+        (running,) = weave_service.calls(project)
+        assert running["ended_at"] is None
+        assert status(running) == "running"
+        assert running["op_name"].startswith(f"weave:///{project}/op/agent_run:")
+        span.set_attribute("output", "done")
+    provider.shutdown()
+    (finished,) = weave_service.calls(project)
+    assert finished["id"] == running["id"]
+    assert finished["ended_at"] is not None
+    assert finished["output"] == "done"
+    assert status(finished) == "success"
+    stats = processor.stats()
+    assert (stats.calls_started_early, stats.live_ends_matched) == (1, 1)

@@ -36,7 +36,9 @@ __all__ = [
     "CallFacts",
     "WeaveCall",
     "call_end_body",
+    "call_end_v2_route",
     "call_start_body",
+    "call_start_v2_route",
     "calls_complete_body",
     "calls_complete_route",
     "format_span_id",
@@ -180,7 +182,21 @@ def upsert_batch_body(calls: Sequence[WeaveCall]) -> bytes:
 
 def calls_complete_route(entity: str, project: str) -> str:
     """The route of ``entity``'s ``project``, each name one path segment whatever it holds."""
-    return f"/v2/{_path_segment(entity)}/{_path_segment(project)}/calls/complete"
+    return f"{_v2_prefix(entity, project)}/calls/complete"
+
+
+def call_start_v2_route(entity: str, project: str) -> str:
+    """``POST /v2/{entity}/{project}/call/start``: one start, on every kind of project."""
+    return f"{_v2_prefix(entity, project)}/call/start"
+
+
+def call_end_v2_route(entity: str, project: str) -> str:
+    """``POST /v2/{entity}/{project}/call/end``: 404 when the call's start is missing."""
+    return f"{_v2_prefix(entity, project)}/call/end"
+
+
+def _v2_prefix(entity: str, project: str) -> str:
+    return f"/v2/{_path_segment(entity)}/{_path_segment(project)}"
 
 
 def _path_segment(name: str) -> str:

@@ -471,6 +471,18 @@ def _resolve_proxy(
     return env.setting(proxy, setting.keyword, setting.env, default, _proxy_url, shown=_shown_url)
 
 
+_LIVE_AFTER_BOUNDS = Bounds(0.001, 7 * 24 * 3600)
+
+
+def _live_after(raw: object) -> float | None:
+    if isinstance(raw, str) and raw.strip().lower() in ("off", "false"):
+        return None
+    try:
+        return _LIVE_AFTER_BOUNDS(raw)
+    except ValueError:
+        raise ValueError(f"must be off or {_LIVE_AFTER_BOUNDS}") from None
+
+
 def _spool_dir(raw: object) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError("must be a directory path")
@@ -529,6 +541,9 @@ class WeaveOptions(TypedDict, total=False):
     spans: str | SpanSet
     span_filter: SpanFilter
     op_refs: bool
+    live_after_seconds: float | None
+    end_open_spans_at_exit: bool
+    end_on_sigterm: bool
     redact: bool
     redact_keys: Sequence[str]
     redaction_callback: RedactionCallback
@@ -716,6 +731,38 @@ class WeaveSettings:
             "name per process, as Weave's own OTel ingestion does (the Op filter and Trace "
             "links need it): `on` or `off` (also `true`/`false`, `1`/`0`). When the op routes "
             "fail, calls are sent with their plain name all the same (`ops_fallback`).",
+        ),
+    )
+    live_after_seconds: float | None = field(
+        default=10.0,
+        metadata=_setting(
+            env="WEAVE_OTEL_LIVE_AFTER",
+            parse=_live_after,
+            bounds=_LIVE_AFTER_BOUNDS,
+            doc="A span still open this many seconds after it started is shown in Weave as "
+            "running: its start is sent then, its end when it ends (the processor only; "
+            "`off` disables). The default is longer than most model calls and tools, which "
+            "stay on the batched path, and short enough that a slow agent run shows while it "
+            "runs; see [Long-running spans](#long-running-spans).",
+        ),
+    )
+    end_open_spans_at_exit: bool = field(
+        default=False,
+        metadata=_setting(
+            env="WEAVE_OTEL_END_OPEN_SPANS_AT_EXIT",
+            parse=_switch,
+            doc="At shutdown, also send the spans still open that were never shown as "
+            "running, ended with a `ProcessExit` exception, so a crashed run keeps its parent "
+            "(`on`/`off`). Spans shown as running are always ended at shutdown.",
+        ),
+    )
+    end_on_sigterm: bool = field(
+        default=False,
+        metadata=_setting(
+            env="WEAVE_OTEL_END_ON_SIGTERM",
+            parse=_switch,
+            doc="On SIGTERM, shut the processor down (ending its running calls) before the "
+            "signal's previous handling goes on (`on`/`off`; set from the main thread).",
         ),
     )
     redact: bool = field(

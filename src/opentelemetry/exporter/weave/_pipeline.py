@@ -3,7 +3,9 @@
 Per span, on the export worker: **select → map → redact → roll up** (with the thread its start
 showed and its content log records). Per batch of calls: **op refs → fit to size → (spool,
 opt-in) → write mode (auto-upgrade; packing) → split on 413/422 → retry → one HTTP attempt**.
-Both the processor and the exporter drive this; it never raises.
+Spans open past ``live_after_seconds`` show as running meanwhile (``_live.py``): their start
+on its own, their end once ended, and at shutdown an end for each one still open. Both the
+processor and the exporter drive this; it never raises.
 Reporting losses (``on_drop``, the warning) is theirs: only they know every counter.
 """
 
@@ -25,6 +27,7 @@ from opentelemetry.exporter.weave._delivery import (
     DeliveryReport,
     write_mode_for,
 )
+from opentelemetry.exporter.weave._live import LiveCalls, ended_at_exit
 from opentelemetry.exporter.weave._logs import process_log_join
 from opentelemetry.exporter.weave._mapping import SPAN_PARENT, span_to_call
 from opentelemetry.exporter.weave._ops import OpRefs
@@ -123,6 +126,17 @@ class ExportPipeline:
             if settings.op_refs
             else None
         )
+        # Long-running spans (the processor only): shown as running while open, their start
+        # and end each on their own, on the same connections and retries.
+        self._live = LiveCalls(
+            self._retrying,
+            after_seconds=settings.live_after_seconds,
+            watch_open_spans=settings.end_open_spans_at_exit,
+            entity=settings.entity,
+            project=settings.project,
+            monotonic=clock.monotonic,
+            count=lambda name, n: self._counter.add(name, n),  # noqa: PLW0108 (as op refs')
+        )
         write_mode = write_mode_for(settings, self._retrying, budget, clock.monotonic)
         # Spooling (opt-in) sits under FitToSize: the spool keeps calls already fitted, and
         # re-sends them through the write mode as it is then (AutoUpgrade's switch included)
@@ -141,10 +155,60 @@ class ExportPipeline:
 
     def span_started(self, span: ReadableSpan) -> None:
         self._threads.span_started(span)
+        self._live.span_started(span)
+
+    def send_live_starts(self, deadline: float) -> None:
+        """Show the spans open past the live threshold as running: send their starts."""
+        for span in self._live.due():
+            with self._mapping:
+                call = self._open_call_for(span)
+            if call is None:
+                continue
+            if self._op_refs is not None:
+                (call,) = self._op_refs.apply([call], deadline)
+            self._live.send_start(call, span, deadline)
+
+    def end_open_calls(self, deadline: float) -> None:
+        """At shutdown: end every running call, and with ``end_open_spans_at_exit`` send
+        every other open span, failed by the exit (``ProcessExit``), rolled up."""
+        spans = self._live.running_spans()
+        if self.settings.end_open_spans_at_exit:
+            spans = sorted(
+                spans + self._live.still_open(),
+                key=lambda span: span.start_time or 0,
+                reverse=True,  # descendants first: each is rolled up into its parent
+            )
+        calls: list[WeaveCall] = []
+        with self._mapping:
+            for span in spans:
+                call = self._open_call_for(span)
+                if call is not None:
+                    remote = bool(span.parent and span.parent.is_remote)
+                    calls.append(self._rollup.roll_up(ended_at_exit(call), not remote))
+        if calls:
+            self._counter.add("calls_ended_at_exit", len(calls))
+            self._record(self._send(calls, deadline))
+
+    def _open_call_for(self, span: ReadableSpan) -> WeaveCall | None:
+        """Select → map → redact a span still open (not rolled up: its subtree goes on);
+        None when the filter leaves it out, or its attributes changed while being read."""
+        try:
+            parent_id = (
+                SPAN_PARENT if self._selection is None else self._selection.parent_if_exported(span)
+            )
+            if parent_id is LEFT_OUT:
+                return None
+            thread = self._threads.peek(span.context.span_id) if span.context else None
+            call = span_to_call(span, self.settings.project_id, parent_id, thread=thread)
+            return self._redactor.apply(call)
+        except Exception:  # an app thread changing it meanwhile: its end will send it whole
+            logger.debug("could not map an open span", exc_info=True)
+            return None
 
     def _call_for(self, span: ReadableSpan) -> WeaveCall | None:
         """Select → map → redact → roll up; None for a span the filter leaves out."""
         thread = self._threads.take(span.context.span_id) if span.context else None
+        self._live.forget(span)
         content_events = self._log_join.take(span)
         parent_id = SPAN_PARENT if self._selection is None else self._selection.parent_of(span)
         if parent_id is LEFT_OUT:
@@ -172,17 +236,26 @@ class ExportPipeline:
         # what is left of the deadline, halved so that delivery keeps the rest.
         self._log_join.await_records(spans, (deadline - self.clock.monotonic()) / 2)
         calls, filtered, unmappable = self._calls_for(spans)
-        if self._op_refs is not None:
-            calls = self._op_refs.apply(calls, deadline)
-        try:
-            delivery = self._deliver.send(calls, deadline)
-        except Exception as error:  # the app must never see our failure
-            logger.exception("Weave export failed; %d calls not delivered", len(calls))
-            reason = f"not sent: {type(error).__name__}"
-            delivery = DeliveryReport.failed(calls, "(export)", PostResult(None, reason, 0))
+        delivery = self._send(calls, deadline)
         self._record(delivery)
         _log_failures(delivery.failures)
         return BatchReport(len(spans), filtered, unmappable, delivery)
+
+    def _send(self, calls: list[WeaveCall], deadline: float) -> DeliveryReport:
+        """Op refs, then the ends of running calls on their own and the rest whole."""
+        try:
+            running = [call for call in calls if self._live.is_running(call)]
+            whole = [call for call in calls if not self._live.is_running(call)]
+            if self._op_refs is not None:
+                whole = self._op_refs.apply(whole, deadline)
+            ended, start_missing = self._live.send_ends(running, deadline)
+            if start_missing and self._op_refs is not None:
+                start_missing = self._op_refs.apply(start_missing, deadline)
+            return ended + self._deliver.send(whole + start_missing, deadline)
+        except Exception as error:  # the app must never see our failure
+            logger.exception("Weave export failed; %d calls not delivered", len(calls))
+            reason = f"not sent: {type(error).__name__}"
+            return DeliveryReport.failed(calls, "(export)", PostResult(None, reason, 0))
 
     def _calls_for(self, spans: Sequence[ReadableSpan]) -> tuple[list[WeaveCall], int, int]:
         with self._mapping:
@@ -260,6 +333,7 @@ class ExportPipeline:
         self._http.reset_after_fork()
         self._retrying.reopen()
         self._counter = StatsCounter()
+        self._live.reset()
         if self._op_refs is not None:
             self._op_refs.after_fork()
         if self._spooling is not None:

@@ -12,11 +12,13 @@ import itertools
 import logging
 import os
 import queue
+import signal
 import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry.context import Context
@@ -50,6 +52,14 @@ class BatchExporter(Protocol):
 
     def span_started(self, span: ReadableSpan) -> None:
         """Note a span's start; runs on the app's thread: O(1), no lock, no I/O."""
+        ...
+
+    def send_live_starts(self, deadline: float) -> None:
+        """Send the starts of the open spans due to show as running; never raises."""
+        ...
+
+    def end_open_calls(self, deadline: float) -> None:
+        """At shutdown, end the calls still running (and open spans, if so set)."""
         ...
 
     def export_batch(self, spans: Sequence[ReadableSpan], deadline: float) -> BatchReport:
@@ -176,6 +186,8 @@ class WeaveSpanProcessor(SpanProcessor):
 
         self._on_exit: Callable[[], None] = on_exit
         atexit.register(on_exit)
+        if self.settings.end_on_sigterm:
+            _end_on_sigterm(weak_self)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=in_forked_child)
 
@@ -281,6 +293,10 @@ class WeaveSpanProcessor(SpanProcessor):
                     break
             except Exception:  # the worker must outlive any bug of ours, its waits' included
                 logger.exception("Weave export worker failed")
+        try:
+            self._exporter.end_open_calls(self._export_deadline())
+        except Exception:
+            logger.exception("Weave could not end the calls still running")
         self._worker_done = True
         self._spill(self._take_queued())
 
@@ -296,6 +312,11 @@ class WeaveSpanProcessor(SpanProcessor):
         deadline = self._export_deadline()
         stopping = self._shutdown_deadline is not None and not self._queue
         delivered = False
+        try:
+            if not stopping:
+                self._exporter.send_live_starts(deadline)
+        except Exception:  # the worker must outlive any bug of ours
+            logger.exception("Weave could not send the starts of long-running spans")
         try:
             delivered = self._export(batch, deadline)
             self._loss_reporter.report()
@@ -379,6 +400,27 @@ class WeaveSpanProcessor(SpanProcessor):
             return self._exporter.export_batch(batch, deadline).ok
         self._spill(batch)
         return False
+
+
+def _end_on_sigterm(weak_processor: weakref.ReferenceType[WeaveSpanProcessor]) -> None:
+    """On SIGTERM, shut the processor down (its running calls get their end), then let the
+    signal do what it did before: the previous handler, or the end of the process."""
+    if threading.current_thread() is not threading.main_thread():
+        logger.warning("end_on_sigterm needs the processor made on the main thread; not set")
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        processor = weak_processor()
+        if processor is not None:
+            processor.shutdown()
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _wait_seconds(seconds: float) -> float:

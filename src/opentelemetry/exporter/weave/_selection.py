@@ -77,6 +77,14 @@ class SpanSelection:
         self._left_out.remember(span_id, parent_id)
         return LEFT_OUT
 
+    def parent_if_exported(self, span: ReadableSpan) -> str | Literal[_Verdict.LEFT_OUT] | None:
+        """For a span still open: its parent call as :meth:`parent_of` would answer now, or
+        ``LEFT_OUT``; decides nothing (its end does)."""
+        span_id = format_span_id(span.context.span_id) if span.context else ""
+        if span_id in self._needed or self._is_wanted(span):
+            return self._nearest_exported(parent_call_id(span))
+        return LEFT_OUT
+
     def _nearest_exported(self, span_id: str | None) -> str | None:
         seen = 0
         while span_id is not None and span_id in self._left_out and seen < len(self._left_out):

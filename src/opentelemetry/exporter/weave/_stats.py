@@ -78,6 +78,13 @@ class ExportStats:
     """Calls sent with their plain name instead of an op ref: the op routes failed or refused
     (or were given up on for a while after a failure), or the name holds no character an op
     name can. Never a loss: each of these calls is sent all the same."""
+    calls_started_early: int = 0
+    """Long-running spans shown as running: their start was sent while they were open."""
+    live_ends_matched: int = 0
+    """Ends of such calls delivered on their own, after their start."""
+    calls_ended_at_exit: int = 0
+    """Calls still open at shutdown, ended with a ``ProcessExit`` exception (running ones,
+    and with ``end_open_spans_at_exit`` the others)."""
     log_records_joined: int = 0
     """Content log records (``WeaveLogRecordProcessor``, ``WeaveLogExporter``) put on their
     span's call."""
@@ -125,6 +132,9 @@ CounterName = Literal[
     "ops_created",
     "ops_found",
     "ops_fallback",
+    "calls_started_early",
+    "live_ends_matched",
+    "calls_ended_at_exit",
     "log_records_joined",
     "log_records_unmatched",
 ]

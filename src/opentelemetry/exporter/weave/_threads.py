@@ -89,6 +89,10 @@ class ThreadTracker:
             turn_id = own_id
         self._open[context.span_id] = ThreadContext(thread_id, turn_id, local_root)
 
+    def peek(self, span_id: int) -> ThreadContext | None:
+        """The context the span's start left, kept: the span is still open."""
+        return self._open.get(span_id)
+
     def take(self, span_id: int) -> ThreadContext | None:
         """The context the span's start left, forgotten from here on."""
         found = self._open.pop(span_id, None)

@@ -226,6 +226,9 @@ class _Receiver:
             _Route(
                 "POST", ("v2", "{entity}", "{project}", "calls", "complete"), self._calls_complete
             ),
+            # Not v1 writes: they serve every project kind, 'calls_complete' ones included.
+            _Route("POST", ("v2", "{entity}", "{project}", "call", "start"), self._call_start_v2),
+            _Route("POST", ("v2", "{entity}", "{project}", "call", "end"), self._call_end_v2),
             _Route("GET", ("calls",), self._list_calls),
             _Route("GET", ("threads",), self._list_threads),
             _Route("POST", _segments(FILES_CREATE_ROUTE), self._file_create),
@@ -350,15 +353,30 @@ class _Receiver:
         return _Response(HTTPStatus.OK, {"res": results})
 
     def _calls_complete(self, request: _Request) -> _Response:
-        project_id = f"{request.path_params['entity']}/{request.path_params['project']}"
         batch = _validated(CallsCompleteReq, request.body).batch
         for call in batch:
-            if call.project_id != project_id:
-                reason = f"project_id {call.project_id!r} does not match the URL's {project_id!r}"
-                raise _RefusalError(HTTPStatus.BAD_REQUEST, {"reason": reason})
+            _require_path_project(request, call)
             _require_lowercase_ids(call)
         for call, sent in zip(batch, _as_sent(request.body)["batch"], strict=True):
             self._store.put_complete(call.project_id, call.id, sent)
+        return _Response(HTTPStatus.OK, {})
+
+    def _call_start_v2(self, request: _Request) -> _Response:
+        start = _validated(CallStartReq, request.body).start
+        _require_path_project(request, start)
+        _require_lowercase_ids(start)
+        return _Response(HTTPStatus.OK, self._put_start(start, _as_sent(request.body)["start"]))
+
+    def _call_end_v2(self, request: _Request) -> _Response:
+        end = _validated(CallEndReq, request.body).end
+        _require_path_project(request, end)
+        _require_lowercase_ids(end)
+        if not self._store.put_end_of_started(
+            end.project_id, end.id, _as_sent(request.body)["end"]
+        ):
+            # The wording of Weave's in-memory server (NotFoundError, answered as 404).
+            reason = f"Cannot end call {end.id}: no start found in project {end.project_id}"
+            raise _refusal(HTTPStatus.NOT_FOUND, reason)
         return _Response(HTTPStatus.OK, {})
 
     def _put_start(self, start: StartedCallSchemaForInsert, sent: dict[str, Any]) -> dict[str, str]:
@@ -531,6 +549,17 @@ def _validated(model: type[_Model], body: bytes) -> _Model:
         errors: list[dict[str, Any]] = json.loads(exc.json(include_url=False))
         detail = [{**error, "loc": ["body", *error["loc"]]} for error in errors]
         raise _RefusalError(HTTPStatus.UNPROCESSABLE_ENTITY, {"detail": detail}) from None
+
+
+def _require_path_project(
+    request: _Request,
+    call: StartedCallSchemaForInsert | EndedCallSchemaForInsert | CompletedCallSchemaForInsert,
+) -> None:
+    """Refuse a body whose call belongs to another project than the v2 route's path names."""
+    project_id = f"{request.path_params['entity']}/{request.path_params['project']}"
+    if call.project_id != project_id:
+        reason = f"project_id {call.project_id!r} does not match the URL's {project_id!r}"
+        raise _refusal(HTTPStatus.BAD_REQUEST, reason)
 
 
 def _require_lowercase_ids(
@@ -864,8 +893,11 @@ class LocalWeaveServer:
     """A local stand-in for Weave's trace service, for demos and tests.
 
     Serves the write routes ``POST /call/start``, ``POST /call/end``,
-    ``POST /call/upsert_batch`` and ``POST /v2/{entity}/{project}/calls/complete`` (validated
-    as the service does), the object routes op refs need (``POST /files/create``, multipart;
+    ``POST /call/upsert_batch``, ``POST /v2/{entity}/{project}/calls/complete`` and the v2
+    single-call routes ``POST /v2/{entity}/{project}/call/start`` and
+    ``POST /v2/{entity}/{project}/call/end`` (validated as the service does; a v2 end whose
+    start is not stored answers 404 and stores nothing; a started call without its end is
+    listed as running), the object routes op refs need (``POST /files/create``, multipart;
     ``POST /obj/create``, which refuses a name holding another type of object with 400;
     ``POST /objs/query``), ``GET /calls?project_id=entity/project[&op_name=<ref>]`` and
     ``GET /health`` on a daemon thread, and keeps calls and objects in SQLite (``db_path``, in
@@ -876,9 +908,9 @@ class LocalWeaveServer:
 
     ``calls_complete_only`` makes it a new hosted 'calls_complete' project: the v1 write
     routes answer 400 with ``error_code`` ``CALLS_COMPLETE_MODE_REQUIRED`` (after auth, before
-    validation). ``max_body_bytes`` answers 413 to any request with a larger body, before
-    auth and routing, and stores nothing of it (``None``: up to 1 GiB). Both can be changed
-    while serving.
+    validation); the v2 routes are served as ever. ``max_body_bytes`` answers 413 to any
+    request with a larger body, before auth and routing, and stores nothing of it (``None``:
+    up to 1 GiB). Both can be changed while serving.
 
     It speaks HTTP/1.1 with keep-alive, reads ``Content-Length`` and chunked bodies, and
     decides every refusal (size, route, method, auth, write mode) before reading the body,

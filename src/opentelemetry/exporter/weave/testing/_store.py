@@ -106,6 +106,23 @@ class CallStore:
     def put_end(self, project_id: str, id: str, end: dict[str, Any]) -> None:
         self._put(project_id, id, (_UPSERT_END, end))
 
+    def put_end_of_started(self, project_id: str, id: str, end: dict[str, Any]) -> bool:
+        """Store the end of a call whose start is stored, as the v2 end route does.
+
+        False, storing nothing, when there is no start. The check and the write happen under
+        one lock, so a start stored meanwhile is either seen or not, never half.
+        """
+        end_json = json.dumps(end)
+        with self._lock:
+            started = self._conn.execute(
+                "SELECT 1 FROM calls WHERE project_id = ? AND id = ? AND start_json IS NOT NULL",
+                (project_id, id),
+            ).fetchone()
+            if started is None:
+                return False
+            self._write(project_id, id, _UPSERT_END, end_json)
+        return True
+
     def put_complete(self, project_id: str, id: str, call: dict[str, Any]) -> None:
         """Store a whole call as the start and the end a v1 client would have sent.
 
@@ -251,8 +268,12 @@ class CallStore:
         encoded = [(statement, json.dumps(half)) for statement, half in halves]
         with self._lock:
             for statement, half_json in encoded:
-                self._last_seq += 1
-                self._conn.execute(statement, (project_id, id, half_json, self._last_seq))
+                self._write(project_id, id, statement, half_json)
+
+    def _write(self, project_id: str, id: str, statement: str, half_json: str) -> None:
+        # Callers hold the lock: positions must be handed out in the order halves are written.
+        self._last_seq += 1
+        self._conn.execute(statement, (project_id, id, half_json, self._last_seq))
 
     def _select(self, query: str, project_id: str | None) -> list[tuple[Any, ...]]:
         with self._lock:
