@@ -807,6 +807,8 @@ def _timestamp(raw: object) -> tuple[datetime | None, bool]:
 
 
 def _as_nanoseconds(raw: object) -> int | None:
+    if type(raw) is int:  # nearly always: the Protocol check below is slow
+        return raw
     if isinstance(raw, float):
         return int(raw) if math.isfinite(raw) else None
     return operator.index(raw) if isinstance(raw, SupportsIndex) else None
