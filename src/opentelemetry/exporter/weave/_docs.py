@@ -191,6 +191,27 @@ def counters_table() -> str:
     return "\n".join(rows)
 
 
+def gateway_config_table() -> str:
+    """The gateway's own settings (README "Gateway"); needs the ``[gateway]`` extra."""
+    from opentelemetry.exporter.weave.gateway._settings import GATEWAY_SETTINGS
+
+    rows = ["| Environment variable | Default | Meaning |", "|---|---|---|"]
+    for setting in GATEWAY_SETTINGS:
+        rows.append(f"| `{setting.env}` | {_default_text(setting)} | {_meaning(setting)} |")
+    return "\n".join(rows)
+
+
+def gateway_counters_table() -> str:
+    """The gateway's counters and levels, as ``/stats`` and ``/metrics`` show them."""
+    from opentelemetry.exporter.weave.gateway._gateway import GAUGES, GatewayStats
+
+    rows = ["| Counter | Metric | What it counts |", "|---|---|---|"]
+    for name, doc in _attribute_docs(GatewayStats).items():
+        metric = f"weave_gateway_{name}" + ("" if name in GAUGES else "_total")
+        rows.append(f"| `{name}` | `{metric}` | {doc} |")
+    return "\n".join(rows)
+
+
 def _markdown(docstring: str) -> str:
     """A docstring as one Markdown line: reST's double backquotes become code spans."""
     return " ".join(docstring.split()).replace("``", "`")
@@ -217,6 +238,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "conventions": conventions_tables,
     "secret-keys": secret_keys,
     "counters": counters_table,
+    "gateway-config": gateway_config_table,
+    "gateway-counters": gateway_counters_table,
 }
 """Every generated block of the README, by marker name."""
 
