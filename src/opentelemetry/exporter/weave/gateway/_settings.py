@@ -90,12 +90,15 @@ class GatewaySettings:
         ),
     )
     max_queue_spans: int = field(
-        default=200_000,
+        # About 4.4 KiB a queued span of ~1 KB of messages (benchmarks/gateway.py): some
+        # 220 MiB with the backend down.
+        default=50_000,
         metadata=_setting(
             env="WEAVE_GATEWAY_MAX_QUEUE_SPANS",
             parse=Bounds(1, 10_000_000, integer=True),
             doc="Most spans taken in and not yet exported (held or waiting for the backend); "
-            "a request beyond it is answered 503 with `Retry-After`, for the client to retry.",
+            "a request beyond it is answered 503 with `Retry-After`, for the client to retry. "
+            "A queued span takes a few KiB (about 4.4 KiB for ~1 KB of messages).",
         ),
     )
     max_queue_bytes: int = field(
