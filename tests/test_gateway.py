@@ -29,7 +29,6 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Tracer
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from opentelemetry.exporter.weave._config import WeaveSettings
 from opentelemetry.exporter.weave._pipeline import BatchReport, ExportPipeline
@@ -231,46 +230,80 @@ def test_without_a_key_anywhere_requests_are_unauthorized(receiver: LocalWeaveSe
         calls_by_name(receiver, PROJECT, 1)
 
 
+_SERVICE = """
+import os, sys
+from opentelemetry import propagate
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+service, model, tokens, endpoint = sys.argv[1:5]
+provider = TracerProvider(resource=Resource.create({"service.name": service}))
+provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+tracer = provider.get_tracer(service)
+incoming = {"traceparent": os.environ["TRACEPARENT"]} if "TRACEPARENT" in os.environ else {}
+with tracer.start_as_current_span(
+    "agent" if not incoming else "tool call", context=propagate.extract(incoming)
+):
+    tracer.start_span(
+        f"chat {model}",
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.response.model": model,
+            "gen_ai.usage.input_tokens": int(tokens),
+            "gen_ai.usage.output_tokens": 1,
+        },
+    ).end()
+    if not incoming:
+        carrier = {}
+        propagate.inject(carrier)  # the W3C traceparent of its call to the other service
+        print(carrier["traceparent"], flush=True)
+        sys.stdin.readline()  # the other service answers before this span ends
+provider.shutdown()
+"""
+
+
 @pytest.mark.parametrize("root_first", [True, False], ids=["root-first", "root-last"])
 def test_a_trace_across_two_services_rolls_up_into_one_root(
     receiver: LocalWeaveServer, root_first: bool
 ) -> None:
-    carrier: dict[str, str] = {}
-    propagator = TraceContextTextMapPropagator()
-
-    def llm(tracer: Tracer, model: str, tokens: int) -> None:
-        tracer.start_span(
-            f"chat {model}",
-            attributes={
-                "gen_ai.operation.name": "chat",
-                "gen_ai.response.model": model,
-                "gen_ai.usage.input_tokens": tokens,
-                "gen_ai.usage.output_tokens": 1,
-            },
-        ).end()
-
-    def frontend(tracer: Tracer) -> None:
-        with tracer.start_as_current_span("agent"):
-            llm(tracer, "gpt-4o-mini", 5)
-            propagator.inject(carrier)  # the W3C traceparent of the call to the other service
-
-    def tools(tracer: Tracer) -> None:
-        with tracer.start_as_current_span("tool call", context=propagator.extract(carrier)):
-            llm(tracer, "gpt-4o", 7)
-
-    frontend_spans = spans_of(frontend, **{"service.name": "frontend"})
-    # Stamped after the agent's end, as by a clock ahead of the frontend's: still its child.
-    tools_spans = spans_of(tools, **{"service.name": "tools"})
+    """Two processes, one trace: the frontend calls the tools service with the trace's context;
+    each exports its own spans to the gateway, in either order."""
     with running_gateway(receiver, trace_wait_seconds=0.5) as server:
-        first, second = (
-            (frontend_spans, tools_spans) if root_first else (tools_spans, frontend_spans)
-        )
-        assert otlp_exporter(server).export(first) is SpanExportResult.SUCCESS
-        assert otlp_exporter(server).export(second) is SpanExportResult.SUCCESS
+        endpoint = f"{server.url}/v1/traces"
+
+        def service(name: str, model: str, tokens: int, **env: str) -> subprocess.Popen[str]:
+            return subprocess.Popen(
+                [sys.executable, "-c", _SERVICE, name, model, str(tokens), endpoint],
+                env={**os.environ, **env},
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+
+        frontend = service("frontend", "gpt-4o-mini", 5)
+        assert frontend.stdout is not None
+        assert frontend.stdin is not None
+        traceparent = frontend.stdout.readline().strip()
+        if root_first:  # the frontend's spans (the root's) first, then the tools service's
+            frontend.stdin.write("done\n")
+            frontend.stdin.flush()
+            assert frontend.wait(timeout=60) == 0
+        tools = service("tools", "gpt-4o", 7, TRACEPARENT=traceparent)
+        assert tools.wait(timeout=60) == 0
+        if not root_first:
+            frontend.stdin.write("done\n")
+            frontend.stdin.flush()
+            assert frontend.wait(timeout=60) == 0
         calls = calls_by_name(receiver, PROJECT, 4)
     agent, tool = calls["agent"], calls["tool call"]
     assert tool["parent_id"] == agent["id"]
     assert calls["chat gpt-4o"]["parent_id"] == tool["id"]
+    assert {call["attributes"]["otel"]["resource"]["service.name"] for call in calls.values()} == {
+        "frontend",
+        "tools",
+    }
     assert usage_by_model(agent) == {
         "gpt-4o-mini": {"input_tokens": 5, "output_tokens": 1, "total_tokens": 6, "requests": 1},
         "gpt-4o": {"input_tokens": 7, "output_tokens": 1, "total_tokens": 8, "requests": 1},
