@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from opentelemetry.exporter.weave import _chat
 from opentelemetry.exporter.weave._chat import (
     ContentEvent,
     chat_completion,
@@ -778,3 +779,45 @@ def test_a_mistral_model_needs_created_and_usage_which_the_span_provides() -> No
     call = {"inputs": chat_inputs(messages, model="mistral-large-2411"), "output": completion}
     assert_chat_shaped(call)
     assert chat_errors({**call, "output": {**(completion or {}), "created": None}})
+
+
+_ROLE_NAMES = st.sampled_from(["user", "assistant", "system", "tool", "function", "human", "ai"])
+_TEXT_PART = st.fixed_dictionaries({"type": st.just("text"), "content": st.text(max_size=30)})
+_NEAR_TEXT_PART = st.one_of(
+    _TEXT_PART,
+    st.fixed_dictionaries({"type": st.just("text"), "content": st.integers()}),
+    st.fixed_dictionaries({"type": st.just("text"), "text": st.text(max_size=5)}),
+    st.fixed_dictionaries(
+        {"type": st.just("text"), "content": st.text(max_size=5), "x": st.just(1)}
+    ),
+    st.fixed_dictionaries({"type": st.just("reasoning"), "content": st.text(max_size=5)}),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    role=_ROLE_NAMES | st.text(max_size=8),
+    parts=st.lists(_NEAR_TEXT_PART, max_size=4),
+    finish_reason=st.none() | st.sampled_from(["stop", "length"]),
+    extra=st.booleans(),
+)
+def test_the_text_only_fast_path_converts_exactly_as_the_full_one(
+    role: str, parts: list[dict[str, Any]], finish_reason: str | None, extra: bool
+) -> None:
+    message: dict[str, Any] = {"role": role, "parts": parts}
+    if finish_reason is not None:
+        message["finish_reason"] = finish_reason
+    if extra:
+        message["name"] = "someone"
+    fast = _chat._text_only(message)
+    if fast is not None:
+        assert fast == _chat._converted_in_full(message)
+    assert _chat._converted(message) == _chat._converted_in_full(message)
+
+
+def test_the_text_only_fast_path_takes_the_commonest_message() -> None:
+    message = {"role": "assistant", "parts": [{"type": "text", "content": "Hi"}]}
+    assert _chat._text_only({**message, "finish_reason": "stop"}) == [
+        {"role": "assistant", "finish_reason": "stop", "content": "Hi"}
+    ]
+    assert _chat._text_only({**message, "role": "tool"}) is None  # needs its tool_call_id

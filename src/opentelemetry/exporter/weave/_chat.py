@@ -398,9 +398,45 @@ def _normalised(raw: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return raw if isinstance(raw.get("role"), str) else None
 
 
+_TEXT_ONLY_KEYS = frozenset({"role", "parts", "finish_reason"})
+
+
+def _text_only(raw: Any) -> list[Message] | None:
+    """The commonest message (OpenTelemetry GenAI's, of text parts only) in one step: exactly
+    what :func:`_converted_in_full` makes of it (a property test holds the two equal); None
+    for any other message."""
+    if type(raw) is not dict or not raw.keys() <= _TEXT_ONLY_KEYS:
+        return None
+    role, parts = raw.get("role"), raw.get("parts")
+    if not isinstance(role, str) or type(parts) is not list or not parts:
+        return None
+    role = _ROLES.get(role, role)
+    if role == "tool":  # tool messages get a `tool_call_id`
+        return None
+    texts: list[str] = []
+    for part in parts:
+        if (
+            type(part) is not dict
+            or len(part) != 2
+            or part.get("type") != "text"
+            or not isinstance(text := part.get("content"), str)
+        ):
+            return None
+        texts.append(text)
+    message: Message = {"role": role}
+    if "finish_reason" in raw:
+        message["finish_reason"] = raw["finish_reason"]
+    message["content"] = "\n".join(texts)
+    return [message]
+
+
 def _converted(raw: Any) -> list[Message] | None:
     """One message of any convention as one or more OpenAI messages (tool results inside a
     message become `role: tool` messages of their own); None when it is no message."""
+    return _text_only(raw) or _converted_in_full(raw)
+
+
+def _converted_in_full(raw: Any) -> list[Message] | None:
     if not isinstance(raw, Mapping):
         return None
     if raw.keys() == {"message"} and isinstance(raw["message"], Mapping):

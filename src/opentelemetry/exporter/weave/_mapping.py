@@ -144,6 +144,7 @@ def span_to_call(
     end = EndedCallSchemaForInsert(
         project_id=project_id,
         id=span_id,
+        trace_id=trace_id,
         started_at=times.started_at,
         ended_at=times.ended_at,
         exception=exception,
@@ -225,6 +226,10 @@ class _SpanReader:
             return None
         self.consumed.add(found[0])
         return found[1]
+
+    def consumed_prefixes(self) -> set[str]:
+        """The first two dotted segments of each key read so far (``llm.output_messages``)."""
+        return {".".join(key.split(".", 2)[:2]) for key in self.consumed}
 
     def take_flag(self, keys: Iterable[str]) -> bool:
         """Whether any of the keys is present and says yes."""
@@ -447,7 +452,7 @@ def _llm_content(
     content in no shape it knows stays as it came, by the rules of any other call."""
     found_inputs = reader.take_content((*KEYS.llm_inputs, *KEYS.inputs))
     found_output = _vercel_reply(reader) or reader.take_content((*KEYS.llm_outputs, *KEYS.outputs))
-    if _lacks_tool_arguments(found_output):
+    if _OPENINFERENCE_OUTPUTS in reader.consumed_prefixes() and _lacks_tool_arguments(found_output):
         # smolagents' OpenInference messages name a tool call but leave out its arguments,
         # which only its raw output holds.
         whole = reader.take_content(_RAW_OUTPUTS)
@@ -519,6 +524,7 @@ def _vercel_reply(reader: _SpanReader) -> dict[str, Any] | None:
 
 
 _RAW_OUTPUTS = tuple(key for key in KEYS.outputs if key not in KEYS.llm_outputs)
+_OPENINFERENCE_OUTPUTS = "llm.output_messages"
 
 
 def _lacks_tool_arguments(content: Any) -> bool:
