@@ -194,15 +194,32 @@ def test_the_tracker_forgets_a_span_once_taken_and_stays_bounded() -> None:
 
     *children, root = spans_of(emit)
     tracker = ThreadTracker(max_open_spans=4)
-    tracker.span_started(root)  # type: ignore[arg-type]
+    tracker.span_started(root)
     for child in children:
         tracker.span_started(child)
-    assert len(tracker) == 7  # bounded when the worker takes, not on the app's thread
-    root_id = root.context.span_id if root.context else 0
-    root_call = f"{root_id:016x}"
-    assert tracker.take(root_id) == ThreadContext("conv-1", root_call, root_call)
+    assert len(tracker) == 8  # 7 spans in the thread, 1 root: bounded when the worker takes
+    root_call = f"{root.context.span_id:016x}" if root.context else ""
+    assert tracker.take(root) == ThreadContext("conv-1", root_call, root_call)
     assert len(tracker) <= 4
-    assert tracker.take(root_id) is None
+    assert tracker.take(root) is None
+
+
+def test_outside_any_thread_only_each_trace_s_root_is_noted() -> None:
+    def emit(tracer: Tracer) -> None:
+        for _ in range(3):
+            with tracer.start_as_current_span("root"), tracer.start_as_current_span("child"):
+                pass
+
+    spans = spans_of(emit)
+    tracker = ThreadTracker()
+    for span in reversed(spans):
+        tracker.span_started(span)
+    assert len(tracker) == 3  # no entry per span: one per open trace
+    child, root = spans[0], spans[1]
+    root_call = f"{root.context.span_id:016x}" if root.context else ""
+    assert tracker.take(child) == ThreadContext(None, None, root_call)
+    assert tracker.take(root) == ThreadContext(None, None, root_call)
+    assert len(tracker) == 2  # that trace's root is forgotten once mapped
 
 
 def test_a_thread_id_every_span_gets_at_its_end_makes_one_turn(

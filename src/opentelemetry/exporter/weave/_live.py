@@ -47,8 +47,6 @@ PROCESS_EXIT = json.dumps(
 
 _MAX_OPEN_SPANS = 10_000
 """Open spans watched at once; beyond it, new ones are only ever sent once ended."""
-_ENDED_FORGOTTEN_AFTER = 3600.0
-"""Seconds after which an ended span never mapped (dropped from a full queue) is forgotten."""
 _NOT_FOUND = 404
 
 
@@ -111,19 +109,20 @@ class LiveCalls:
             self._open.pop(span.context.span_id, None)
 
     def due(self) -> list[ReadableSpan]:
-        """Open spans past the threshold, oldest first; each is given out once."""
-        if self._after is None:
+        """Open spans past the threshold, oldest first; each is given out once. Forgets the
+        spans that ended meanwhile."""
+        if not self._watching:
             return []
         now = self._monotonic()
         due: list[tuple[float, ReadableSpan]] = []
         # list() of a dict copies it without running Python code: no app thread changes it
         # halfway.
         for span_id, (span, opened) in list(self._open.items()):
-            age = now - opened
             if span.end_time is not None:
-                if age > _ENDED_FORGOTTEN_AFTER:
-                    self._open.pop(span_id, None)
-            elif age >= self._after:
+                # Ended: queued for the batched path, or dropped from a full queue; either
+                # way never due, and not to be held here.
+                self._open.pop(span_id, None)
+            elif self._after is not None and now - opened >= self._after:
                 self._open.pop(span_id, None)
                 due.append((opened, span))
         return [span for _, span in sorted(due, key=lambda item: item[0])]

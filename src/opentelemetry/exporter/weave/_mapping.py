@@ -439,7 +439,7 @@ def _thread_and_turn(
         return None, None
     if marked or is_root or known_thread is not None:
         return own, call_id
-    return own, started.local_root_id if started is not None else None
+    return own, started.local_root_id if started is not None else None  # None: not known
 
 
 def _llm_content(

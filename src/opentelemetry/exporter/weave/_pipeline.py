@@ -198,7 +198,7 @@ class ExportPipeline:
             )
             if parent_id is LEFT_OUT:
                 return None
-            thread = self._threads.peek(span.context.span_id) if span.context else None
+            thread = self._threads.peek(span)
             call = span_to_call(span, self.settings.project_id, parent_id, thread=thread)
             return self._redactor.apply(call)
         except Exception:  # an app thread changing it meanwhile: its end will send it whole
@@ -207,7 +207,7 @@ class ExportPipeline:
 
     def _call_for(self, span: ReadableSpan) -> WeaveCall | None:
         """Select → map → redact → roll up; None for a span the filter leaves out."""
-        thread = self._threads.take(span.context.span_id) if span.context else None
+        thread = self._threads.take(span)
         self._live.forget(span)
         content_events = self._log_join.take(span)
         parent_id = SPAN_PARENT if self._selection is None else self._selection.parent_of(span)

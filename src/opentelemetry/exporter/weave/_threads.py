@@ -35,7 +35,7 @@ class ThreadContext(NamedTuple):
 
     thread_id: str | None
     turn_id: str | None
-    local_root_id: str
+    local_root_id: str | None
 
 
 def is_marked_turn(value: Any) -> bool:
@@ -56,49 +56,67 @@ def _thread_key(attributes: Any) -> str | None:
 class ThreadTracker:
     """What each open span's start said about its thread, for its descendants to inherit.
 
-    ``span_started`` runs on the app's thread: a few dict lookups and one store, no lock (a
-    dict's ``get`` and item assignment are atomic under the GIL). ``take`` runs on the worker,
-    when the span is mapped.
+    ``span_started`` runs on the app's thread: a few dict lookups, and a store only for a span
+    in a thread or a trace's root; no lock (a dict's ``get`` and item assignment are atomic
+    under the GIL). ``take`` and ``peek`` run on the worker, when the span is mapped.
     """
 
     def __init__(self, max_open_spans: int = _MAX_OPEN_SPANS) -> None:
         self._max_open = max_open_spans
-        self._open: dict[int, ThreadContext] = {}
+        self._open: dict[int, tuple[str, str | None]] = {}
+        """Span id → (thread id, turn id) of the spans in a thread."""
+        self._roots: dict[int, int] = {}
+        """Trace id → span id of its topmost span in this process, until that is mapped."""
 
     def __len__(self) -> int:
-        return len(self._open)
+        return len(self._open) + len(self._roots)
 
     def span_started(self, span: ReadableSpan) -> None:
         context = span.context
         if context is None:
             return
-        attributes = span.attributes or {}
         parent = span.parent
-        inherited = (
-            self._open.get(parent.span_id) if parent is not None and not parent.is_remote else None
-        )
-        own_id = format_span_id(context.span_id)
-        local_root = inherited.local_root_id if inherited is not None else own_id
-        thread_id = _thread_key(attributes) or (inherited.thread_id if inherited else None)
-        marked = any(is_marked_turn(attributes.get(key)) for key in KEYS.is_turn)
-        if thread_id is None:
-            turn_id = None
-        elif inherited is not None and inherited.thread_id == thread_id and not marked:
-            turn_id = inherited.turn_id
+        if parent is None or parent.is_remote:
+            self._roots[context.trace_id] = context.span_id
+            inherited = None
         else:
-            turn_id = own_id
-        self._open[context.span_id] = ThreadContext(thread_id, turn_id, local_root)
+            inherited = self._open.get(parent.span_id)
+        attributes = span.attributes or {}
+        thread_id = _thread_key(attributes) or (inherited[0] if inherited else None)
+        if thread_id is None:
+            return
+        marked = any(is_marked_turn(attributes.get(key)) for key in KEYS.is_turn)
+        if inherited is not None and inherited[0] == thread_id and not marked:
+            self._open[context.span_id] = inherited
+        else:
+            self._open[context.span_id] = (thread_id, format_span_id(context.span_id))
 
-    def peek(self, span_id: int) -> ThreadContext | None:
-        """The context the span's start left, kept: the span is still open."""
-        return self._open.get(span_id)
+    def peek(self, span: ReadableSpan) -> ThreadContext | None:
+        """What the start of ``span`` (still open) left, kept."""
+        return self._context(span, forget=False)
 
-    def take(self, span_id: int) -> ThreadContext | None:
-        """The context the span's start left, forgotten from here on."""
-        found = self._open.pop(span_id, None)
-        if len(self._open) > self._max_open:
-            # list() of a dict copies it without running Python code: no other thread
-            # changes it halfway. The oldest starts come first.
-            for stale in list(self._open)[: len(self._open) - self._max_open // 2]:
-                self._open.pop(stale, None)
+    def take(self, span: ReadableSpan) -> ThreadContext | None:
+        """What the start of ``span`` left, forgotten from here on (its descendants have been
+        mapped: they end first)."""
+        found = self._context(span, forget=True)
+        for entries in (self._open, self._roots):
+            if len(entries) > self._max_open:
+                # list() of a dict copies it without running Python code: no other thread
+                # changes it halfway. The oldest come first.
+                for stale in list(entries)[: len(entries) - self._max_open // 2]:
+                    entries.pop(stale, None)
         return found
+
+    def _context(self, span: ReadableSpan, *, forget: bool) -> ThreadContext | None:
+        context = span.context
+        if context is None:
+            return None
+        entries = self._open
+        thread = entries.pop(context.span_id, None) if forget else entries.get(context.span_id)
+        root = self._roots.get(context.trace_id)
+        if forget and root == context.span_id:
+            del self._roots[context.trace_id]
+        if thread is None and root is None:
+            return None
+        thread_id, turn_id = thread if thread is not None else (None, None)
+        return ThreadContext(thread_id, turn_id, None if root is None else format_span_id(root))
