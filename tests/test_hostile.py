@@ -270,3 +270,19 @@ def test_any_server_answer_is_taken_for_what_it_is_and_never_raises(
     assert result.retry_after is None or 0 < result.retry_after < float("inf")
     assert len(result.reason) <= 500
     assert API_KEY not in result.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
+    # A lone surrogate (no valid UTF-8) and a text past the length cap, which the walk mends.
+    | st.sampled_from(["\ud800 lone", "caf\u00e9", "x" * 1_000_001])
+)
+def test_json_safe_of_a_scalar_takes_a_shortcut_to_the_same_answer(value: Any) -> None:
+    from opentelemetry.exporter.weave._sanitize import _SafeCopy, json_safe
+
+    assert json_safe(value) == _SafeCopy().of(value, 0)
+    assert type(json_safe(value)) is type(_SafeCopy().of(value, 0))

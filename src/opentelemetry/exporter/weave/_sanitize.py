@@ -44,6 +44,12 @@ def json_safe(value: object) -> Any:
     ``MAX_DEPTH``, a container inside itself, and anything past ``MAX_NODES`` values (a
     structure sharing its parts can stand for far more than it holds) become markers.
     """
+    # Most attribute values are plain scalars: the same answers as the walk, without it.
+    kind = type(value)
+    if kind is str:
+        return clean_str(value)  # type: ignore[arg-type]
+    if value is None or kind is int or kind is bool:
+        return value
     return _SafeCopy().of(value, 0)
 
 
