@@ -243,6 +243,9 @@ provider = TracerProvider(resource=Resource.create({"service.name": service}))
 provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
 tracer = provider.get_tracer(service)
 incoming = {"traceparent": os.environ["TRACEPARENT"]} if "TRACEPARENT" in os.environ else {}
+if incoming:
+    print("ready", flush=True)  # started and imported: the test says when to send
+    sys.stdin.readline()
 with tracer.start_as_current_span(
     "agent" if not incoming else "tool call", context=propagate.extract(incoming)
 ):
@@ -270,7 +273,7 @@ def test_a_trace_across_two_services_rolls_up_into_one_root(
 ) -> None:
     """Two processes, one trace: the frontend calls the tools service with the trace's context;
     each exports its own spans to the gateway, in either order."""
-    with running_gateway(receiver, trace_wait_seconds=0.5) as server:
+    with running_gateway(receiver, trace_wait_seconds=2.0) as server:
         endpoint = f"{server.url}/v1/traces"
 
         def service(name: str, model: str, tokens: int, **env: str) -> subprocess.Popen[str]:
@@ -284,18 +287,18 @@ def test_a_trace_across_two_services_rolls_up_into_one_root(
 
         frontend = service("frontend", "gpt-4o-mini", 5)
         assert frontend.stdout is not None
-        assert frontend.stdin is not None
         traceparent = frontend.stdout.readline().strip()
-        if root_first:  # the frontend's spans (the root's) first, then the tools service's
-            frontend.stdin.write("done\n")
-            frontend.stdin.flush()
-            assert frontend.wait(timeout=60) == 0
+        # Both processes are up (imports done) before either sends: the second's spans come
+        # well within the trace wait after the first's.
         tools = service("tools", "gpt-4o", 7, TRACEPARENT=traceparent)
-        assert tools.wait(timeout=60) == 0
-        if not root_first:
-            frontend.stdin.write("done\n")
-            frontend.stdin.flush()
-            assert frontend.wait(timeout=60) == 0
+        assert tools.stdout is not None
+        assert tools.stdout.readline().strip() == "ready"
+        first, second = (frontend, tools) if root_first else (tools, frontend)
+        for process in (first, second):
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            assert process.wait(timeout=60) == 0
         calls = calls_by_name(receiver, PROJECT, 4)
     agent, tool = calls["agent"], calls["tool call"]
     assert tool["parent_id"] == agent["id"]
