@@ -244,8 +244,10 @@ class ExportPipeline:
     def _send(self, calls: list[WeaveCall], deadline: float) -> DeliveryReport:
         """Op refs, then the ends of running calls on their own and the rest whole."""
         try:
-            running = [call for call in calls if self._live.is_running(call)]
-            whole = [call for call in calls if not self._live.is_running(call)]
+            running: list[WeaveCall] = []
+            whole: list[WeaveCall] = []
+            for call in calls:
+                (running if self._live.is_running(call) else whole).append(call)
             if self._op_refs is not None:
                 whole = self._op_refs.apply(whole, deadline)
             ended, start_missing = self._live.send_ends(running, deadline)
