@@ -23,13 +23,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import Tracer
 
 from opentelemetry.exporter.weave import WeaveSettings, WeaveSpanProcessor
-from opentelemetry.exporter.weave._call import WeaveCall
+from opentelemetry.exporter.weave._call import EndedCall, StartedCall, WeaveCall
 from opentelemetry.exporter.weave._delivery import DeliveryReport
-from opentelemetry.exporter.weave._models import (
-    EndedCallSchemaForInsert,
-    StartedCallSchemaForInsert,
-    SummaryInsertMap,
-)
 from opentelemetry.exporter.weave._pipeline import BatchReport
 from opentelemetry.exporter.weave._retry import RetryPolicy
 from opentelemetry.exporter.weave._stats import ExportStats
@@ -164,7 +159,7 @@ def make_call(
 ) -> WeaveCall:
     """A small valid call, without a span."""
     return WeaveCall(
-        start=StartedCallSchemaForInsert(
+        start=StartedCall(
             project_id=PROJECT,
             id=call_id,
             op_name="op",
@@ -174,13 +169,13 @@ def make_call(
             attributes=attributes or {},
             inputs=inputs or {},
         ),
-        end=EndedCallSchemaForInsert(
+        end=EndedCall(
             project_id=PROJECT,
             id=call_id,
             started_at=_NOW,
             ended_at=_NOW,
             output=output,
-            summary=SummaryInsertMap(),
+            summary={},
         ),
     )
 

@@ -11,6 +11,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, Status, StatusCode, Tracer
 
 from opentelemetry.exporter.weave import span_to_call
+from opentelemetry.exporter.weave._call import call_end_body, call_start_body
 from opentelemetry.exporter.weave._mapping import stack_frames
 from opentelemetry.exporter.weave._models import CallEndReq, CallStartReq
 from opentelemetry.exporter.weave._sanitize import MAX_DEPTH, MAX_STRING_CHARS
@@ -32,8 +33,10 @@ def one_span(record: Record, attributes: dict[str, Any], name: str = "op") -> Re
 def wire(span: ReadableSpan) -> tuple[dict[str, Any], dict[str, Any]]:
     """The JSON bodies exactly as they would be posted."""
     call = span_to_call(span, PROJECT)
-    start = json.loads(CallStartReq(start=call.start).model_dump_json())["start"]
-    end = json.loads(CallEndReq(end=call.end).model_dump_json())["end"]
+    start = json.loads(call_start_body(call))["start"]
+    end = json.loads(call_end_body(call))["end"]
+    CallStartReq.model_validate({"start": start})  # the contract's own models accept both
+    CallEndReq.model_validate({"end": end})
     return start, end
 
 

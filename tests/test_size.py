@@ -336,7 +336,7 @@ def service_weight(value: Any) -> int:
 
 def fields_weight(call: WeaveCall) -> int:
     """The service's weight of the call's four JSON fields together (one calls_complete row)."""
-    summary = call.end.summary.model_dump(mode="json")
+    summary = call.end.summary
     halves = (call.start.inputs, call.end.output, call.start.attributes, summary)
     return sum(service_weight(value) for value in halves)
 

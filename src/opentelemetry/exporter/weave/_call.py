@@ -1,9 +1,13 @@
 """The call every stage passes along, and how each write route encodes it.
 
 A :class:`WeaveCall` is the two halves of one Weave call, as ``/call/start`` and ``/call/end``
-carry them. It is immutable: a stage that changes a call gets a new one from
-:meth:`WeaveCall.replace`, the one way of changing a call, so the JSON of each half is encoded
-once, when first asked for, and never goes stale.
+carry them. The halves are plain data (:class:`StartedCall`, :class:`EndedCall`), not validated
+models: the mapping builds them valid, and validating each again costs more than mapping it.
+``_models`` holds the service's schemas, which the local receiver and the tests check what is
+sent against. A call is immutable: a stage that changes one gets a new one from
+:meth:`WeaveCall.replace`, the one way of changing a call. Each large field (inputs,
+attributes, output) is encoded once, when first asked for; a replaced call keeps the JSON of
+every field it did not change.
 
 The encoders are pure functions from calls to request bodies, one per write route; the local
 receiver splits complete calls back into halves with the same :data:`END_ONLY_FIELDS`.
@@ -11,6 +15,7 @@ receiver splits complete calls back into halves with the same :data:`END_ONLY_FI
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,11 +23,9 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
+from pydantic_core import to_json as _pydantic_to_json
+
 from opentelemetry.exporter.weave._conventions import WeaveKind
-from opentelemetry.exporter.weave._models import (
-    EndedCallSchemaForInsert,
-    StartedCallSchemaForInsert,
-)
 
 __all__ = [
     "CALLS_COMPLETE_MODE_REQUIRED",
@@ -34,6 +37,9 @@ __all__ = [
     "UPSERT_BATCH_ROUTE",
     "WEAVE_ATTRIBUTES_KEY",
     "CallFacts",
+    "EndedCall",
+    "StartedCall",
+    "Summary",
     "WeaveCall",
     "call_end_body",
     "call_end_v2_route",
@@ -43,8 +49,10 @@ __all__ = [
     "calls_complete_route",
     "format_span_id",
     "format_trace_id",
+    "to_json",
     "upsert_batch_body",
     "utc_datetime",
+    "utc_iso",
 ]
 
 CALL_START_ROUTE = "/call/start"
@@ -66,12 +74,18 @@ OTEL_ATTRIBUTES_KEY = "otel"
 WEAVE_ATTRIBUTES_KEY = "weave"
 """The attribute Weave's UI reads a call's kind from (``{"kind": "llm"}``)."""
 
-_START_FIELDS = frozenset(StartedCallSchemaForInsert.model_fields)
-_END_FIELDS = frozenset(EndedCallSchemaForInsert.model_fields)
-_END_ONLY = set(END_ONLY_FIELDS)
-_SHARED_FIELDS = set(_END_FIELDS - _END_ONLY)
 _NANOS_PER_MICROSECOND = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+Summary = dict[str, Any]
+"""A call's ``summary`` as sent: ``usage`` (model → token counts) and ``status_counts``
+(``success``/``error`` → calls), each only when known. Never a ``null`` inside: a present
+``null`` token count outranks a real one in Weave's cost sum (WEAVE_WIRE §3)."""
+
+
+def to_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON of JSON-safe data, as the service's own encoder would write it."""
+    return _pydantic_to_json(value, inf_nan_mode="null")
 
 
 def format_span_id(span_id: int) -> str:
@@ -93,6 +107,56 @@ def utc_datetime(nanoseconds: int) -> datetime:
     return _EPOCH + timedelta(microseconds=nanoseconds // _NANOS_PER_MICROSECOND)
 
 
+def utc_iso(value: datetime) -> str:
+    """The service's timestamp text: six fractional digits and an explicit UTC offset."""
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(timespec="microseconds")
+
+
+@dataclass(slots=True)
+class StartedCall:
+    """What ``/call/start`` carries (``StartedCallSchemaForInsert``). Not to be changed in
+    place: :meth:`WeaveCall.replace` makes a changed copy."""
+
+    project_id: str
+    id: str
+    op_name: str
+    trace_id: str
+    started_at: datetime
+    attributes: dict[str, Any]
+    inputs: dict[str, Any]
+    display_name: str | None = None
+    parent_id: str | None = None
+    thread_id: str | None = None
+    turn_id: str | None = None
+    wb_run_id: str | None = None
+    wb_run_step: int | None = None
+
+
+@dataclass(slots=True)
+class EndedCall:
+    """What ``/call/end`` carries (``EndedCallSchemaForInsert``, and ``trace_id``: newer
+    servers read it, so that a sampler keeps or drops an end by its trace without finding its
+    start; older ones ignore it). Not to be changed in place."""
+
+    project_id: str
+    id: str
+    ended_at: datetime
+    summary: Summary
+    trace_id: str | None = None
+    exception: str | None = None
+    output: Any = None
+    started_at: datetime | None = None
+    wb_run_step_end: int | None = None
+
+
+_START_FIELDS = frozenset(field.name for field in dataclasses.fields(StartedCall))
+_END_FIELDS = frozenset(field.name for field in dataclasses.fields(EndedCall))
+_LARGE_FIELDS = {"inputs": "inputs_json", "attributes": "attributes_json", "output": "output_json"}
+"""Each large field and the cached property holding its JSON."""
+
+
 @dataclass(frozen=True)
 class CallFacts:
     """What the mapping learnt of a span that later stages need and the wire fields don't say."""
@@ -108,48 +172,106 @@ class CallFacts:
 class WeaveCall:
     """One span as a Weave call: what ``/call/start`` and ``/call/end`` carry."""
 
-    start: StartedCallSchemaForInsert
-    end: EndedCallSchemaForInsert
+    start: StartedCall
+    end: EndedCall
     facts: CallFacts = CallFacts()
 
     def __post_init__(self) -> None:
         # Every end carries its start's trace id, whoever built the call (mapping, spool, a
         # stage's replace): that is the promise of the trace_id_on_end capability we announce.
         if self.end.trace_id != self.start.trace_id:
-            end = self.end.model_copy(update={"trace_id": self.start.trace_id})
+            end = dataclasses.replace(self.end, trace_id=self.start.trace_id)
             object.__setattr__(self, "end", end)  # frozen: set once, before anyone reads it
 
     def replace(self, **changes: Any) -> WeaveCall:
         """This call with the named fields changed, in whichever half holds them.
 
         Fields both halves hold (``project_id``, ``id``, ``trace_id``, ``started_at``) change in
-        both. The values are taken as they are, not validated again: stages pass on what they
-        were given.
+        both. The values are taken as they are, not validated: stages pass on what they were
+        given. The JSON of each large field not changed is kept, not encoded again.
         """
         unknown = changes.keys() - _START_FIELDS - _END_FIELDS
         if unknown:
             raise TypeError(f"not a call field: {', '.join(sorted(unknown))}")
         start_changes = {key: value for key, value in changes.items() if key in _START_FIELDS}
         end_changes = {key: value for key, value in changes.items() if key in _END_FIELDS}
-        return WeaveCall(
-            start=self.start.model_copy(update=start_changes) if start_changes else self.start,
-            end=self.end.model_copy(update=end_changes) if end_changes else self.end,
+        changed = WeaveCall(
+            start=dataclasses.replace(self.start, **start_changes) if start_changes else self.start,
+            end=dataclasses.replace(self.end, **end_changes) if end_changes else self.end,
             facts=self.facts,
         )
+        cached, kept = self.__dict__, changed.__dict__
+        for field, encoded in _LARGE_FIELDS.items():
+            if field not in changes and encoded in cached:
+                kept[encoded] = cached[encoded]
+        return changed
+
+    @cached_property
+    def inputs_json(self) -> bytes:
+        return to_json(self.start.inputs)
+
+    @cached_property
+    def attributes_json(self) -> bytes:
+        return to_json(self.start.attributes)
+
+    @cached_property
+    def output_json(self) -> bytes:
+        return to_json(self.end.output)
 
     @cached_property
     def start_json(self) -> bytes:
-        return self.start.__pydantic_serializer__.to_json(self.start)
+        start = self.start
+        small = to_json(
+            {
+                "project_id": start.project_id,
+                "id": start.id,
+                "op_name": start.op_name,
+                "display_name": start.display_name,
+                "trace_id": start.trace_id,
+                "parent_id": start.parent_id,
+                "thread_id": start.thread_id,
+                "turn_id": start.turn_id,
+                "started_at": utc_iso(start.started_at),
+                "wb_run_id": start.wb_run_id,
+                "wb_run_step": start.wb_run_step,
+            }
+        )
+        return b"".join(
+            (
+                small[:-1],
+                b',"attributes":',
+                self.attributes_json,
+                b',"inputs":',
+                self.inputs_json,
+                b"}",
+            )
+        )
 
     @cached_property
     def end_only_json(self) -> bytes:
         """The end's :data:`END_ONLY_FIELDS`: a complete call is the start's JSON plus these."""
-        return self.end.__pydantic_serializer__.to_json(self.end, include=_END_ONLY)
+        end = self.end
+        small = to_json(
+            {
+                "ended_at": utc_iso(end.ended_at),
+                "exception": end.exception,
+                "summary": end.summary,
+                "wb_run_step_end": end.wb_run_step_end,
+            }
+        )
+        return small[:-1] + b',"output":' + self.output_json + b"}"
 
     @cached_property
     def end_json(self) -> bytes:
-        # The end-only fields (output, summary: the bulk) are encoded once, for every route.
-        shared = self.end.__pydantic_serializer__.to_json(self.end, include=_SHARED_FIELDS)
+        end = self.end
+        shared = to_json(
+            {
+                "project_id": end.project_id,
+                "id": end.id,
+                "trace_id": end.trace_id,
+                "started_at": None if end.started_at is None else utc_iso(end.started_at),
+            }
+        )
         return _joined_objects(shared, self.end_only_json)
 
     @cached_property

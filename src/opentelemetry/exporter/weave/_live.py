@@ -31,7 +31,6 @@ from opentelemetry.exporter.weave._call import (
     call_start_v2_route,
 )
 from opentelemetry.exporter.weave._delivery import DeliveryReport, Poster
-from opentelemetry.exporter.weave._models import TraceStatus
 from opentelemetry.exporter.weave._stats import CounterName
 
 __all__ = ["PROCESS_EXIT", "LiveCalls", "ended_at_exit"]
@@ -52,9 +51,7 @@ _NOT_FOUND = 404
 
 def ended_at_exit(call: WeaveCall) -> WeaveCall:
     """``call`` (of a span still open) ended now, failed with :data:`PROCESS_EXIT`."""
-    summary = call.end.summary.model_copy(
-        update={"status_counts": {TraceStatus.SUCCESS: 0, TraceStatus.ERROR: 1}}
-    )
+    summary = {**call.end.summary, "status_counts": {"success": 0, "error": 1}}
     return call.replace(
         exception=PROCESS_EXIT, ended_at=datetime.now(timezone.utc), summary=summary
     )

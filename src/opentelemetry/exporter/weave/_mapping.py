@@ -22,6 +22,9 @@ from opentelemetry.exporter.weave._call import (
     OTEL_ATTRIBUTES_KEY,
     WEAVE_ATTRIBUTES_KEY,
     CallFacts,
+    EndedCall,
+    StartedCall,
+    Summary,
     WeaveCall,
     format_span_id,
     format_trace_id,
@@ -46,15 +49,7 @@ from opentelemetry.exporter.weave._conventions import (
     WEAVE,
     WeaveKind,
 )
-from opentelemetry.exporter.weave._models import (
-    OP_NAME_MAX_LENGTH,
-    UNKNOWN_MODEL,
-    EndedCallSchemaForInsert,
-    LLMUsageSchema,
-    StartedCallSchemaForInsert,
-    SummaryInsertMap,
-    TraceStatus,
-)
+from opentelemetry.exporter.weave._models import OP_NAME_MAX_LENGTH, UNKNOWN_MODEL
 from opentelemetry.exporter.weave._sanitize import MAX_DEPTH, clean_str, json_safe, safe_json_from
 from opentelemetry.exporter.weave._threads import ThreadContext, is_marked_turn
 
@@ -126,7 +121,7 @@ def span_to_call(
     wb_run_step = reader.take_int(KEYS.wb_run_step)
     wb_run_step_end = reader.take_int(KEYS.wb_run_step_end)
     trace_id = format_trace_id(span.context.trace_id) if span.context else "0" * 32
-    start = StartedCallSchemaForInsert(
+    start = StartedCall(
         project_id=project_id,
         id=span_id,
         op_name=op_name_for(span.name),
@@ -141,7 +136,7 @@ def span_to_call(
         wb_run_step=wb_run_step,
         attributes=_call_attributes(span, reader, times, kind),
     )
-    end = EndedCallSchemaForInsert(
+    end = EndedCall(
         project_id=project_id,
         id=span_id,
         trace_id=trace_id,
@@ -149,13 +144,7 @@ def span_to_call(
         ended_at=times.ended_at,
         exception=exception,
         output=output,
-        summary=SummaryInsertMap(
-            usage=usage,
-            status_counts={
-                TraceStatus.SUCCESS: 0 if is_error else 1,
-                TraceStatus.ERROR: 1 if is_error else 0,
-            },
-        ),
+        summary=_summary(usage, is_error),
         wb_run_step_end=wb_run_step_end,
     )
     facts = CallFacts(
@@ -364,7 +353,14 @@ def _looks_like_messages(value: object) -> bool:
     )
 
 
-def _usage(reader: _SpanReader) -> dict[str, LLMUsageSchema] | None:
+def _summary(usage: dict[str, dict[str, int]] | None, is_error: bool) -> Summary:
+    status_counts = {"success": 0 if is_error else 1, "error": 1 if is_error else 0}
+    if usage is None:
+        return {"status_counts": status_counts}
+    return {"usage": usage, "status_counts": status_counts}
+
+
+def _usage(reader: _SpanReader) -> dict[str, dict[str, int]] | None:
     input_tokens = reader.peek_int(KEYS.input_tokens)
     output_tokens = reader.peek_int(KEYS.output_tokens)
     total_tokens = reader.peek_int(KEYS.total_tokens)
@@ -376,17 +372,18 @@ def _usage(reader: _SpanReader) -> dict[str, LLMUsageSchema] | None:
         return None
     if total_tokens is None and (input_tokens is not None or output_tokens is not None):
         total_tokens = (input_tokens or 0) + (output_tokens or 0)
-    # Reasoning tokens have no field in the schema; the service keeps extra usage keys.
-    extra = {} if reasoning is None else {"reasoning_tokens": reasoning}
-    usage = LLMUsageSchema(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=total_tokens,
-        requests=1,
-        cache_read_input_tokens=cache_read,
-        cache_creation_input_tokens=cache_write,
-        **extra,
+    # In LLMUsageSchema's order, unset counts left out. Reasoning tokens have no field in the
+    # schema; the service keeps extra usage keys.
+    fields = (
+        ("input_tokens", input_tokens),
+        ("output_tokens", output_tokens),
+        ("requests", 1),
+        ("total_tokens", total_tokens),
+        ("cache_read_input_tokens", cache_read),
+        ("cache_creation_input_tokens", cache_write),
+        ("reasoning_tokens", reasoning),
     )
+    usage = {name: count for name, count in fields if count is not None}
     # The usage key is a model name, any text: bounded like an op name, so no attribute can
     # make the summary, which is never cut, too large.
     model = (reader.peek_str(KEYS.model) or UNKNOWN_MODEL)[:OP_NAME_MAX_LENGTH]
@@ -446,7 +443,7 @@ def _llm_content(
     reader: _SpanReader,
     span: ReadableSpan,
     content_events: Sequence[ContentEvent],
-    usage: dict[str, LLMUsageSchema] | None,
+    usage: dict[str, dict[str, int]] | None,
 ) -> tuple[dict[str, Any], Any]:
     """A model call's inputs and output in the OpenAI chat shape Weave's chat view reads;
     content in no shape it knows stays as it came, by the rules of any other call."""
@@ -587,16 +584,14 @@ def _finish_reasons(reader: _SpanReader) -> list[str] | None:
     return [text for item in items if (text := _as_str(item))]
 
 
-def _completion_usage(usage: dict[str, LLMUsageSchema] | None) -> dict[str, int] | None:
+def _completion_usage(usage: dict[str, dict[str, int]] | None) -> dict[str, int] | None:
     if not usage:
         return None
     (entry,) = usage.values()
-    counts = {
-        "input_tokens": entry.input_tokens,
-        "output_tokens": entry.output_tokens,
-        "total_tokens": entry.total_tokens,
-    }
-    return {key: value for key, value in counts.items() if value is not None}
+    return {key: entry[key] for key in _COMPLETION_COUNTS if key in entry}
+
+
+_COMPLETION_COUNTS = ("input_tokens", "output_tokens", "total_tokens")
 
 
 def _exception_json(span: ReadableSpan) -> str | None:

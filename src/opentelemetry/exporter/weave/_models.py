@@ -21,6 +21,8 @@ from pydantic import (
     model_serializer,
 )
 
+from opentelemetry.exporter.weave._call import EndedCall, StartedCall, WeaveCall
+
 __all__ = [
     "OP_NAME_MAX_LENGTH",
     "UNKNOWN_MODEL",
@@ -36,6 +38,7 @@ __all__ = [
     "SummaryInsertMap",
     "TraceStatus",
     "UpsertBatchReq",
+    "call_from_json",
 ]
 
 OP_NAME_MAX_LENGTH = 128
@@ -192,3 +195,14 @@ class CallsCompleteReq(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch: list[CompletedCallSchemaForInsert]
+
+
+def call_from_json(start_json: bytes | str, end_json: bytes | str) -> WeaveCall:
+    """A call from its halves' JSON, validated as the service would (a spooled call, read back
+    from disk). Raises ``pydantic.ValidationError`` (a ``ValueError``) on what it would refuse."""
+    start = StartedCallSchemaForInsert.model_validate_json(start_json)
+    end = EndedCallSchemaForInsert.model_validate_json(end_json)
+    return WeaveCall(
+        start=StartedCall(**dict(start)),
+        end=EndedCall(**{**dict(end), "summary": end.summary.model_dump(mode="json")}),
+    )

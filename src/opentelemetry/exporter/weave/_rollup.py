@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from opentelemetry.exporter.weave._call import WeaveCall
-from opentelemetry.exporter.weave._models import UNKNOWN_MODEL, LLMUsageSchema, TraceStatus
+from opentelemetry.exporter.weave._models import UNKNOWN_MODEL
 
 __all__ = ["SummaryRollup"]
 
@@ -34,11 +34,11 @@ class _SubtreeTotals:
 
     created_at: float
     usage: _Usage = field(default_factory=dict)
-    status_counts: dict[TraceStatus, int] = field(default_factory=dict)
+    status_counts: dict[str, int] = field(default_factory=dict)
     models: set[str] = field(default_factory=set)
     """The models the subtree's calls used, with or without usage."""
 
-    def add(self, usage: _Usage, status_counts: dict[TraceStatus, int], models: set[str]) -> None:
+    def add(self, usage: _Usage, status_counts: dict[str, int], models: set[str]) -> None:
         for model, counts in usage.items():
             totals = self.usage.setdefault(model, {})
             for key, value in counts.items():
@@ -90,7 +90,7 @@ class SummaryRollup:
             counted, usage_changed = self._own_usage(call, children)
             subtree = _SubtreeTotals(now)
             models = {call.facts.model} if call.facts.model else set()
-            subtree.add(counted, own.status_counts or {}, models)
+            subtree.add(counted, own.get("status_counts") or {}, models)
             if children is not None:
                 subtree.add_subtree(children)
             if into_parent and call.start.parent_id is not None:
@@ -105,22 +105,16 @@ class SummaryRollup:
             # No descendants ended here: its own summary is already complete (a repeated
             # response shows its tokens on itself; only its ancestors don't count them).
             return call
-        summary = own.model_copy(
-            update={
-                "usage": {
-                    model: LLMUsageSchema.model_validate(counts)
-                    for model, counts in subtree.usage.items()
-                }
-                or None,
-                "status_counts": subtree.status_counts,
-            }
-        )
+        summary = {key: value for key, value in own.items() if key != "usage"}
+        if subtree.usage:
+            summary["usage"] = subtree.usage
+        summary["status_counts"] = subtree.status_counts
         return call.replace(summary=summary)
 
     def _own_usage(self, call: WeaveCall, children: _SubtreeTotals | None) -> tuple[_Usage, bool]:
         """The call's own usage as its subtree's totals count it, by the module's rules, and
         whether that differs from the usage its summary holds."""
-        counts = _usage_counts(call.end.summary.usage)
+        counts = _usage_counts(call.end.summary.get("usage"))
         if not counts:
             return counts, False
         facts = call.facts
@@ -157,13 +151,14 @@ _SEEN_RESPONSE: _Usage = {}
 """The usage a repeat of a counted response adds (an identity marker: compare with ``is``)."""
 
 
-def _usage_counts(usage: dict[str, LLMUsageSchema] | None) -> _Usage:
+def _usage_counts(usage: _Usage | None) -> _Usage:
+    """A copy of the counts, to add to (the summary's own stay as they are)."""
     if not usage:
         return {}
     return {
         model: {
             key: value
-            for key, value in entry.model_dump().items()
+            for key, value in entry.items()
             if isinstance(value, int) and not isinstance(value, bool)
         }
         for model, entry in usage.items()

@@ -41,15 +41,10 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from pydantic import ValidationError
-
 from opentelemetry.exporter.weave._call import WeaveCall
 from opentelemetry.exporter.weave._config import ConfigError
 from opentelemetry.exporter.weave._delivery import CallFailure, CallSender, DeliveryReport
-from opentelemetry.exporter.weave._models import (
-    EndedCallSchemaForInsert,
-    StartedCallSchemaForInsert,
-)
+from opentelemetry.exporter.weave._models import call_from_json
 from opentelemetry.exporter.weave._stats import LossReason
 
 __all__ = [
@@ -367,11 +362,8 @@ def _answered(failures: Sequence[CallFailure]) -> list[WeaveCall]:
 
 def _rebuilt(start_json: bytes, end_json: bytes) -> WeaveCall | None:
     try:
-        return WeaveCall(
-            start=StartedCallSchemaForInsert.model_validate_json(start_json),
-            end=EndedCallSchemaForInsert.model_validate_json(end_json),
-        )
-    except (ValidationError, ValueError, TypeError):
+        return call_from_json(start_json, end_json)
+    except (ValueError, TypeError):
         return None
 
 
