@@ -8,7 +8,7 @@ span, against the stock pipeline's equivalent. Part 2 runs cProfile over whole e
 ``call_end`` sender threads included) and prints the top functions. The spans are the ones
 ``run.py`` emits; HTTP goes to the same loopback sink, in its own process.
 
-It reaches into private modules (``_models``, ``_redaction``, ...) to time steps one by one:
+It reaches into private modules (``_call``, ``_redaction``, ...) to time steps one by one:
 a step that no longer exists is reported as skipped.
 """
 
@@ -131,13 +131,12 @@ def worker_steps(spans: list[Any], base_url: str) -> None:
     attempt("  json.loads of the 2 message attributes", lambda: _json_loads(spans))
     attempt("  json_safe walk of the 2 decoded messages", lambda: _json_safe(spans))
     attempt("  safe_json_from of the 2 message attributes", lambda: _safe_json_from(spans))
-    attempt("  model validation", lambda: _models(calls))
     attempt("redaction (default scrubber): Redactor.apply", lambda: _redaction(calls))
     attempt("roll-up: SummaryRollup.roll_up", lambda: _rollup(calls))
     for mode in ("calls_complete", "upsert_batch", "call_end"):
         attempt(f"encode, {mode}: fit_call + the route's encoder", lambda m=mode: _encode(calls, m))
     attempt("  to_json of start and end", lambda: _to_json(calls))
-    attempt("  of which the 3 datetimes' Python serialiser", lambda: _datetimes(calls))
+    attempt("  of which the 3 datetimes' formatting", lambda: _datetimes(calls))
     attempt("HTTP", lambda: _http(calls, base_url))
 
 
@@ -173,53 +172,6 @@ def _safe_json_from(spans: list[Any]) -> None:
     row("  safe_json_from of the 2 message attributes", per_item(decode, spans), "decode, safe")
 
 
-def _models(calls: list[Any]) -> None:
-    from opentelemetry.exporter.weave._models import (
-        EndedCallSchemaForInsert,
-        LLMUsageSchema,
-        StartedCallSchemaForInsert,
-        SummaryInsertMap,
-    )
-
-    starts = [dict(call.start) for call in calls]
-    ends = [dict(call.end) for call in calls]
-    summaries = [
-        (
-            {model: dict(usage) for model, usage in (call.end.summary.usage or {}).items()},
-            call.end.summary.status_counts,
-        )
-        for call in calls
-    ]
-    validated = per_item(lambda f: StartedCallSchemaForInsert(**f), starts)
-    constructed = per_item(lambda f: StartedCallSchemaForInsert.model_construct(**f), starts)
-    row("  StartedCallSchemaForInsert(...) validation", validated)
-    row("  StartedCallSchemaForInsert.model_construct(...)", constructed)
-    validated = per_item(lambda f: EndedCallSchemaForInsert(**f), ends)
-    constructed = per_item(lambda f: EndedCallSchemaForInsert.model_construct(**f), ends)
-    row("  EndedCallSchemaForInsert(...) validation", validated)
-    row("  EndedCallSchemaForInsert.model_construct(...)", constructed)
-
-    def summary(item: tuple[dict[str, Any], Any]) -> None:
-        usage, counts = item
-        SummaryInsertMap(
-            usage={m: LLMUsageSchema(**u) for m, u in usage.items()} or None,
-            status_counts=counts,
-        )
-
-    def summary_construct(item: tuple[dict[str, Any], Any]) -> None:
-        usage, counts = item
-        SummaryInsertMap.model_construct(
-            usage={m: LLMUsageSchema.model_construct(**u) for m, u in usage.items()} or None,
-            status_counts=counts,
-        )
-
-    row("  SummaryInsertMap + LLMUsageSchema validation", per_item(summary, summaries))
-    row(
-        "  SummaryInsertMap + LLMUsageSchema model_construct",
-        per_item(summary_construct, summaries),
-    )
-
-
 def _redaction(calls: list[Any]) -> None:
     from opentelemetry.exporter.weave._redaction import Redactor
 
@@ -251,6 +203,7 @@ def _rollup(calls: list[Any]) -> None:
 
 def _encode(calls: list[Any], mode: str) -> None:
     from opentelemetry.exporter.weave._call import (
+        WeaveCall,
         call_end_body,
         call_start_body,
         calls_complete_body,
@@ -266,44 +219,50 @@ def _encode(calls: list[Any], mode: str) -> None:
     budget = 31 * 1024 * 1024
 
     def encode(call: Any) -> None:
-        # A fresh call each time: a call caches its halves' JSON once encoded.
-        fitted, _ = fit_call(call.replace(), budget)
+        # A fresh call each time: a call caches its fields' JSON once encoded.
+        fitted, _ = fit_call(WeaveCall(start=call.start, end=call.end), budget)
         encoders[mode](fitted)
 
     micros = per_item(encode, calls)
-    row(f"encode, {mode}: fit_call + the route's encoder", micros, "pydantic to_json, Rust")
+    row(f"encode, {mode}: fit_call + the route's encoder", micros, "pydantic-core to_json")
 
 
 def _to_json(calls: list[Any]) -> None:
+    from opentelemetry.exporter.weave._call import WeaveCall
+
     def start(call: Any) -> None:
-        call.start.__pydantic_serializer__.to_json(call.start)
+        _ = WeaveCall(start=call.start, end=call.end).start_json
 
     def end(call: Any) -> None:
-        call.end.__pydantic_serializer__.to_json(call.end)
+        _ = WeaveCall(start=call.start, end=call.end).end_json
 
-    def plain(call: Any) -> None:  # what the same JSON costs without pydantic
+    def plain(call: Any) -> None:  # what the same JSON costs with the stdlib's encoder
         json.dumps(call.start.inputs)
         json.dumps(call.start.attributes)
         json.dumps(call.end.output)
 
-    row("  to_json(start) (pydantic)", per_item(start, calls))
-    row("  to_json(end) (pydantic)", per_item(end, calls))
+    row("  start_json (pydantic-core to_json)", per_item(start, calls))
+    row("  end_json (pydantic-core to_json)", per_item(end, calls))
     row("  json.dumps of inputs, attributes, output (stdlib)", per_item(plain, calls))
 
 
 def _datetimes(calls: list[Any]) -> None:
-    from opentelemetry.exporter.weave._models import _utc_iso  # the models' serialiser
+    from opentelemetry.exporter.weave._call import utc_iso
 
     def three(call: Any) -> None:
-        _utc_iso(call.start.started_at)
-        _utc_iso(call.end.started_at)
-        _utc_iso(call.end.ended_at)
+        utc_iso(call.start.started_at)
+        utc_iso(call.end.started_at)
+        utc_iso(call.end.ended_at)
 
-    row("  of which the 3 datetimes' Python serialiser", per_item(three, calls))
+    row("  of which the 3 datetimes' formatting", per_item(three, calls))
 
 
 def _http(calls: list[Any], base_url: str) -> None:
-    from opentelemetry.exporter.weave._call import calls_complete_body, calls_complete_route
+    from opentelemetry.exporter.weave._call import (
+        call_end_body,
+        calls_complete_body,
+        calls_complete_route,
+    )
     from opentelemetry.exporter.weave._retry import Retrying
     from opentelemetry.exporter.weave._transport import HttpAttempt
 
@@ -322,7 +281,7 @@ def _http(calls: list[Any], base_url: str) -> None:
         f"per span; per request {cpu / 1000:.1f} ms CPU, {micros / 1000:.1f} ms wall (back to "
         "back: the sink is still decoding the last body)",
     )
-    small = b'{"end":' + calls[0].end.model_dump_json().encode() + b"}"
+    small = call_end_body(calls[0])
     smalls = [small] * 1000
     micros, cpu = timed(lambda b: poster.post("/call/end", b, deadline), smalls)
     row(

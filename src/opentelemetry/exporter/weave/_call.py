@@ -16,11 +16,10 @@ receiver splits complete calls back into halves with the same :data:`END_ONLY_FI
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from functools import cached_property
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from pydantic_core import to_json as _pydantic_to_json
@@ -168,6 +167,27 @@ class CallFacts:
     """The provider's id of the response: two spans of one request share it."""
 
 
+_T = TypeVar("_T")
+
+
+class _encoded_once(Generic[_T]):  # noqa: N801 (a decorator, named like `property`)
+    """``functools.cached_property`` without its lock (until Python 3.12, one per property
+    and call): two threads computing one value at once both get the same answer."""
+
+    def __init__(self, compute: Callable[[WeaveCall], _T]) -> None:
+        self._compute = compute
+        self._name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, call: WeaveCall, owner: type[WeaveCall] | None = None) -> _T:
+        cached = call.__dict__
+        try:
+            value: _T = cached[self._name]
+        except KeyError:
+            value = cached[self._name] = self._compute(call)
+        return value
+
+
 @dataclass(frozen=True)
 class WeaveCall:
     """One span as a Weave call: what ``/call/start`` and ``/call/end`` carry."""
@@ -206,19 +226,19 @@ class WeaveCall:
                 kept[encoded] = cached[encoded]
         return changed
 
-    @cached_property
+    @_encoded_once
     def inputs_json(self) -> bytes:
         return to_json(self.start.inputs)
 
-    @cached_property
+    @_encoded_once
     def attributes_json(self) -> bytes:
         return to_json(self.start.attributes)
 
-    @cached_property
+    @_encoded_once
     def output_json(self) -> bytes:
         return to_json(self.end.output)
 
-    @cached_property
+    @_encoded_once
     def start_json(self) -> bytes:
         start = self.start
         small = to_json(
@@ -247,7 +267,7 @@ class WeaveCall:
             )
         )
 
-    @cached_property
+    @_encoded_once
     def end_only_json(self) -> bytes:
         """The end's :data:`END_ONLY_FIELDS`: a complete call is the start's JSON plus these."""
         end = self.end
@@ -261,7 +281,7 @@ class WeaveCall:
         )
         return small[:-1] + b',"output":' + self.output_json + b"}"
 
-    @cached_property
+    @_encoded_once
     def end_json(self) -> bytes:
         end = self.end
         shared = to_json(
@@ -274,7 +294,7 @@ class WeaveCall:
         )
         return _joined_objects(shared, self.end_only_json)
 
-    @cached_property
+    @_encoded_once
     def encoded_size(self) -> int:
         """An upper bound of the bytes this call adds to a request of any write route."""
         return len(self.start_json) + len(self.end_json) + _ITEM_OVERHEAD_BYTES

@@ -21,11 +21,11 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall
+from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall, to_json
 from opentelemetry.exporter.weave._config import RedactionCallback
 from opentelemetry.exporter.weave._sanitize import clean_str, json_safe
 
-__all__ = ["DEFAULT_SECRET_KEYS", "REDACTED", "Redactor"]
+__all__ = ["DEFAULT_SECRET_KEYS", "REDACTED", "Redactor", "SecretScreen"]
 
 logger = logging.getLogger(__package__)
 
@@ -124,6 +124,7 @@ class Redactor:
             else None
         )
         self._key_cache: dict[str, bool] = {}
+        self._screen = SecretScreen()
         self._callback = callback
         self._callback_failed_types: set[type[BaseException]] = set()
 
@@ -138,7 +139,7 @@ class Redactor:
         output: Any = call.end.output
         attributes: Any = call.start.attributes
         exception = call.end.exception
-        if self._enabled:
+        if self._enabled and not self._screen_clears(call):
             inputs = self.scrub(inputs)
             output = self.scrub(output)
             attributes = self.scrub(attributes)
@@ -176,6 +177,21 @@ class Redactor:
         return call.replace(
             inputs=inputs, attributes=attributes, output=output, exception=exception
         )
+
+    def _screen_clears(self, call: WeaveCall) -> bool:
+        """Whether the call's JSON shows that scrubbing would change nothing (most calls).
+
+        The JSON is what the call is sent as (encoded once, here or later), so this costs a few
+        searches of it instead of a walk of every value. Exact, never a guess: see
+        :class:`SecretScreen`. Extra secret keys are patterns of the user's, with no stem
+        known to be in every match: such calls are always scrubbed.
+        """
+        if self._extra_key_words is not None:
+            return False
+        pieces = [call.inputs_json, call.attributes_json, call.output_json]
+        if call.end.exception is not None:
+            pieces.append(to_json(call.end.exception))
+        return all(self._screen.clears(piece) for piece in pieces)
 
     def scrub(self, value: Any) -> Any:
         """``value`` with secret-looking keys' values and secret-looking substrings redacted.
@@ -323,6 +339,89 @@ class Redactor:
 
 
 _STEM_WORDS = re.compile("|".join(_NAME_STEMS), re.IGNORECASE)
+
+# --- The screen: whether JSON shows that the scrubber would change nothing in what it encodes.
+#
+# The scrubber changes a text only where it finds a value pattern, each of which holds one of
+# these literally (`bearer` in any case), or a secret's name: a run of name characters that
+# holds a stem. A value decoded from JSON text inside a string, where the scrubber looks too,
+# is its text's characters but for escapes; in our JSON, a string's characters are its own but
+# for `"`, `\` and control characters, escaped with a backslash. So, in the JSON:
+# - each value pattern's literal is there as in the text it was in;
+# - a name's run of characters is there, but for one escape's letters before it (`\napi_key`):
+#   the secret key patterns are searched for without their left boundary;
+# - a backslash of the text (`\\`) may have been an escape the scrubber decodes (`\u0061`):
+#   the screen gives up, as it does for the characters that case-fold to an ASCII letter of a
+#   stem (`K` KELVIN SIGN is `k`; `İ` lowers to two characters): the scrubber's case-insensitive
+#   searches of them are not ASCII's.
+_SCREEN_VALUE_LITERALS = (b"sk-", b"AKIA", b"AIza", b"eyJ")
+# One pattern each: sre searches for a literal prefix fast, not for an alternation's.
+_SCREEN_VALUE_PATTERNS = tuple(
+    re.compile(pattern) for pattern in (rb"gh[pousr]_", rb"xox[abprs]-", rb"://[^/@]*@")
+)
+_SCREEN_STEMS = tuple(stem.encode() for stem in _NAME_STEMS)
+_SCREEN_FOLDING_CHARACTERS = tuple(char.encode() for char in "\u0130\u0131\u017f\u212a")
+_SCREEN_NAME_BYTES = frozenset(ord(char) for char in _NAME_CHARS)
+_QUERY_SEPARATORS = frozenset(b"?&;")
+_LOOSE_SECRET_KEY = re.compile(
+    rf"(?:{'|'.join(f'(?:{key})' for key in DEFAULT_SECRET_KEYS)})(?![a-z0-9])", re.IGNORECASE
+)
+
+
+class SecretScreen:
+    """Whether JSON (as the call is sent) shows that the default scrubber would change nothing
+    in the value it encodes: never True when it would (property-tested against it)."""
+
+    def __init__(self) -> None:
+        self._names: dict[bytes, bool] = {}
+
+    def clears(self, encoded: bytes) -> bool:
+        lowered = encoded.lower()
+        if b"bearer" in lowered or b"\\\\" in encoded:
+            return False
+        if any(literal in encoded for literal in _SCREEN_VALUE_LITERALS):
+            return False
+        if any(pattern.search(encoded) is not None for pattern in _SCREEN_VALUE_PATTERNS):
+            return False
+        if not encoded.isascii() and any(char in encoded for char in _SCREEN_FOLDING_CHARACTERS):
+            return False
+        for stem in _SCREEN_STEMS:
+            found = lowered.find(stem)
+            while found >= 0:
+                start, end = _run_around(encoded, found, found + len(stem))
+                if self._may_be_secret_name(encoded, start, end):
+                    return False
+                found = lowered.find(stem, end)
+        return True
+
+    def _may_be_secret_name(self, encoded: bytes, start: int, end: int) -> bool:
+        name = encoded[start:end]
+        in_query = (
+            start > 0 and encoded[start - 1] in _QUERY_SEPARATORS and encoded[end : end + 1] == b"="
+        )
+        if in_query and _QUERY_SECRET_NAMES.fullmatch(name.decode("ascii")) is not None:
+            return True
+        secret = self._names.get(name)
+        if secret is None:
+            text = name.decode("ascii")
+            secret = (
+                _LOOSE_SECRET_KEY.search(text) is not None
+                or _LOOSE_SECRET_KEY.search(_CAMEL_HUMP.sub("_", text)) is not None
+            )
+            if len(name) <= _CACHED_KEY_CHARS:
+                if len(self._names) >= _CACHED_KEYS:
+                    self._names.clear()
+                self._names[name] = secret
+        return secret
+
+
+def _run_around(encoded: bytes, start: int, end: int) -> tuple[int, int]:
+    """The whole run of name characters around ``encoded[start:end]``."""
+    while start > 0 and encoded[start - 1] in _SCREEN_NAME_BYTES:
+        start -= 1
+    while end < len(encoded) and encoded[end] in _SCREEN_NAME_BYTES:
+        end += 1
+    return start, end
 
 
 def _might_hold_secret(lowered: str) -> bool:
