@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
@@ -332,3 +333,49 @@ def test_every_write_mode_sends_trace_ids_on_ends_and_says_so(
     assert all(
         request.headers["x-weave-client-capabilities"] == "trace_id_on_end" for request in requests
     )
+
+
+# Sealed calls: what waits for delivery, encoded, its large fields kept as JSON only.
+
+
+@pytest.mark.parametrize("call", CALLS)
+def test_a_sealed_call_is_the_call_it_seals(call: WeaveCall) -> None:
+    sealed = call.sealed()
+
+    assert sealed == call
+    assert (asdict(sealed.start), asdict(sealed.end)) == (asdict(call.start), asdict(call.end))
+    assert (sealed.start_json, sealed.end_json, sealed.encoded_size) == (
+        call.start_json,
+        call.end_json,
+        call.encoded_size,
+    )
+    for changes in (
+        {"op_name": "renamed", "display_name": "shown"},
+        {"summary": {"status_counts": {"success": 0, "error": 1}}},
+        {"inputs": {"a": 1}},
+        {"output": [2], "exception": "boom"},
+        {"attributes": {"b": 3}, "id": "fedcba9876543210"},
+    ):
+        changed, expected = sealed.replace(**changes), call.replace(**changes)
+        assert changed == expected, changes
+        assert (changed.start_json, changed.end_json) == (expected.start_json, expected.end_json)
+
+
+def tracked_objects(root: object) -> int:
+    """The objects the garbage collector tracks among those ``root`` holds, ``root`` too."""
+    seen: set[int] = set()
+    pending = [root]
+    while pending:
+        item = pending.pop()
+        if id(item) in seen or isinstance(item, type) or not gc.is_tracked(item):
+            continue
+        seen.add(id(item))
+        pending.extend(gc.get_referents(item))
+    return len(seen)
+
+
+def test_a_sealed_call_leaves_the_garbage_collector_a_few_objects_whatever_its_size() -> None:
+    messages = [{"role": "user", "content": [{"type": "text", "text": f"m{n}"}]} for n in range(50)]
+    call = make_call(inputs={"messages": messages}, output=[[n] for n in range(50)])
+
+    assert tracked_objects(call.sealed()) <= 12 < 100 < tracked_objects(call)

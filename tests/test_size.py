@@ -199,20 +199,21 @@ def test_fitting_only_ever_shrinks_a_call(
 
 
 class CountingEncodes:
-    """Counts each encoding of a whole call (its start half), failing fast past ``limit``."""
+    """Counts each encoding of the calls' attributes (the field these tests make large),
+    failing fast past ``limit``."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
         self.count = 0
-        original = WeaveCall.__dict__["start_json"].func
+        original = WeaveCall.__dict__["attributes_json"].func
 
         def counted(call: WeaveCall) -> bytes:
             self.count += 1
-            assert self.count <= limit, f"more than {limit} encodes of a whole call"
+            assert self.count <= limit, f"more than {limit} encodes of the attributes"
             return original(call)
 
         prop = cached_property(counted)
-        prop.__set_name__(WeaveCall, "start_json")
-        monkeypatch.setattr(WeaveCall, "start_json", prop)
+        prop.__set_name__(WeaveCall, "attributes_json")
+        monkeypatch.setattr(WeaveCall, "attributes_json", prop)
 
 
 def test_fitting_40_000_fields_encodes_the_call_a_fixed_number_of_times(

@@ -16,10 +16,11 @@ receiver splits complete calls back into halves with the same :data:`END_ONLY_FI
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 from urllib.parse import quote
 
 from pydantic_core import to_json as _pydantic_to_json
@@ -156,6 +157,87 @@ _LARGE_FIELDS = {"inputs": "inputs_json", "attributes": "attributes_json", "outp
 """Each large field and the cached property holding its JSON."""
 
 
+class _SealedStart(StartedCall):
+    """A start whose inputs and attributes are kept as their JSON only, decoded when read.
+
+    A mapped call waits for its batch's request as this: a few objects instead of one per
+    message, part and attribute, which the garbage collector would otherwise walk again and
+    again (in every full collection, with every span still queued).
+    """
+
+    __slots__ = ("_attributes_json", "_inputs_json")
+    _attributes_json: bytes
+    _inputs_json: bytes
+    __hash__ = StartedCall.__hash__  # none: equal to the plain start of the same fields
+
+    # Read-only: WeaveCall.replace makes changed copies.
+    @property
+    def inputs(self) -> dict[str, Any]:  # type: ignore[override]
+        decoded: dict[str, Any] = json.loads(self._inputs_json)
+        return decoded
+
+    @property
+    def attributes(self) -> dict[str, Any]:  # type: ignore[override]
+        decoded: dict[str, Any] = json.loads(self._attributes_json)
+        return decoded
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StartedCall) and _fields_of(self) == _fields_of(other)
+
+
+class _SealedEnd(EndedCall):
+    """An end whose output is kept as its JSON only, decoded when read (as ``_SealedStart``)."""
+
+    __slots__ = ("_output_json",)
+    _output_json: bytes
+    __hash__ = EndedCall.__hash__
+
+    @property
+    def output(self) -> Any:
+        return json.loads(self._output_json)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EndedCall) and _fields_of(self) == _fields_of(other)
+
+
+def _fields_of(half: StartedCall | EndedCall) -> tuple[Any, ...]:
+    return tuple(getattr(half, field.name) for field in dataclasses.fields(half))
+
+
+_SEALED_LARGE_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    _SealedStart: ("inputs", "attributes"),
+    _SealedEnd: ("output",),
+}
+_SMALL_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    kind: tuple(field.name for field in dataclasses.fields(kind) if field.name not in large_fields)
+    for kind, large_fields in _SEALED_LARGE_FIELDS.items()
+}
+
+
+def _sealed(half: _H, kind: type[_H], encoded: dict[str, bytes], changes: dict[str, Any]) -> _H:
+    """``half`` with ``changes`` (of small fields) as ``kind``, its large fields kept as their
+    JSON (``encoded``: field → JSON)."""
+    sealed = object.__new__(kind)
+    for name in _SMALL_FIELDS[kind]:
+        setattr(sealed, name, changes[name] if name in changes else getattr(half, name))
+    for name, json_text in encoded.items():
+        setattr(sealed, f"_{name}_json", json_text)
+    return sealed
+
+
+def _changed(half: _H, changes: dict[str, Any]) -> _H:
+    """``half`` with ``changes``; a sealed half stays sealed unless a large field changes."""
+    large_fields = _SEALED_LARGE_FIELDS.get(type(half))
+    if large_fields is None:
+        return dataclasses.replace(half, **changes)
+    if changes.keys().isdisjoint(large_fields):
+        encoded = {name: getattr(half, f"_{name}_json") for name in large_fields}
+        return _sealed(half, type(half), encoded, changes)
+    plain: type[_H] = type(half).__mro__[1]
+    fields = {field.name: getattr(half, field.name) for field in dataclasses.fields(half)}
+    return plain(**{**fields, **changes})
+
+
 @dataclass(frozen=True)
 class CallFacts:
     """What the mapping learnt of a span that later stages need and the wire fields don't say."""
@@ -168,6 +250,7 @@ class CallFacts:
 
 
 _T = TypeVar("_T")
+_H = TypeVar("_H", StartedCall, EndedCall)
 
 
 class _encoded_once(Generic[_T]):  # noqa: N801 (a decorator, named like `property`)
@@ -175,16 +258,24 @@ class _encoded_once(Generic[_T]):  # noqa: N801 (a decorator, named like `proper
     and call): two threads computing one value at once both get the same answer."""
 
     def __init__(self, compute: Callable[[WeaveCall], _T]) -> None:
-        self._compute = compute
+        self.func = compute  # as functools.cached_property names it
         self._name = compute.__name__
         self.__doc__ = compute.__doc__
 
-    def __get__(self, call: WeaveCall, owner: type[WeaveCall] | None = None) -> _T:
+    @overload
+    def __get__(self, call: None, owner: type[WeaveCall] | None = None) -> _encoded_once[_T]: ...
+    @overload
+    def __get__(self, call: WeaveCall, owner: type[WeaveCall] | None = None) -> _T: ...
+    def __get__(
+        self, call: WeaveCall | None, owner: type[WeaveCall] | None = None
+    ) -> _T | _encoded_once[_T]:
+        if call is None:
+            return self
         cached = call.__dict__
         try:
             value: _T = cached[self._name]
         except KeyError:
-            value = cached[self._name] = self._compute(call)
+            value = cached[self._name] = self.func(call)
         return value
 
 
@@ -200,7 +291,7 @@ class WeaveCall:
         # Every end carries its start's trace id, whoever built the call (mapping, spool, a
         # stage's replace): that is the promise of the trace_id_on_end capability we announce.
         if self.end.trace_id != self.start.trace_id:
-            end = dataclasses.replace(self.end, trace_id=self.start.trace_id)
+            end = _changed(self.end, {"trace_id": self.start.trace_id})
             object.__setattr__(self, "end", end)  # frozen: set once, before anyone reads it
 
     def replace(self, **changes: Any) -> WeaveCall:
@@ -216,8 +307,8 @@ class WeaveCall:
         start_changes = {key: value for key, value in changes.items() if key in _START_FIELDS}
         end_changes = {key: value for key, value in changes.items() if key in _END_FIELDS}
         changed = WeaveCall(
-            start=dataclasses.replace(self.start, **start_changes) if start_changes else self.start,
-            end=dataclasses.replace(self.end, **end_changes) if end_changes else self.end,
+            start=_changed(self.start, start_changes) if start_changes else self.start,
+            end=_changed(self.end, end_changes) if end_changes else self.end,
             facts=self.facts,
         )
         cached, kept = self.__dict__, changed.__dict__
@@ -225,6 +316,26 @@ class WeaveCall:
             if field not in changes and encoded in cached:
                 kept[encoded] = cached[encoded]
         return changed
+
+    def sealed(self) -> WeaveCall:
+        """This call, encoded, its large fields kept as their JSON only (decoded when read):
+        what waits for delivery. Its JSON, and every field's value, are this call's."""
+        sealed = WeaveCall(
+            start=_sealed(
+                self.start,
+                _SealedStart,
+                {"inputs": self.inputs_json, "attributes": self.attributes_json},
+                {},
+            ),
+            end=_sealed(self.end, _SealedEnd, {"output": self.output_json}, {}),
+            facts=self.facts,
+        )
+        for encoded in ("start_json", "end_only_json", "end_json", "encoded_size"):
+            sealed.__dict__[encoded] = getattr(self, encoded)
+        sealed.__dict__.update(
+            (encoded, self.__dict__[encoded]) for encoded in _LARGE_FIELDS.values()
+        )
+        return sealed
 
     @_encoded_once
     def inputs_json(self) -> bytes:

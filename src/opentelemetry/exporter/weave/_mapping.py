@@ -50,7 +50,13 @@ from opentelemetry.exporter.weave._conventions import (
     WeaveKind,
 )
 from opentelemetry.exporter.weave._models import OP_NAME_MAX_LENGTH, UNKNOWN_MODEL
-from opentelemetry.exporter.weave._sanitize import MAX_DEPTH, clean_str, json_safe, safe_json_from
+from opentelemetry.exporter.weave._sanitize import (
+    MAX_DEPTH,
+    MAX_STRING_CHARS,
+    clean_str,
+    json_safe,
+    safe_json_from,
+)
 from opentelemetry.exporter.weave._threads import ThreadContext, is_marked_turn
 
 __all__ = ["SPAN_PARENT", "parent_call_id", "span_to_call", "stack_frames"]
@@ -165,51 +171,56 @@ class _SpanReader:
     def __init__(self, span: ReadableSpan) -> None:
         # One copy: the SDK's attribute mapping takes a lock on every lookup.
         self.attributes: dict[str, Any] = dict(span.attributes or {})
+        # One copy too: the SDK copies a span's events each time they are asked for.
+        self.events: Sequence[Event] = span.events
         event_content = {
             key: value
-            for event in span.events
+            for event in self.events
             if event.name in CONTENT_EVENTS
             for key, value in (event.attributes or {}).items()
         }
         self._lookup: Mapping[str, Any] = (
             ChainMap(self.attributes, event_content) if event_content else self.attributes
         )
+        self._plan = _key_plan(self._lookup)
         self.consumed: set[str] = set()
 
-    def peek(self, keys: Iterable[str]) -> _Found | None:
+    def peek(self, keys: tuple[str, ...]) -> _Found | None:
         """The first key present and its value; a ``prefix.*`` key rebuilds flattened ones."""
-        for key in keys:
+        lookup, plan = self._lookup, self._plan
+        for key in plan.candidates(keys):
             if key.endswith(FLATTENED_SUFFIX):
-                rebuilt = _rebuild_flattened(self._lookup, key[: -len(FLATTENED_SUFFIX)])
-                if rebuilt is not None:
+                prefix = key[: -len(FLATTENED_SUFFIX)]
+                under = plan.flattened(prefix)
+                if under and (rebuilt := _rebuild_flattened(lookup, prefix, under)) is not None:
                     return rebuilt
-            elif (value := self._lookup.get(key)) is not None:
+            elif (value := lookup.get(key)) is not None:
                 return _Found(key, value, (key,))
         return None
 
-    def peek_str(self, keys: Iterable[str]) -> str | None:
+    def peek_str(self, keys: tuple[str, ...]) -> str | None:
         found = self.peek(keys)
         return None if found is None else _as_str(found.value)
 
-    def _take(self, keys: Iterable[str]) -> _Found | None:
+    def _take(self, keys: tuple[str, ...]) -> _Found | None:
         found = self.peek(keys)
         if found is not None:
             self.consumed.update(found.read_keys)
         return found
 
-    def take_str(self, keys: Iterable[str]) -> str | None:
+    def take_str(self, keys: tuple[str, ...]) -> str | None:
         found = self._take(keys)
         return None if found is None else _as_str(found.value)
 
-    def _find_int(self, keys: Iterable[str]) -> tuple[str, int] | None:
+    def _find_int(self, keys: tuple[str, ...]) -> tuple[str, int] | None:
         lookup = self._lookup
-        for key in keys:
+        for key in self._plan.candidates(keys):
             raw = lookup.get(key)
             if raw is not None and (value := _as_int(raw)) is not None:
                 return key, value
         return None
 
-    def take_int(self, keys: Iterable[str]) -> int | None:
+    def take_int(self, keys: tuple[str, ...]) -> int | None:
         found = self._find_int(keys)
         if found is None:
             return None
@@ -220,17 +231,22 @@ class _SpanReader:
         """The first two dotted segments of each key read so far (``llm.output_messages``)."""
         return {".".join(key.split(".", 2)[:2]) for key in self.consumed}
 
-    def take_flag(self, keys: Iterable[str]) -> bool:
+    def candidates(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """``keys`` without those the span cannot hold, in order: a key kept may still be
+        missing from its own attributes (it is in an event's), or hold None."""
+        return self._plan.candidates(keys)
+
+    def take_flag(self, keys: tuple[str, ...]) -> bool:
         """Whether any of the keys is present and says yes."""
-        present = [key for key in keys if key in self.attributes]
+        present = [key for key in self.candidates(keys) if key in self.attributes]
         self.consumed.update(present)
         return any(is_marked_turn(self.attributes[key]) for key in present)
 
-    def peek_int(self, keys: Iterable[str]) -> int | None:
+    def peek_int(self, keys: tuple[str, ...]) -> int | None:
         found = self._find_int(keys)
         return None if found is None else found[1]
 
-    def take_content(self, keys: Iterable[str]) -> Any:
+    def take_content(self, keys: tuple[str, ...]) -> Any:
         """Message or payload content as JSON: JSON text decoded unless its mime type says not."""
         found = self._take(keys)
         if found is None:
@@ -252,14 +268,70 @@ class _Found(NamedTuple):
     """The span attributes the value was made of."""
 
 
-def _rebuild_flattened(attributes: Mapping[str, Any], prefix: str) -> _Found | None:
-    """``prefix.0.role``, ``prefix.0.content``, … as ``[{"role": …, "content": …}, …]``."""
+class _KeyPlan:
+    """Which keys of a span's attribute key set each convention key list can find, worked out
+    once per key set: spans of one instrumentation share theirs, so most spans find their plan
+    made and skip every lookup of a key they do not have."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._keys = keys
+        self._key_set = frozenset(keys)
+        self._candidates: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._flattened: dict[str, tuple[str, ...]] = {}
+
+    def candidates(self, keys: tuple[str, ...]) -> tuple[str, ...]:
+        """``keys`` without the plain ones the set lacks, in order: a ``prefix.*`` key stays
+        (:meth:`flattened` says what it finds, when the reader gets to it)."""
+        found = self._candidates.get(keys)
+        if found is None:
+            key_set = self._key_set
+            found = tuple(key for key in keys if key in key_set or key.endswith(FLATTENED_SUFFIX))
+            self._candidates[keys] = found
+        return found
+
+    def flattened(self, prefix: str) -> tuple[str, ...]:
+        """The keys that start with ``prefix.``, in the span's order."""
+        found = self._flattened.get(prefix)
+        if found is None:
+            start = prefix + "."
+            found = tuple(key for key in self._keys if key.startswith(start))
+            self._flattened[prefix] = found
+        return found
+
+
+_key_plans: dict[tuple[str, ...], _KeyPlan] = {}
+_KEY_PLANS_KEPT = 256
+_KEY_PLAN_KEPT_MAX_KEYS = 128
+"""A span with more keys than this (bulk data) gets a plan of its own, not kept."""
+
+
+def _key_plan(lookup: Mapping[str, Any]) -> _KeyPlan:
+    keys = tuple(lookup)
+    plan = _key_plans.get(keys)
+    if plan is None:
+        plan = _KeyPlan(keys)
+        if len(keys) <= _KEY_PLAN_KEPT_MAX_KEYS:
+            if len(_key_plans) >= _KEY_PLANS_KEPT:
+                _key_plans.clear()
+            _key_plans[keys] = plan
+    return plan
+
+
+def _rebuild_flattened(
+    attributes: Mapping[str, Any], prefix: str, keys: tuple[str, ...]
+) -> _Found | None:
+    """``prefix.0.role``, ``prefix.0.content``, … as ``[{"role": …, "content": …}, …]``.
+
+    ``keys`` are the attributes' keys to look at, in their order: all of them, or (a plan's
+    shortcut) just those that start with ``prefix.``.
+    """
     start = prefix + "."
     tree: dict[str, Any] = {}
     read_keys: list[str] = []
-    for key, value in attributes.items():
+    for key in keys:
         if not key.startswith(start):
             continue
+        value = attributes[key]
         # Segments past MAX_DEPTH stay one key: deeper nesting would be cut at that depth anyway.
         path = key[len(start) :].split(".", MAX_DEPTH - 1)
         if not _is_index(path[0]):
@@ -302,6 +374,8 @@ def _is_index(key: str) -> bool:
 def _as_str(value: object) -> str | None:
     if value is None:
         return None
+    if type(value) is str and value.isascii() and len(value) <= MAX_STRING_CHARS:
+        return value or None  # what clean_str leaves as it is, without the call
     text = clean_str(value if isinstance(value, str) else str(json_safe(value)))
     return text or None
 
@@ -400,7 +474,7 @@ def _kind(reader: _SpanReader) -> WeaveKind | None:
     """The call's Weave kind: the first span-kind key whose value names one; with no span-kind
     key at all, a tool for a span naming a tool, a model call for one with a model and token
     counts; else unknown (a chain, a workflow)."""
-    kind_keys = [key for key in KEYS.span_kind if key in reader.attributes]
+    kind_keys = [key for key in reader.candidates(KEYS.span_kind) if key in reader.attributes]
     for key in kind_keys:
         value = reader.attributes[key]
         if isinstance(value, str) and (kind := _KIND_LOOKUP.get(key, {}).get(value.lower())):
@@ -459,7 +533,7 @@ def _llm_content(
     events = [
         # Sanitised first: event values are tuples and any text the SDK let through.
         ContentEvent(event.name, json_safe(dict(event.attributes or {})))
-        for event in span.events
+        for event in reader.events
         if event.name in MESSAGE_EVENTS
     ]
     events.extend(content_events)
@@ -558,7 +632,7 @@ def _tool_result(output: Any) -> Any:
 
 def _request_parameters(reader: _SpanReader) -> dict[str, Any]:
     parameters: dict[str, Any] = {}
-    for key in KEYS.request_parameters:
+    for key in reader.candidates(KEYS.request_parameters):
         value = reader.attributes.get(key)
         if value is None:
             continue
@@ -724,10 +798,11 @@ def _call_attributes(
     """The span's own attributes, minus those that became call fields, plus OTel context and
     the Weave kind, under keys of their own: a span attribute of the same name moves into the
     context, as ``span_attributes``."""
+    consumed = reader.consumed
     call_attributes = {
         _as_text(key): json_safe(value)
         for key, value in reader.attributes.items()
-        if key not in reader.consumed
+        if key not in consumed
     }
     displaced = {key: call_attributes.pop(key) for key in _RESERVED_KEYS if key in call_attributes}
     scope = span.instrumentation_scope
@@ -744,7 +819,7 @@ def _call_attributes(
             "version": _as_str(scope.version) if scope else None,
         },
         "resource": _resource_attributes(span.resource),
-        "events": [_event_json(event, times.started_at) for event in span.events],
+        "events": [_event_json(event, times.started_at) for event in reader.events],
     }
     if times.adjusted:
         context["adjusted_times"] = times.adjusted
@@ -769,6 +844,8 @@ def _event_json(event: Event, default_time: datetime) -> dict[str, Any]:
 
 
 def _as_text(value: object) -> str:
+    if type(value) is str and value.isascii() and len(value) <= MAX_STRING_CHARS:
+        return value  # what clean_str leaves as it is, without the call
     return clean_str(value) if isinstance(value, str) else _as_str(value) or ""
 
 

@@ -290,9 +290,10 @@ class ExportPipeline:
             try:
                 call = self._call_for(span)
                 if call is not None:
-                    # Both halves encoded here, not at delivery: a call that cannot be encoded
-                    # then costs only its own span, not the batch it would have been sent in.
-                    _ = call.encoded_size
+                    # Encoded here, not at delivery: a call that cannot be encoded then costs
+                    # only its own span, not the batch it would have been sent in. Sealed, it
+                    # waits for the request as its JSON, not as objects the GC walks.
+                    call = call.sealed()
             except Exception:
                 unmappable += 1
                 span_id = format_span_id(span.context.span_id) if span.context else "?"

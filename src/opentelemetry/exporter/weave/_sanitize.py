@@ -44,13 +44,40 @@ def json_safe(value: object) -> Any:
     ``MAX_DEPTH``, a container inside itself, and anything past ``MAX_NODES`` values (a
     structure sharing its parts can stand for far more than it holds) become markers.
     """
-    # Most attribute values are plain scalars: the same answers as the walk, without it.
+    # Most attribute values are plain scalars or a short sequence of them (what the SDK lets
+    # an attribute hold): the same answers as the walk, without it.
     kind = type(value)
     if kind is str:
         return clean_str(value)  # type: ignore[arg-type]
     if value is None or kind is int or kind is bool:
         return value
+    if kind is float:
+        return _safe_float(value)  # type: ignore[arg-type]
+    if (kind is tuple or kind is list) and len(value) <= MAX_NODES:  # type: ignore[arg-type]
+        items = _scalars(value)  # type: ignore[arg-type]
+        if items is not None:
+            return items
     return _SafeCopy().of(value, 0)
+
+
+def _safe_float(value: float) -> float | str:
+    return value if math.isfinite(value) else _NON_FINITE.get(value, "NaN")
+
+
+def _scalars(values: tuple[object, ...] | list[object]) -> list[Any] | None:
+    """What the walk makes of a sequence of plain scalars, None if an item is anything else."""
+    safe: list[Any] = []
+    for item in values:
+        kind = type(item)
+        if kind is str:
+            safe.append(clean_str(item))  # type: ignore[arg-type]
+        elif item is None or kind is int or kind is bool:
+            safe.append(item)
+        elif kind is float:
+            safe.append(_safe_float(item))  # type: ignore[arg-type]
+        else:
+            return None
+    return safe
 
 
 class _SafeCopy:
@@ -62,9 +89,7 @@ class _SafeCopy:
         if value is None or isinstance(value, (bool, int)):
             return value
         if isinstance(value, float):
-            if math.isfinite(value):
-                return value
-            return _NON_FINITE.get(value, "NaN")
+            return _safe_float(value)
         if isinstance(value, str):
             return clean_str(value)
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -94,7 +119,9 @@ def decode_json_text(value: object) -> Any:
     """
     if isinstance(value, str) and value[:64].lstrip()[:1] in ("{", "["):
         try:
-            return json.loads(value, parse_float=_finite_or_text, parse_constant=_non_finite_text)
+            # json.loads would build a decoder per call; its only other step, refusing a
+            # leading BOM, cannot apply: the text starts with a bracket.
+            return _DECODER.decode(value)
         except (ValueError, RecursionError):
             return value
     return value
@@ -122,12 +149,14 @@ def safe_json_from(value: object) -> Any:
 
 
 def _finite_or_text(literal: str) -> float | str:
-    number = float(literal)
-    return number if math.isfinite(number) else _NON_FINITE.get(number, "NaN")
+    return _safe_float(float(literal))
 
 
 def _non_finite_text(literal: str) -> str:
     return {"-Infinity": "-Infinity", "Infinity": "Infinity"}.get(literal, "NaN")
+
+
+_DECODER = json.JSONDecoder(parse_float=_finite_or_text, parse_constant=_non_finite_text)
 
 
 def _key(key: object) -> str:

@@ -1,0 +1,235 @@
+"""The mapping's shortcuts give exactly the answers of the general paths they skip.
+
+Each test holds a shortcut against the general path (kept in the code, or, for the reader's
+key plan, the full scan it replaces, written out here), over generated inputs that include
+hostile values: NaN, lone surrogates, huge ints, bytes, deep nesting, odd types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from collections import ChainMap
+from collections.abc import Mapping
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.trace import SpanContext
+
+from opentelemetry.exporter.weave import _mapping, _sanitize
+from opentelemetry.exporter.weave._conventions import KEYS, WEAVE
+
+# Every key list the mapping reads with, the composed ones included.
+KEY_LISTS: list[tuple[str, ...]] = [
+    *(getattr(KEYS, spec.name) for spec in dataclasses.fields(KEYS) if spec.name != "name"),
+    (*KEYS.llm_inputs, *KEYS.inputs),
+    (*KEYS.llm_outputs, *KEYS.outputs),
+    _mapping._RAW_OUTPUTS,
+    (*WEAVE.display_name, *KEYS.agent_name, *KEYS.display_name),
+    (*WEAVE.display_name, *KEYS.tool_name, *KEYS.display_name),
+]
+_FLATTENED_PREFIXES = sorted(
+    {key.removesuffix(".*") for keys in KEY_LISTS for key in keys if key.endswith(".*")}
+)
+_PLAIN_KEYS = sorted({key for keys in KEY_LISTS for key in keys if not key.endswith(".*")})
+
+any_text = st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=30)
+flattened_key = st.tuples(
+    st.sampled_from(_FLATTENED_PREFIXES),
+    st.lists(st.sampled_from(["0", "1", "10", "²", "a", "message", "role", "content"]), max_size=4),
+).map(lambda parts: ".".join((parts[0], *parts[1])))
+attribute_key = st.one_of(
+    st.sampled_from(_PLAIN_KEYS), flattened_key, st.sampled_from(_FLATTENED_PREFIXES), any_text
+)
+scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    any_text,
+    st.sampled_from(["12", " 7.9 ", "1e999", "nan", "[]", '{"a": 1}', "\ud800 lone"]),
+)
+attribute_value = st.one_of(
+    scalar, st.lists(scalar, max_size=4), st.lists(scalar, max_size=4).map(tuple)
+)
+
+
+def full_scan_peek(lookup: Mapping[str, Any], keys: tuple[str, ...]) -> _mapping._Found | None:
+    """The reader's peek without a plan: every key of the list looked up, every attribute
+    scanned for each flattened prefix."""
+    for key in keys:
+        if key.endswith(".*"):
+            rebuilt = _mapping._rebuild_flattened(lookup, key[:-2], tuple(lookup))
+            if rebuilt is not None:
+                return rebuilt
+        elif (value := lookup.get(key)) is not None:
+            return _mapping._Found(key, value, (key,))
+    return None
+
+
+def full_scan_int(lookup: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, int] | None:
+    for key in keys:
+        raw = lookup.get(key)
+        if raw is not None and (value := _mapping._as_int(raw)) is not None:
+            return key, value
+    return None
+
+
+def span_with(attributes: dict[str, Any], event_content: dict[str, Any]) -> ReadableSpan:
+    events = [Event("gen_ai.content.prompt", event_content)] if event_content else []
+    return ReadableSpan(
+        name="s",
+        context=SpanContext(1, 2, is_remote=False),
+        attributes=attributes,
+        events=events,
+    )
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    keys=st.lists(attribute_key, max_size=12, unique=True),
+    data=st.data(),
+    event_content=st.dictionaries(attribute_key, attribute_value, max_size=3),
+)
+def test_the_key_plan_finds_what_a_full_scan_finds(
+    keys: list[str], data: st.DataObject, event_content: dict[str, Any]
+) -> None:
+    # Two spans with the same keys and other values: the second one's plan is the cached one.
+    for _ in range(2):
+        attributes = {key: data.draw(attribute_value) for key in keys}
+        span = span_with(attributes, event_content)
+        reader = _mapping._SpanReader(span)
+        lookup = ChainMap(attributes, event_content) if event_content else attributes
+        for key_list in KEY_LISTS:
+            assert reader.peek(key_list) == full_scan_peek(lookup, key_list)
+            assert reader._find_int(key_list) == full_scan_int(lookup, key_list)
+            assert [key for key in reader.candidates(key_list) if key in attributes] == [
+                key for key in key_list if key in attributes
+            ]
+
+
+def test_a_flattened_list_is_rebuilt_from_the_plans_keys_as_from_all() -> None:
+    attributes = {
+        "gen_ai.prompt.1.content": "second",
+        "other": 1,
+        "gen_ai.prompt.0.role": "user",
+        "gen_ai.prompt.0.content": "first",
+        "gen_ai.prompt.1.role": "assistant",
+        "gen_ai.prompts": "not under the prefix",
+    }
+    reader = _mapping._SpanReader(span_with(attributes, {}))
+    found = reader.peek(("gen_ai.prompt.*",))
+    assert found is not None
+    assert found.value == [
+        {"role": "user", "content": "first"},
+        {"content": "second", "role": "assistant"},
+    ]
+    assert found == full_scan_peek(attributes, ("gen_ai.prompt.*",))
+
+
+def test_key_plans_stay_bounded_and_bulk_key_sets_are_not_kept() -> None:
+    _mapping._key_plans.clear()
+    for index in range(_mapping._KEY_PLANS_KEPT + 10):
+        _mapping._SpanReader(span_with({f"key.{index}": 1}, {}))
+    assert 0 < len(_mapping._key_plans) <= _mapping._KEY_PLANS_KEPT
+    _mapping._key_plans.clear()
+    bulk = {f"bulk.{index}": index for index in range(_mapping._KEY_PLAN_KEPT_MAX_KEYS + 1)}
+    reader = _mapping._SpanReader(span_with(bulk, {}))
+    assert reader.peek(("bulk.3",)) == ("bulk.3", 3, ("bulk.3",))
+    assert _mapping._key_plans == {}
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+class _Ratio(float):
+    pass
+
+
+# What the shortcut takes: str, int, bool, float, None; and what it must leave to the walk.
+plain_scalar = st.one_of(
+    scalar,
+    st.integers(min_value=-(2**200), max_value=2**200),
+    st.sampled_from([-0.0, float("nan"), float("-inf"), "x" * 1_000_001, "caf\u00e9"]),
+)
+hostile_scalar = st.one_of(
+    plain_scalar,
+    st.binary(max_size=8),
+    st.just(_Level.HIGH),
+    st.just(_Ratio(0.5)),
+    st.just(object),
+)
+sequence_or_scalar = st.one_of(
+    hostile_scalar,
+    st.lists(plain_scalar, max_size=5),
+    st.lists(plain_scalar, max_size=5).map(tuple),
+    st.lists(hostile_scalar, max_size=5),
+    st.lists(hostile_scalar, max_size=5).map(tuple),
+    st.lists(st.lists(scalar, max_size=3), max_size=3),
+    st.just(tuple(range(_sanitize.MAX_NODES + 1))),  # past the walk's node bound: its marker
+    st.just([1.5] * _sanitize.MAX_NODES),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=sequence_or_scalar)
+def test_json_safe_of_a_float_or_a_sequence_of_scalars_is_the_walks_answer(value: Any) -> None:
+    fast, walked = _sanitize.json_safe(value), _sanitize._SafeCopy().of(value, 0)
+    # repr tells 1 from 1.0 and True, -0.0 from 0.0, a list from a tuple.
+    assert repr(fast) == repr(walked)
+    assert type(fast) is type(walked)
+
+
+json_text = st.one_of(
+    st.recursive(
+        scalar,
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(any_text, children),
+        max_leaves=12,
+    ).map(lambda value: json.dumps(value, allow_nan=True)),
+    st.integers(1, 3000).map(lambda depth: "[" * depth + "]" * depth),
+    st.sampled_from(
+        [
+            '{"a": NaN, "b": -Infinity, "c": Infinity, "d": 1e999, "e": -1e999}',
+            "[1" + "0" * 400 + ".5, 2.5e-400]",
+            '{"a": "\\ud800 lone surrogate", "\\u0000": "nul"}',
+            '  {"a": 1}  ',
+            '{"a": 1} trailing',
+            "[1, 2",
+            "\ufeff[1]",
+            "[]",
+        ]
+    ),
+    any_text,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=json_text)
+def test_json_text_is_decoded_by_the_shared_decoder_as_json_loads_decodes_it(text: str) -> None:
+    if text[:64].lstrip()[:1] in ("{", "["):
+        try:
+            expected: Any = json.loads(
+                text,
+                parse_float=_sanitize._finite_or_text,
+                parse_constant=_sanitize._non_finite_text,
+            )
+        except (ValueError, RecursionError):
+            expected = text
+    else:
+        expected = text
+    assert repr(_sanitize.decode_json_text(text)) == repr(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=any_text
+    | st.text(max_size=30)
+    | st.sampled_from(["", "\ud800 lone", "caf\u00e9", "x" * 1_000_001, "x" * 1_000_000])
+)
+def test_a_plain_ascii_text_skips_clean_str_for_its_own_answer(text: str) -> None:
+    assert _mapping._as_str(text) == (_sanitize.clean_str(text) or None)
+    assert _mapping._as_text(text) == _sanitize.clean_str(text)
