@@ -49,6 +49,8 @@ __all__ = [
     "calls_complete_route",
     "format_span_id",
     "format_trace_id",
+    "sealed_end",
+    "sealed_start",
     "to_json",
     "upsert_batch_body",
     "utc_datetime",
@@ -214,6 +216,43 @@ _SMALL_FIELDS: dict[type[Any], tuple[str, ...]] = {
 }
 
 
+_DEFAULTS: dict[type[Any], dict[str, Any]] = {
+    kind: {
+        field.name: field.default
+        for field in dataclasses.fields(kind)
+        if field.default is not dataclasses.MISSING
+    }
+    for kind in _SEALED_LARGE_FIELDS
+}
+
+
+def sealed_start(**fields: Any) -> StartedCall:
+    """``StartedCall(**fields)``, sealed at once: its inputs and attributes encoded, kept as
+    their JSON only."""
+    encoded = {name: to_json(fields.pop(name)) for name in ("inputs", "attributes")}
+    return _sealed_from(_SealedStart, fields, encoded)
+
+
+def sealed_end(**fields: Any) -> EndedCall:
+    """``EndedCall(**fields)``, sealed at once: its output encoded, kept as its JSON only."""
+    return _sealed_from(_SealedEnd, fields, {"output": to_json(fields.pop("output", None))})
+
+
+def _sealed_from(kind: type[_H], fields: dict[str, Any], encoded: dict[str, bytes]) -> _H:
+    sealed = object.__new__(kind)
+    defaults = _DEFAULTS[kind]
+    for name in _SMALL_FIELDS[kind]:
+        value = fields.pop(name, defaults.get(name, dataclasses.MISSING))
+        if value is dataclasses.MISSING:
+            raise TypeError(f"{kind.__mro__[1].__name__} needs {name}")
+        setattr(sealed, name, value)
+    if fields:
+        raise TypeError(f"not a call field: {', '.join(sorted(fields))}")
+    for name, json_text in encoded.items():
+        setattr(sealed, f"_{name}_json", json_text)
+    return sealed
+
+
 def _sealed(half: _H, kind: type[_H], encoded: dict[str, bytes], changes: dict[str, Any]) -> _H:
     """``half`` with ``changes`` (of small fields) as ``kind``, its large fields kept as their
     JSON (``encoded``: field → JSON)."""
@@ -320,6 +359,8 @@ class WeaveCall:
     def sealed(self) -> WeaveCall:
         """This call, encoded, its large fields kept as their JSON only (decoded when read):
         what waits for delivery. Its JSON, and every field's value, are this call's."""
+        if type(self.start) is _SealedStart and type(self.end) is _SealedEnd:
+            return self
         sealed = WeaveCall(
             start=_sealed(
                 self.start,
@@ -339,15 +380,20 @@ class WeaveCall:
 
     @_encoded_once
     def inputs_json(self) -> bytes:
-        return to_json(self.start.inputs)
+        start = self.start
+        return start._inputs_json if type(start) is _SealedStart else to_json(start.inputs)
 
     @_encoded_once
     def attributes_json(self) -> bytes:
-        return to_json(self.start.attributes)
+        start = self.start
+        if type(start) is _SealedStart:
+            return start._attributes_json
+        return to_json(start.attributes)
 
     @_encoded_once
     def output_json(self) -> bytes:
-        return to_json(self.end.output)
+        end = self.end
+        return end._output_json if type(end) is _SealedEnd else to_json(end.output)
 
     @_encoded_once
     def start_json(self) -> bytes:

@@ -18,7 +18,7 @@ import heapq
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall, to_json
@@ -191,7 +191,8 @@ class Redactor:
         pieces = [call.inputs_json, call.attributes_json, call.output_json]
         if call.end.exception is not None:
             pieces.append(to_json(call.end.exception))
-        return all(self._screen.clears(piece) for piece in pieces)
+        # One text for one pass of each search; a NUL (in no name or pattern) between pieces.
+        return self._screen.clears(b"\0".join(pieces))
 
     def scrub(self, value: Any) -> Any:
         """``value`` with secret-looking keys' values and secret-looking substrings redacted.
@@ -354,14 +355,18 @@ _STEM_WORDS = re.compile("|".join(_NAME_STEMS), re.IGNORECASE)
 #   the screen gives up, as it does for the characters that case-fold to an ASCII letter of a
 #   stem (`K` KELVIN SIGN is `k`; `İ` lowers to two characters): the scrubber's case-insensitive
 #   searches of them are not ASCII's.
-_SCREEN_VALUE_LITERALS = (b"sk-", b"AKIA", b"AIza", b"eyJ")
-# One pattern each: sre searches for a literal prefix fast, not for an alternation's.
-_SCREEN_VALUE_PATTERNS = tuple(
-    re.compile(pattern) for pattern in (rb"gh[pousr]_", rb"xox[abprs]-", rb"://[^/@]*@")
+# (a byte each match holds, a search for the literal or pattern): one pattern each, as sre
+# finds a literal prefix fast, not an alternation's.
+_SCREEN_GATED_SEARCHES: tuple[tuple[bytes, Callable[[bytes], object]], ...] = (
+    (b"A", re.compile(rb"AKIA|AIza").search),
+    (b"J", re.compile(rb"eyJ").search),
+    (b"_", re.compile(rb"gh[pousr]_").search),
+    (b"-", re.compile(rb"xox[abprs]-").search),
+    (b"@", re.compile(rb"://[^/@]*@").search),
 )
+_NAME_RUN = re.compile(rb"[A-Za-z0-9_.\-]*")
 _SCREEN_STEMS = tuple(stem.encode() for stem in _NAME_STEMS)
 _SCREEN_FOLDING_CHARACTERS = tuple(char.encode() for char in "\u0130\u0131\u017f\u212a")
-_SCREEN_NAME_BYTES = frozenset(ord(char) for char in _NAME_CHARS)
 _QUERY_SEPARATORS = frozenset(b"?&;")
 _LOOSE_SECRET_KEY = re.compile(
     rf"(?:{'|'.join(f'(?:{key})' for key in DEFAULT_SECRET_KEYS)})(?![a-z0-9])", re.IGNORECASE
@@ -377,18 +382,23 @@ class SecretScreen:
 
     def clears(self, encoded: bytes) -> bool:
         lowered = encoded.lower()
-        if b"bearer" in lowered or b"\\\\" in encoded:
+        if b"bearer" in lowered or b"\\\\" in encoded or b"sk-" in encoded:
             return False
-        if any(literal in encoded for literal in _SCREEN_VALUE_LITERALS):
-            return False
-        if any(pattern.search(encoded) is not None for pattern in _SCREEN_VALUE_PATTERNS):
-            return False
+        # A byte every match holds first (one fast scan), the literal or pattern only then.
+        for gate, search in _SCREEN_GATED_SEARCHES:
+            if gate in encoded and search(encoded) is not None:
+                return False
         if not encoded.isascii() and any(char in encoded for char in _SCREEN_FOLDING_CHARACTERS):
             return False
+        reversed_text = b""
         for stem in _SCREEN_STEMS:
             found = lowered.find(stem)
             while found >= 0:
-                start, end = _run_around(encoded, found, found + len(stem))
+                # The run's ends, each found by one match: forward, and in the text reversed.
+                end = _run_end(encoded, found)
+                if not reversed_text:
+                    reversed_text = encoded[::-1]
+                start = len(encoded) - _run_end(reversed_text, len(encoded) - found)
                 if self._may_be_secret_name(encoded, start, end):
                     return False
                 found = lowered.find(stem, end)
@@ -415,13 +425,10 @@ class SecretScreen:
         return secret
 
 
-def _run_around(encoded: bytes, start: int, end: int) -> tuple[int, int]:
-    """The whole run of name characters around ``encoded[start:end]``."""
-    while start > 0 and encoded[start - 1] in _SCREEN_NAME_BYTES:
-        start -= 1
-    while end < len(encoded) and encoded[end] in _SCREEN_NAME_BYTES:
-        end += 1
-    return start, end
+def _run_end(text: bytes, position: int) -> int:
+    """Where the run of name characters from ``position`` ends."""
+    run = _NAME_RUN.match(text, position)
+    return position if run is None else run.end()  # never None: a run may be empty
 
 
 def _might_hold_secret(lowered: str) -> bool:
