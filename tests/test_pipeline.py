@@ -455,3 +455,48 @@ def test_exporter_interface_reports_success_and_failure(server: ScriptedServer) 
     assert exporter.export(spans) is SpanExportResult.FAILURE  # after shutdown
     assert exporter.stats().calls_exported == 1
     assert exporter.stats().calls_failed == 1
+
+
+class SteppingTime:
+    """``time.perf_counter`` moving 1 ms each time it is read, and the ``sleep(0)`` calls made."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.sleeps = 0
+
+    def perf_counter(self) -> float:
+        self.now += 0.001
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds == 0
+        self.sleeps += 1
+
+
+@pytest.mark.parametrize("app_busy", [True, False])
+def test_the_gil_is_handed_over_while_mapping_only_when_the_app_started_a_span_lately(
+    app_busy: bool, sender: DeadlineSender, record_spans: Record, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spans = spans_named(record_spans, *(f"s{index}" for index in range(20)))
+    pipeline = ExportPipeline(settings_for())
+    stepping = SteppingTime()
+    monkeypatch.setattr(_pipeline, "time", stepping)
+    if app_busy:
+        # Each read of the clock is 1 ms on: the app stays "lately" busy by starting spans.
+        monkeypatch.setattr(_pipeline, "span_to_call", _starting_a_span_each_time(pipeline))
+
+    pipeline.export_batch(spans, START)
+
+    assert sender.op_names() == [span.name for span in spans]
+    if app_busy:
+        assert stepping.sleeps >= 10  # about once per span: each maps in 2 ms of this clock
+    else:
+        assert stepping.sleeps == 0
+
+
+def _starting_a_span_each_time(pipeline: ExportPipeline) -> Callable[..., WeaveCall]:
+    def mapping(span: ReadableSpan, *args: Any, **kwargs: Any) -> WeaveCall:
+        pipeline.span_started(span)  # as the app's on_start would, meanwhile
+        return span_to_call(span, *args, **kwargs)
+
+    return mapping

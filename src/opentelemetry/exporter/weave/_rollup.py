@@ -87,21 +87,27 @@ class SummaryRollup:
         now = self._clock()
         with self._lock:
             children = self._pending.pop(call.start.id, None)
-            counted, usage_changed = self._own_usage(call, children)
-            subtree = _SubtreeTotals(now)
+            counted = self._own_usage(call, children)
             models = {call.facts.model} if call.facts.model else set()
-            subtree.add(counted, own.get("status_counts") or {}, models)
+            status_counts = own.get("status_counts") or {}
+            subtree = children  # most calls have no children: their own totals are the subtree's
             if children is not None:
+                subtree = _SubtreeTotals(now)
+                subtree.add(counted, status_counts, models)
                 subtree.add_subtree(children)
-            if into_parent and call.start.parent_id is not None:
-                parent = self._pending.get(call.start.parent_id)
+            parent_id = call.start.parent_id
+            if into_parent and parent_id is not None:
+                parent = self._pending.get(parent_id)
                 if parent is None:
-                    parent = self._pending[call.start.parent_id] = _SubtreeTotals(now)
-                parent.add_subtree(subtree)
+                    parent = self._pending[parent_id] = _SubtreeTotals(now)
+                if subtree is None:
+                    parent.add(counted, status_counts, models)
+                else:
+                    parent.add_subtree(subtree)
             evicted = self._evict(now)
         if evicted:
             self._on_evict(evicted)
-        if children is None and (not usage_changed or counted is _SEEN_RESPONSE):
+        if subtree is None:
             # No descendants ended here: its own summary is already complete (a repeated
             # response shows its tokens on itself; only its ancestors don't count them).
             return call
@@ -111,30 +117,28 @@ class SummaryRollup:
         summary["status_counts"] = subtree.status_counts
         return call.replace(summary=summary)
 
-    def _own_usage(self, call: WeaveCall, children: _SubtreeTotals | None) -> tuple[_Usage, bool]:
-        """The call's own usage as its subtree's totals count it, by the module's rules, and
-        whether that differs from the usage its summary holds."""
+    def _own_usage(self, call: WeaveCall, children: _SubtreeTotals | None) -> _Usage:
+        """The call's own usage as its subtree's totals count it, by the module's rules."""
         counts = _usage_counts(call.end.summary.get("usage"))
         if not counts:
-            return counts, False
+            return counts
         facts = call.facts
         if facts.kind == "llm":
             if facts.response_id is None:
-                return counts, False
+                return counts
             response = (call.start.trace_id or "", facts.response_id)
             if response in self._responses:
-                return _SEEN_RESPONSE, True
+                return _SEEN_RESPONSE
             self._responses[response] = None
             if len(self._responses) > self._max_pending:
                 self._responses.popitem(last=False)
-            return counts, False
+            return counts
         if children is not None and children.usage:
-            return {}, True  # the descendants' own reports, not the run's totals again
+            return {}  # the descendants' own reports, not the run's totals again
         if UNKNOWN_MODEL in counts and children is not None and len(children.models) == 1:
             (model,) = children.models
             counts[model] = counts.pop(UNKNOWN_MODEL)
-            return counts, True
-        return counts, False
+        return counts
 
     def _evict(self, now: float) -> int:
         evicted = 0
