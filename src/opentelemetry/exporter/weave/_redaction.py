@@ -18,14 +18,14 @@ import heapq
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall, to_json
+from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall
 from opentelemetry.exporter.weave._config import RedactionCallback
 from opentelemetry.exporter.weave._sanitize import clean_str, json_safe
 
-__all__ = ["DEFAULT_SECRET_KEYS", "REDACTED", "Redactor", "SecretScreen"]
+__all__ = ["DEFAULT_SECRET_KEYS", "REDACTED", "Redactor"]
 
 logger = logging.getLogger(__package__)
 
@@ -124,7 +124,6 @@ class Redactor:
             else None
         )
         self._key_cache: dict[str, bool] = {}
-        self._screen = SecretScreen()
         self._callback = callback
         self._callback_failed_types: set[type[BaseException]] = set()
 
@@ -139,7 +138,7 @@ class Redactor:
         output: Any = call.end.output
         attributes: Any = call.start.attributes
         exception = call.end.exception
-        if self._enabled and not self._screen_clears(call):
+        if self._enabled:
             inputs = self.scrub(inputs)
             output = self.scrub(output)
             attributes = self.scrub(attributes)
@@ -178,22 +177,6 @@ class Redactor:
             inputs=inputs, attributes=attributes, output=output, exception=exception
         )
 
-    def _screen_clears(self, call: WeaveCall) -> bool:
-        """Whether the call's JSON shows that scrubbing would change nothing (most calls).
-
-        The JSON is what the call is sent as (encoded once, here or later), so this costs a few
-        searches of it instead of a walk of every value. Exact, never a guess: see
-        :class:`SecretScreen`. Extra secret keys are patterns of the user's, with no stem
-        known to be in every match: such calls are always scrubbed.
-        """
-        if self._extra_key_words is not None:
-            return False
-        pieces = [call.inputs_json, call.attributes_json, call.output_json]
-        if call.end.exception is not None:
-            pieces.append(to_json(call.end.exception))
-        # One text for one pass of each search; a NUL (in no name or pattern) between pieces.
-        return self._screen.clears(b"\0".join(pieces))
-
     def scrub(self, value: Any) -> Any:
         """``value`` with secret-looking keys' values and secret-looking substrings redacted.
 
@@ -203,6 +186,8 @@ class Redactor:
 
     def _scrub(self, value: Any, depth: int) -> Any:
         if isinstance(value, str):
+            if _plainly_clear(value):
+                return value  # most strings, at a few single-character scans
             lowered = value.lower()
             holds_value = _might_hold_secret(lowered)
             # A secret's name is followed by `=` or `:` (a JSON key too).
@@ -219,6 +204,8 @@ class Redactor:
                 is_secret = cache.get(key)
                 if is_secret is None:
                     is_secret = self._is_secret_key(key)
+                if not is_secret and _passes(item):
+                    continue
                 clean = self._redact_all(item, depth) if is_secret else self._scrub(item, depth + 1)
                 if clean is not item:
                     if scrubbed is None:
@@ -228,6 +215,8 @@ class Redactor:
         if isinstance(value, (list, tuple)):
             items: list[Any] | None = None
             for index, item in enumerate(value):
+                if _passes(item):
+                    continue
                 clean = self._scrub(item, depth + 1)
                 if clean is not item:
                     if items is None:
@@ -341,94 +330,38 @@ class Redactor:
 
 _STEM_WORDS = re.compile("|".join(_NAME_STEMS), re.IGNORECASE)
 
-# --- The screen: whether JSON shows that the scrubber would change nothing in what it encodes.
-#
-# The scrubber changes a text only where it finds a value pattern, each of which holds one of
-# these literally (`bearer` in any case), or a secret's name: a run of name characters that
-# holds a stem. A value decoded from JSON text inside a string, where the scrubber looks too,
-# is its text's characters but for escapes; in our JSON, a string's characters are its own but
-# for `"`, `\` and control characters, escaped with a backslash. So, in the JSON:
-# - each value pattern's literal is there as in the text it was in;
-# - a name's run of characters is there, but for one escape's letters before it (`\napi_key`):
-#   the secret key patterns are searched for without their left boundary;
-# - a backslash of the text (`\\`) may have been an escape the scrubber decodes (`\u0061`):
-#   the screen gives up, as it does for the characters that case-fold to an ASCII letter of a
-#   stem (`K` KELVIN SIGN is `k`; `İ` lowers to two characters): the scrubber's case-insensitive
-#   searches of them are not ASCII's.
-# (a byte each match holds, a search for the literal or pattern): one pattern each, as sre
-# finds a literal prefix fast, not an alternation's.
-_SCREEN_GATED_SEARCHES: tuple[tuple[bytes, Callable[[bytes], object]], ...] = (
-    (b"A", re.compile(rb"AKIA|AIza").search),
-    (b"J", re.compile(rb"eyJ").search),
-    (b"_", re.compile(rb"gh[pousr]_").search),
-    (b"-", re.compile(rb"xox[abprs]-").search),
-    (b"@", re.compile(rb"://[^/@]*@").search),
-)
-_NAME_RUN = re.compile(rb"[A-Za-z0-9_.\-]*")
-_SCREEN_STEMS = tuple(stem.encode() for stem in _NAME_STEMS)
-_SCREEN_FOLDING_CHARACTERS = tuple(char.encode() for char in "\u0130\u0131\u017f\u212a")
-_QUERY_SEPARATORS = frozenset(b"?&;")
-_LOOSE_SECRET_KEY = re.compile(
-    rf"(?:{'|'.join(f'(?:{key})' for key in DEFAULT_SECRET_KEYS)})(?![a-z0-9])", re.IGNORECASE
-)
+# What every change the scrubber makes to a text needs (`_scrub_text`): a value pattern's
+# literal, each case-sensitive but `bearer`; or a `:` or `=` after a secret's name (URLs'
+# credentials too); or, in JSON text it decodes, an escape (`\u0073k-`) making one of those.
+# A text with none of them comes back as it is: `_plainly_clear` says so, at a few scans for
+# one character each (memchr), a literal searched for only when a character of it is there.
+_XOX = re.compile("xox[abprs]-")
+_GITHUB = re.compile("gh[pousr]_")
 
 
-class SecretScreen:
-    """Whether JSON (as the call is sent) shows that the default scrubber would change nothing
-    in the value it encodes: never True when it would (property-tested against it)."""
-
-    def __init__(self) -> None:
-        self._names: dict[bytes, bool] = {}
-
-    def clears(self, encoded: bytes) -> bool:
-        lowered = encoded.lower()
-        if b"bearer" in lowered or b"\\\\" in encoded or b"sk-" in encoded:
-            return False
-        # A byte every match holds first (one fast scan), the literal or pattern only then.
-        for gate, search in _SCREEN_GATED_SEARCHES:
-            if gate in encoded and search(encoded) is not None:
-                return False
-        if not encoded.isascii() and any(char in encoded for char in _SCREEN_FOLDING_CHARACTERS):
-            return False
-        reversed_text = b""
-        for stem in _SCREEN_STEMS:
-            found = lowered.find(stem)
-            while found >= 0:
-                # The run's ends, each found by one match: forward, and in the text reversed.
-                end = _run_end(encoded, found)
-                if not reversed_text:
-                    reversed_text = encoded[::-1]
-                start = len(encoded) - _run_end(reversed_text, len(encoded) - found)
-                if self._may_be_secret_name(encoded, start, end):
-                    return False
-                found = lowered.find(stem, end)
-        return True
-
-    def _may_be_secret_name(self, encoded: bytes, start: int, end: int) -> bool:
-        name = encoded[start:end]
-        in_query = (
-            start > 0 and encoded[start - 1] in _QUERY_SEPARATORS and encoded[end : end + 1] == b"="
-        )
-        if in_query and _QUERY_SECRET_NAMES.fullmatch(name.decode("ascii")) is not None:
-            return True
-        secret = self._names.get(name)
-        if secret is None:
-            text = name.decode("ascii")
-            secret = (
-                _LOOSE_SECRET_KEY.search(text) is not None
-                or _LOOSE_SECRET_KEY.search(_CAMEL_HUMP.sub("_", text)) is not None
-            )
-            if len(name) <= _CACHED_KEY_CHARS:
-                if len(self._names) >= _CACHED_KEYS:
-                    self._names.clear()
-                self._names[name] = secret
-        return secret
+_UNSCRUBBED_TYPES = frozenset({int, float, bool, type(None)})
 
 
-def _run_end(text: bytes, position: int) -> int:
-    """Where the run of name characters from ``position`` ends."""
-    run = _NAME_RUN.match(text, position)
-    return position if run is None else run.end()  # never None: a run may be empty
+def _passes(item: object) -> bool:
+    """Whether an item of a container is plainly left as it is, without a walk into it: a
+    number, a flag, nothing, or a plainly clear text."""
+    kind = type(item)
+    return kind in _UNSCRUBBED_TYPES or (kind is str and _plainly_clear(item))  # type: ignore[arg-type]
+
+
+def _plainly_clear(text: str) -> bool:
+    """Whether the scrubber would return ``text`` unchanged, for a reason seen at once (never
+    True when it would change it; property-tested against it)."""
+    return not (
+        ":" in text
+        or "=" in text
+        or "\\" in text
+        or ("-" in text and ("sk-" in text or _XOX.search(text) is not None))
+        or ("A" in text and ("AKIA" in text or "AIza" in text))
+        or ("J" in text and "eyJ" in text)
+        or ("_" in text and _GITHUB.search(text) is not None)
+        or (("b" in text or "B" in text) and "bearer" in text.lower())
+    )
 
 
 def _might_hold_secret(lowered: str) -> bool:

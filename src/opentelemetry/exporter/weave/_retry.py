@@ -110,7 +110,9 @@ class Retrying:
             if remaining <= 0 or self._closed.is_set():
                 return result  # the last answer is the reason that matters
             attempts += 1
-            result = replace(self._attempt.post(path, body, remaining, headers), attempts=attempts)
+            result = self._attempt.post(path, body, remaining, headers)
+            if result.attempts != attempts:  # a first attempt's result is already right
+                result = replace(result, attempts=attempts)
             if result.ok or not result.retryable:
                 return result
             if attempts == 1:  # the same id on every retry lets the service drop duplicates

@@ -1,8 +1,14 @@
-"""One HTTP attempt at a time to the trace service: auth, a pooled client, a hard deadline.
+"""One HTTP attempt at a time to the trace service: auth, a connection pool, a hard deadline.
 
 Every request runs with OpenTelemetry instrumentation suppressed, so that exporting never
 produces spans of its own (an instrumented httpx would otherwise trace each POST). Retrying is
 not this layer's business (``_retry.py``); it only says whether an answer is worth retrying.
+
+Requests go to httpx's transport, not through an ``httpx.Client``: the client's per-request
+work (parsing the route against the base URL, merging headers, cookie bookkeeping that builds
+a ``urllib`` request for every answer) cost more CPU than the HTTP exchange itself. What of it
+matters here is done once per route or only when needed: the same URL, the same headers in the
+same order, cookies kept, redirects not followed, httpx's ``HTTP Request:`` log line.
 
 Answers are untrusted input: a 2xx is a success whatever its body, an error body is read up to
 a bound, and no part of an answer (body, reason phrase, ``Retry-After``) is used unbounded.
@@ -22,8 +28,8 @@ import threading
 import time
 import urllib.request
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -43,6 +49,7 @@ from opentelemetry.exporter.weave._version import __version__
 __all__ = ["HttpAttempt", "PostResult", "is_retryable_status"]
 
 logger = logging.getLogger(__package__)
+_httpx_logger = logging.getLogger("httpx")
 
 _REASON_MAX_CHARS = 500
 _BODY_MAX_BYTES = 64 * 1024
@@ -52,6 +59,9 @@ _MAX_CAUSE_DEPTH = 16
 CLIENT_CAPABILITIES_HEADER = "X-Weave-Client-Capabilities"
 CLIENT_CAPABILITIES = "trace_id_on_end"
 """Every end we send carries its call's ``trace_id``; a server-side sampler may rely on it."""
+_ROUTES_CACHED = 64
+"""Routes whose URL is kept: the package posts to a handful per project."""
+_CLOSED_REASON = "client closed: the exporter was shut down"
 
 
 @dataclass(frozen=True)
@@ -85,15 +95,6 @@ def is_retryable_status(status_code: int) -> bool:
     return status_code in (408, 409, 429) or status_code >= 500
 
 
-@contextmanager
-def suppressed_instrumentation() -> Iterator[None]:
-    token = context.attach(context.set_value(context._SUPPRESS_INSTRUMENTATION_KEY, True))
-    try:
-        yield
-    finally:
-        context.detach(token)
-
-
 class HttpAttempt:
     """Posts one JSON body to the trace service, once; thread-safe, one connection pool."""
 
@@ -105,10 +106,27 @@ class HttpAttempt:
         # the registry holds the keys of live attempts only).
         ACTIVE.add(secret)
         weakref.finalize(self, ACTIVE.release, secret)
-        self._authorization = _authorization(settings.auth_scheme, secret)
+        # Header by header as httpx.Client sent them: those of its defaults we keep, then
+        # ours (a header given replaces a default by moving to the end).
+        self._headers: list[tuple[bytes, bytes]] = [
+            (b"Accept", b"*/*"),
+            (b"Connection", b"keep-alive"),
+            (b"Authorization", _authorization(settings.auth_scheme, secret).encode("ascii")),
+            # Raw bytes only: a compressed answer would expand past the body's bound.
+            (b"Accept-Encoding", b"identity"),
+            (b"Content-Type", b"application/json"),
+            (b"User-Agent", f"opentelemetry-exporter-weave/{__version__}".encode("ascii")),
+            # A promise about every request's ends, which WeaveCall keeps (_call.py).
+            (CLIENT_CAPABILITIES_HEADER.encode("ascii"), CLIENT_CAPABILITIES.encode("ascii")),
+        ]
+        base_url = httpx.URL(settings.server_url)
+        if not base_url.raw_path.endswith(b"/"):  # routes are appended to the path after a "/"
+            base_url = base_url.copy_with(raw_path=base_url.raw_path + b"/")
+        self._base_url = base_url
+        self._routes: dict[str, tuple[httpx.URL, bytes]] = {}
         try:
             self._proxy = _proxy_for(settings.server_url, settings.proxy)
-            self._client = self._new_client()
+            self._new_pool()
         except (ValueError, ImportError, httpx.InvalidURL) as exc:  # a proxy httpx cannot use
             raise ConfigError(
                 f"proxy (or HTTPS_PROXY / HTTP_PROXY / ALL_PROXY): cannot use it: {exc}"
@@ -129,7 +147,7 @@ class HttpAttempt:
     def __repr__(self) -> str:
         return f"HttpAttempt(server_url={self._settings.server_url!r})"
 
-    def _new_client(self) -> httpx.Client:
+    def _new_pool(self) -> None:
         limits = httpx.Limits(
             max_connections=self._settings.max_concurrency,
             max_keepalive_connections=self._settings.max_concurrency,
@@ -139,20 +157,10 @@ class HttpAttempt:
         )
         # Through a proxy too: its pool makes the tunnel's connections with the same backend.
         _bound_every_io_by_the_attempt_deadline(transport)
-        return httpx.Client(
-            transport=transport,
-            base_url=self._settings.server_url,
-            headers={
-                "Authorization": self._authorization,
-                # Raw bytes only: a compressed answer would expand past the body's bound.
-                "Accept-Encoding": "identity",
-                "Content-Type": "application/json",
-                "User-Agent": f"opentelemetry-exporter-weave/{__version__}",
-                # A promise about every request's ends, which WeaveCall keeps (_call.py).
-                CLIENT_CAPABILITIES_HEADER: CLIENT_CAPABILITIES,
-            },
-            timeout=self._settings.http_timeout_seconds,
-        )
+        self._transport = transport
+        # The service's cookies (a load balancer's session affinity), per pool as a client's.
+        self._cookies = httpx.Cookies()
+        self._closed = False
 
     def _warn_if_the_proxy_sees_the_key(self, proxy: httpx.Proxy) -> None:
         # An https:// server is reached through a CONNECT tunnel: the proxy sees only TLS.
@@ -168,10 +176,12 @@ class HttpAttempt:
 
     def reset_after_fork(self) -> None:
         """Give a forked child its own pool; the parent's sockets are not the child's to use."""
-        self._client = self._new_client()
+        self._new_pool()
 
     def close(self) -> None:
-        self._client.close()
+        """Close the pool; from now on every post fails at once, without a retry."""
+        self._closed = True
+        self._transport.close()
 
     def post(
         self, path: str, body: bytes, timeout: float, headers: Mapping[str, str]
@@ -199,16 +209,19 @@ class HttpAttempt:
         *,
         read_success: bool,
     ) -> PostResult:
+        if self._closed:
+            return PostResult(None, _CLOSED_REASON)
         timeout = min(timeout, self._settings.http_timeout_seconds)
         _attempt.deadline = time.monotonic() + timeout
+        suppressed = context.attach(context.set_value(context._SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            with (
-                suppressed_instrumentation(),
-                self._client.stream(
-                    "POST", path, content=body, headers=dict(headers), timeout=timeout
-                ) as response,
-            ):
+            request = self._request(path, body, timeout, headers)
+            response = self._transport.handle_request(request)
+            try:
+                self._received(request, response)
                 start = _bounded_read(response)
+            finally:
+                response.close()
         except httpx.HTTPError as exc:
             # Retrying cannot make a certificate trusted.
             return PostResult(
@@ -216,11 +229,60 @@ class HttpAttempt:
                 f"{type(exc).__name__}: {self._redact(str(exc))}",
                 retryable=not _is_certificate_error(exc),
             )
-        except RuntimeError as exc:  # the client was closed under us by shutdown()
+        except RuntimeError as exc:  # the pool was closed under us by shutdown()
             return PostResult(None, f"client closed: {self._redact(str(exc))}")
         finally:
+            context.detach(suppressed)
             _attempt.deadline = None
         return self._result_of(response, start, read_success)
+
+    def _request(
+        self, path: str, body: bytes, timeout: float, headers: Mapping[str, str]
+    ) -> httpx.Request:
+        url, host = self._routes.get(path) or self._route(path)
+        fields = self._headers
+        if headers:  # merged as httpx.Client merges a request's headers into its own
+            merged = httpx.Headers(fields)
+            merged.update(headers)
+            fields = merged.raw
+        request = httpx.Request(
+            "POST",
+            url,
+            # Given whole (with the Host and Content-Length that httpx would add, where it
+            # would add them), the headers are not searched and rebuilt on every request.
+            headers=[(b"Host", host), *fields, (b"Content-Length", b"%d" % len(body))],
+            stream=httpx.ByteStream(body),
+            # httpcore's timeout extension: httpx.Timeout(timeout).as_dict(), without building it.
+            extensions={
+                "timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
+            },
+        )
+        if self._cookies:
+            self._cookies.set_cookie_header(request)
+        return request
+
+    def _route(self, path: str) -> tuple[httpx.URL, bytes]:
+        """The URL of ``path`` under the server URL, as httpx.Client's ``base_url`` joins them."""
+        base = self._base_url
+        url = base.copy_with(raw_path=base.raw_path + httpx.URL(path).raw_path.lstrip(b"/"))
+        route = (url, url.netloc)
+        if len(self._routes) < _ROUTES_CACHED:
+            self._routes[path] = route
+        return route
+
+    def _received(self, request: httpx.Request, response: httpx.Response) -> None:
+        response.request = request
+        # Checked first: the cookie jar builds a urllib request to look for cookies.
+        if "set-cookie" in response.headers:
+            self._cookies.extract_cookies(response)
+        _httpx_logger.info(  # the line httpx.Client logs for each request, for whoever reads it
+            'HTTP Request: %s %s "%s %d %s"',
+            request.method,
+            request.url,
+            response.http_version,
+            response.status_code,
+            response.reason_phrase,
+        )
 
     def _result_of(self, response: httpx.Response, start: bytes, read_success: bool) -> PostResult:
         if response.is_success:  # whatever its body says: the service took the request
@@ -291,15 +353,52 @@ def _within_attempt(timeout: float | None, timed_out: type[Exception]) -> float 
     return remaining if timeout is None else min(timeout, remaining)
 
 
+_HELD_WRITE_MAX_BYTES = 16 * 1024
+"""A write this small waits to go out with the next: a request's head is well under it."""
+_JOINED_WRITE_MAX_BYTES = 64 * 1024
+"""Two writes are joined up to this size; a larger body goes out in a send of its own, as it
+is, rather than copied behind a head of a few hundred bytes."""
+
+
 class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every operation ends by the attempt's deadline.
+
+    It also sends a request's head and body in one ``send``: httpcore writes them apart, which
+    costs a second system call and TCP segment per request (on loopback, a second wake-up of
+    the server), and lets Nagle's algorithm hold the body until the head is acknowledged. A
+    small write is held until the next write, or the next read, and goes out with it.
+    """
+
     def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
+        self._held = b""
+        self._held_timeout: float | None = None
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        if self._held:
+            # What httpcore does with a failed write of a request: read the answer, for a
+            # server may refuse a request (413) and close before it has read all of it.
+            with suppress(httpcore.WriteError):
+                self._send_held()
         return self._stream.read(max_bytes, _within_attempt(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:  # an end of message without a chunk to close
+            return
+        if self._held:
+            if len(self._held) + len(buffer) <= _JOINED_WRITE_MAX_BYTES:
+                buffer = self._held + buffer
+                self._held = b""
+            else:
+                self._send_held()
+        elif len(buffer) <= _HELD_WRITE_MAX_BYTES:
+            self._held, self._held_timeout = buffer, timeout
+            return
         self._stream.write(buffer, _within_attempt(timeout, httpcore.WriteTimeout))
+
+    def _send_held(self) -> None:
+        held, self._held = self._held, b""
+        self._stream.write(held, _within_attempt(self._held_timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._stream.close()
@@ -310,6 +409,8 @@ class _DeadlineStream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
+        if self._held:  # what was written before the handshake goes out before it
+            self._send_held()
         bounded = _within_attempt(timeout, httpcore.ConnectTimeout)
         return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
 
