@@ -19,6 +19,7 @@ from opentelemetry.exporter.weave._transport import HttpAttempt, PostResult
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
 from .chat_oracle import recorded_chat_errors
+from .fault_server import ScriptedServer
 from .helpers import API_KEY, Record, contract_errors, make_tracer
 
 # In CI the property-based tests run the same examples every time: a red build is reproducible.
@@ -100,3 +101,17 @@ def record_spans() -> Record:
         return list(memory.get_finished_spans())
 
     return run
+
+
+# One scripted server per test module (tests/fault_server.py), reset for each test; a module
+# that needs a server of its own defines its own `server`.
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[ScriptedServer]:
+    with ScriptedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def server(shared_server: ScriptedServer) -> ScriptedServer:
+    shared_server.reset()
+    return shared_server

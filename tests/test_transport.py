@@ -41,18 +41,6 @@ Connect = Callable[..., HttpAttempt]
 
 
 @pytest.fixture(scope="module")
-def shared_server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(shared_server: ScriptedServer) -> ScriptedServer:
-    shared_server.reset()
-    return shared_server
-
-
-@pytest.fixture(scope="module")
 def shared_attempts() -> Iterator[dict[tuple[object, ...], HttpAttempt]]:
     attempts: dict[tuple[object, ...], HttpAttempt] = {}
     yield attempts

@@ -8,7 +8,6 @@ its order, cookies, and that a request's head and body go out in one write.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import httpcore
@@ -24,18 +23,6 @@ from .fault_server import Reply, ScriptedServer, Seen
 from .helpers import API_KEY, make_call, settings_for
 
 BODY = call_start_body(make_call())
-
-
-@pytest.fixture(scope="module")
-def shared_server() -> Iterator[ScriptedServer]:
-    with ScriptedServer() as server:
-        yield server
-
-
-@pytest.fixture
-def server(shared_server: ScriptedServer) -> ScriptedServer:
-    shared_server.reset()
-    return shared_server
 
 
 def client_as_it_was(server_url: str) -> httpx.Client:
