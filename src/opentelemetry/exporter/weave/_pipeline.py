@@ -219,7 +219,8 @@ class ExportPipeline:
         if parent_id is LEFT_OUT:
             self._counter.add("log_records_unmatched", len(content_events))
             return None
-        self._counter.add("log_records_joined", len(content_events))
+        if content_events:
+            self._counter.add("log_records_joined", len(content_events))
         call = span_to_call(
             span,
             self.settings.project_id,
