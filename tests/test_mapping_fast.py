@@ -30,6 +30,9 @@ KEY_LISTS: list[tuple[str, ...]] = [
     _mapping._RAW_OUTPUTS,
     (*WEAVE.display_name, *KEYS.agent_name, *KEYS.display_name),
     (*WEAVE.display_name, *KEYS.tool_name, *KEYS.display_name),
+    *_mapping._DISPLAY_NAME_KEYS.values(),
+    _mapping._LLM_INPUT_KEYS,
+    _mapping._LLM_OUTPUT_KEYS,
 ]
 _FLATTENED_PREFIXES = sorted(
     {key.removesuffix(".*") for keys in KEY_LISTS for key in keys if key.endswith(".*")}
@@ -109,6 +112,20 @@ def test_the_key_plan_finds_what_a_full_scan_finds(
             assert [key for key in reader.candidates(key_list) if key in attributes] == [
                 key for key in key_list if key in attributes
             ]
+        for key_lists in (
+            _mapping._THREAD_KEY_LISTS,
+            _mapping._WB_RUN_KEY_LISTS,
+            _mapping._USAGE_KEY_LISTS,
+            _mapping._VERCEL_REPLY_KEY_LISTS,
+        ):
+            # Absent means nothing to find: every read of those lists skipped is a miss.
+            present = any(key in lookup for keys in key_lists for key in keys)
+            assert reader.has_any(key_lists) == present
+        for key in keys:
+            reader.consumed.add(key)
+            for prefix in {".".join(key.split(".", 2)[:2]), "llm.output_messages"}:
+                if prefix in reader.consumed_prefixes():
+                    assert reader.may_hold_under(prefix)
 
 
 def test_a_flattened_list_is_rebuilt_from_the_plans_keys_as_from_all() -> None:
@@ -197,6 +214,13 @@ json_text = st.one_of(
             "[1" + "0" * 400 + ".5, 2.5e-400]",
             '{"a": "\\ud800 lone surrogate", "\\u0000": "nul"}',
             '  {"a": 1}  ',
+            '\t\n\r {"a": 1}\r\n\t ',
+            "\u00a0[1]",
+            "[1]\u00a0",
+            "[1] ]",
+            '{"a": [1, 2]}\n\n',
+            '{"a": 1}{"b": 2}',
+            "[" + "1" * 5000 + "]",
             '{"a": 1} trailing',
             "[1, 2",
             "\ufeff[1]",
@@ -233,3 +257,133 @@ def test_json_text_is_decoded_by_the_shared_decoder_as_json_loads_decodes_it(tex
 def test_a_plain_ascii_text_skips_clean_str_for_its_own_answer(text: str) -> None:
     assert _mapping._as_str(text) == (_sanitize.clean_str(text) or None)
     assert _mapping._as_text(text) == _sanitize.clean_str(text)
+
+
+def nesting_levels(value: Any) -> int:
+    """How many containers deep ``value`` goes (a scalar: 0), written out."""
+    if isinstance(value, dict):
+        return 1 + max((nesting_levels(item) for item in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((nesting_levels(item) for item in value), default=0)
+    return 0
+
+
+def nested(depth: int, fan_out: int) -> str:
+    """JSON of ``depth`` levels, with ``fan_out`` siblings at each level: many brackets."""
+    text = '"leaf"'
+    for level in range(depth):
+        siblings = ", ".join([text, *(["[1]", '{"k": []}'] * fan_out)])
+        text = f'{{"level{level}": [{siblings}]}}' if level % 2 else f"[{siblings}]"
+    return text
+
+
+many_brackets = st.builds(nested, st.integers(1, 40), st.integers(0, 3))
+conversation = st.integers(1, 40).map(
+    lambda turns: json.dumps(
+        [
+            {"role": "user", "parts": [{"type": "text", "content": f"turn {n}"}]}
+            for n in range(turns)
+        ]
+    )
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=json_text | many_brackets | conversation)
+def test_safe_json_from_gives_json_safe_of_the_decoded_text(text: str) -> None:
+    expected = _sanitize.json_safe(_sanitize.decode_json_text(text))
+    assert repr(_sanitize.safe_json_from(text)) == repr(expected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=many_brackets, levels=st.integers(0, 45))
+def test_the_container_walk_measures_nesting_as_written_out(text: str, levels: int) -> None:
+    decoded = json.loads(text)
+    assert _sanitize._nests_within(decoded, levels) == (nesting_levels(decoded) <= levels)
+
+
+def test_safe_json_from_keeps_json_safes_bounds_on_texts_its_bracket_count_cannot_tell() -> None:
+    deep = "[" * (_sanitize.MAX_DEPTH + 1) + "]" * (_sanitize.MAX_DEPTH + 1)
+    many_values = "[" + "1," * _sanitize.MAX_NODES + "1]"  # one bracket, too many values
+    exactly_deep = "[" * _sanitize.MAX_DEPTH + "]" * _sanitize.MAX_DEPTH
+    for text in (deep, many_values, exactly_deep, nested(33, 1), nested(32, 1)):
+        expected = _sanitize.json_safe(_sanitize.decode_json_text(text))
+        assert repr(_sanitize.safe_json_from(text)) == repr(expected)
+    assert "[more than" in repr(_sanitize.safe_json_from(many_values))
+    assert "[nested deeper than" in repr(_sanitize.safe_json_from(deep))
+    assert "[nested deeper than" not in repr(_sanitize.safe_json_from(exactly_deep))
+
+
+hostile_value = st.one_of(
+    sequence_or_scalar, st.dictionaries(any_text, scalar, max_size=2), st.just({"a": [b"x"]})
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    attributes=st.dictionaries(
+        attribute_key | st.sampled_from(["otel", "weave", "x" * 1_000_001, "\ud800"]),
+        hostile_value,
+        max_size=10,
+    ),
+    data=st.data(),
+)
+def test_call_attributes_are_the_json_safe_copy_of_those_left(
+    attributes: dict[str, Any], data: st.DataObject
+) -> None:
+    span = span_with(attributes, {})
+    reader = _mapping._SpanReader(span)
+    reader.consumed.update(data.draw(st.sets(st.sampled_from(sorted(attributes) or ["none"]))))
+    times = _mapping._span_times(span)
+    call_attributes = _mapping._call_attributes(span, reader, times, "tool")
+    expected = {
+        _mapping._as_text(key): _sanitize.json_safe(value)
+        for key, value in attributes.items()
+        if key not in reader.consumed
+    }
+    displaced = {key: expected.pop(key) for key in ("otel", "weave") if key in expected}
+    context = call_attributes.pop("otel")
+    assert call_attributes.pop("weave") == {"kind": "tool"}
+    assert repr(call_attributes) == repr(expected)
+    assert repr(context.get("span_attributes", {})) == repr(displaced)
+
+
+_EDGE_TIMES = [-1, 0, _mapping._LATEST_NANOSECONDS, _mapping._LATEST_NANOSECONDS + 1]
+span_time = st.integers(-5, _mapping._LATEST_NANOSECONDS + 5) | st.sampled_from(_EDGE_TIMES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    start=span_time | st.sampled_from([1_700_000_000_123_456_789, True, 1.5, _Level.HIGH]),
+    end=span_time | st.none() | st.sampled_from([float("nan"), 2.5]),
+)
+def test_usual_span_times_are_those_of_the_checked_path(start: Any, end: int | None) -> None:
+    span = ReadableSpan(name="s", start_time=start, end_time=end)
+    assert _mapping._span_times(span) == _mapping._checked_span_times(span)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    keys=st.lists(
+        st.sampled_from([key for keys in _mapping._USAGE_KEY_LISTS for key in keys])
+        | attribute_key,
+        max_size=8,
+        unique=True,
+    ),
+    data=st.data(),
+    event_content=st.dictionaries(attribute_key, attribute_value, max_size=2),
+)
+def test_the_usage_counts_are_each_key_lists_first_int(
+    keys: list[str], data: st.DataObject, event_content: dict[str, Any]
+) -> None:
+    count = st.one_of(attribute_value, st.just(_Level.HIGH), st.just(True))
+    for _ in range(2):  # the second span's plan is the cached one
+        attributes = {key: data.draw(count) for key in keys}
+        reader = _mapping._SpanReader(span_with(attributes, event_content))
+        lookup = ChainMap(attributes, event_content) if event_content else attributes
+        expected = [full_scan_int(lookup, key_list) for key_list in _mapping._USAGE_KEY_LISTS]
+        counts = reader.peek_ints(_mapping._USAGE_KEY_LISTS)
+        if not any(key in lookup for keys_ in _mapping._USAGE_KEY_LISTS for key in keys_):
+            assert counts is None
+        else:
+            assert counts == tuple(None if found is None else found[1] for found in expected)

@@ -405,10 +405,13 @@ def _text_only(raw: Any) -> list[Message] | None:
     """The commonest message (OpenTelemetry GenAI's, of text parts only) in one step: exactly
     what :func:`_converted_in_full` makes of it (a property test holds the two equal); None
     for any other message."""
-    if type(raw) is not dict or not raw.keys() <= _TEXT_ONLY_KEYS:
+    if type(raw) is not dict:
         return None
-    role, parts = raw.get("role"), raw.get("parts")
-    if not isinstance(role, str) or type(parts) is not list or not parts:
+    parts = raw.get("parts")
+    if type(parts) is not list or not parts or not raw.keys() <= _TEXT_ONLY_KEYS:
+        return None
+    role = raw.get("role")
+    if not isinstance(role, str):
         return None
     role = _ROLES.get(role, role)
     if role == "tool":  # tool messages get a `tool_call_id`
@@ -496,7 +499,7 @@ def chat_messages(value: Any) -> list[Message] | None:
         value = [item for batch in value for item in batch]
     messages: list[Message] = []
     for raw in value:
-        converted = _converted(raw)
+        converted = _text_only(raw) or _converted_in_full(raw)  # _converted, one call fewer
         if converted is None:
             return None
         messages += converted
@@ -558,24 +561,21 @@ def chat_completion(
     value = _decoded(value)
     extras: dict[str, Any] = {}
     stop_reason = None
+    is_mapping = isinstance(value, Mapping)  # once: an ABC's check is a Python-level call
     if isinstance(value, str):
         items: list[Any] = [{"role": "assistant", "content": value}]
-    elif isinstance(value, Mapping) and isinstance(value.get("choices"), list):
+    elif is_mapping and isinstance(value.get("choices"), list):
         items, extras = value["choices"], _rest(value, "choices", "object")
-    elif (
-        isinstance(value, Mapping)
-        and value.get("object") == "response"
-        and isinstance(value.get("output"), list)
-    ):
+    elif is_mapping and value.get("object") == "response" and isinstance(value.get("output"), list):
         items, extras = value["output"], _rest(value, "output", "object")
-    elif isinstance(value, Mapping) and value.get("type") == "message" and "content" in value:
+    elif is_mapping and value.get("type") == "message" and "content" in value:
         # An Anthropic Message: the result's fields sit beside the one message it holds.
         items = [{"role": value.get("role", "assistant"), "content": value["content"]}]
         extras, stop_reason = (
             _rest(value, "type", "role", "content", "stop_reason"),
             value.get("stop_reason"),
         )
-    elif isinstance(value, Mapping):
+    elif is_mapping:
         items = [value]
     elif isinstance(value, list) and value:
         items = value

@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple, SupportsIndex
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
 from opentelemetry.exporter.weave._call import (
     OTEL_ATTRIBUTES_KEY,
@@ -123,9 +123,11 @@ def span_to_call(
             output = _tool_result(output)
     display_name = _display_name(reader, kind) or _as_str(span.name)
     thread_id, turn_id = _thread_and_turn(reader, span_id, thread, is_root=call_parent is None)
-    wb_run_id = _wb_run_id(reader.take_str(KEYS.wb_run_id), project_id)
-    wb_run_step = reader.take_int(KEYS.wb_run_step)
-    wb_run_step_end = reader.take_int(KEYS.wb_run_step_end)
+    wb_run_id = wb_run_step = wb_run_step_end = None
+    if reader.has_any(_WB_RUN_KEY_LISTS):  # W&B run keys: on a few spans only
+        wb_run_id = _wb_run_id(reader.take_str(KEYS.wb_run_id), project_id)
+        wb_run_step = reader.take_int(KEYS.wb_run_step)
+        wb_run_step_end = reader.take_int(KEYS.wb_run_step_end)
     trace_id = format_trace_id(span.context.trace_id) if span.context else "0" * 32
     start = StartedCall(
         project_id=project_id,
@@ -173,34 +175,44 @@ class _SpanReader:
         self.attributes: dict[str, Any] = dict(span.attributes or {})
         # One copy too: the SDK copies a span's events each time they are asked for.
         self.events: Sequence[Event] = span.events
-        event_content = {
-            key: value
-            for event in self.events
-            if event.name in CONTENT_EVENTS
-            for key, value in (event.attributes or {}).items()
-        }
+        event_content = (
+            {
+                key: value
+                for event in self.events
+                if event.name in CONTENT_EVENTS
+                for key, value in (event.attributes or {}).items()
+            }
+            if self.events  # most spans have none: no comprehension to run
+            else None
+        )
         self._lookup: Mapping[str, Any] = (
             ChainMap(self.attributes, event_content) if event_content else self.attributes
         )
         self._plan = _key_plan(self._lookup)
         self.consumed: set[str] = set()
+        self._texts: dict[tuple[str, ...], str | None] = {}
 
     def peek(self, keys: tuple[str, ...]) -> _Found | None:
         """The first key present and its value; a ``prefix.*`` key rebuilds flattened ones."""
         lookup, plan = self._lookup, self._plan
-        for key in plan.candidates(keys):
+        candidates = plan.found.get(keys)
+        for key in plan.candidates(keys) if candidates is None else candidates:
             if key.endswith(FLATTENED_SUFFIX):
                 prefix = key[: -len(FLATTENED_SUFFIX)]
                 under = plan.flattened(prefix)
                 if under and (rebuilt := _rebuild_flattened(lookup, prefix, under)) is not None:
                     return rebuilt
             elif (value := lookup.get(key)) is not None:
-                return _Found(key, value, (key,))
+                return _new_found(_Found, (key, value, (key,)))
         return None
 
     def peek_str(self, keys: tuple[str, ...]) -> str | None:
-        found = self.peek(keys)
-        return None if found is None else _as_str(found.value)
+        # Several fields read the model and the response id: each text is worked out once.
+        text = self._texts.get(keys, _UNPLANNED)
+        if text is _UNPLANNED:
+            found = self.peek(keys)
+            text = self._texts[keys] = None if found is None else _as_str(found.value)
+        return text  # type: ignore[no-any-return]
 
     def _take(self, keys: tuple[str, ...]) -> _Found | None:
         found = self.peek(keys)
@@ -213,12 +225,41 @@ class _SpanReader:
         return None if found is None else _as_str(found.value)
 
     def _find_int(self, keys: tuple[str, ...]) -> tuple[str, int] | None:
-        lookup = self._lookup
-        for key in self._plan.candidates(keys):
+        lookup, plan = self._lookup, self._plan
+        candidates = plan.found.get(keys)
+        for key in plan.candidates(keys) if candidates is None else candidates:
             raw = lookup.get(key)
             if raw is not None and (value := _as_int(raw)) is not None:
                 return key, value
         return None
+
+    def _group(self, key_lists: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...] | None:
+        plan = self._plan
+        groups = plan.found_groups.get(key_lists, _UNPLANNED)
+        return plan.group(key_lists) if groups is _UNPLANNED else groups
+
+    def has_any(self, key_lists: tuple[tuple[str, ...], ...]) -> bool:
+        """Whether the span may hold a key of the lists (of plain keys): when not, reading
+        each of them finds nothing, and one lookup says so."""
+        return self._group(key_lists) is not None
+
+    def peek_ints(self, key_lists: tuple[tuple[str, ...], ...]) -> tuple[int | None, ...] | None:
+        """``peek_int`` of each key list (of plain keys); None when the span has none of their
+        keys at all (most spans have no token counts: one lookup says so)."""
+        groups = self._group(key_lists)
+        if groups is None:
+            return None
+        lookup = self._lookup
+        counts: list[int | None] = []
+        for candidates in groups:
+            count = None
+            for key in candidates:
+                raw = lookup.get(key)
+                if type(raw) is int or (raw is not None and (raw := _as_int(raw)) is not None):
+                    count = raw
+                    break
+            counts.append(count)
+        return tuple(counts)
 
     def take_int(self, keys: tuple[str, ...]) -> int | None:
         found = self._find_int(keys)
@@ -226,6 +267,12 @@ class _SpanReader:
             return None
         self.consumed.add(found[0])
         return found[1]
+
+    def may_hold_under(self, prefix: str) -> bool:
+        """Whether the span may hold ``prefix`` or a key under it (``prefix.…``): when not, no
+        key read so far has ``prefix`` for its :meth:`consumed_prefixes`."""
+        plan = self._plan
+        return plan.has(prefix) or bool(plan.flattened(prefix))
 
     def consumed_prefixes(self) -> set[str]:
         """The first two dotted segments of each key read so far (``llm.output_messages``)."""
@@ -235,6 +282,10 @@ class _SpanReader:
         """``keys`` without those the span cannot hold, in order: a key kept may still be
         missing from its own attributes (it is in an event's), or hold None."""
         return self._plan.candidates(keys)
+
+    def key_texts(self) -> dict[str, str]:
+        """Each attribute key as a call attribute's name."""
+        return self._plan.key_texts()
 
     def take_flag(self, keys: tuple[str, ...]) -> bool:
         """Whether any of the keys is present and says yes."""
@@ -260,7 +311,7 @@ class _SpanReader:
         return safe_json_from(value)
 
 
-class _Found(NamedTuple):
+class _Found(NamedTuple):  # built with _new_found on the hot path
     key: str
     """The convention key that matched (``prefix.*`` for a rebuilt list)."""
     value: Any
@@ -276,18 +327,40 @@ class _KeyPlan:
     def __init__(self, keys: tuple[str, ...]) -> None:
         self._keys = keys
         self._key_set = frozenset(keys)
-        self._candidates: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.found: dict[tuple[str, ...], tuple[str, ...]] = {}
+        """:meth:`candidates` worked out so far, for readers to look up without a call."""
+        self.found_groups: dict[tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...] | None]
+        self.found_groups = {}
+        """:meth:`group` worked out so far."""
         self._flattened: dict[str, tuple[str, ...]] = {}
+        self._key_texts: dict[str, str] | None = None
 
     def candidates(self, keys: tuple[str, ...]) -> tuple[str, ...]:
         """``keys`` without the plain ones the set lacks, in order: a ``prefix.*`` key stays
         (:meth:`flattened` says what it finds, when the reader gets to it)."""
-        found = self._candidates.get(keys)
+        found = self.found.get(keys)
         if found is None:
             key_set = self._key_set
             found = tuple(key for key in keys if key in key_set or key.endswith(FLATTENED_SUFFIX))
-            self._candidates[keys] = found
+            self.found[keys] = found
         return found
+
+    def group(self, key_lists: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...] | None:
+        """The plain candidates of each key list, None when every one is empty; for lists of
+        plain keys only (no ``prefix.*``)."""
+        groups = tuple(self.candidates(keys) for keys in key_lists)
+        found = groups if any(groups) else None
+        self.found_groups[key_lists] = found
+        return found
+
+    def has(self, key: str) -> bool:
+        return key in self._key_set
+
+    def key_texts(self) -> dict[str, str]:
+        """Each key as the text a call attribute's name is (:func:`_as_text`)."""
+        if self._key_texts is None:
+            self._key_texts = {key: _as_text(key) for key in self._keys}
+        return self._key_texts
 
     def flattened(self, prefix: str) -> tuple[str, ...]:
         """The keys that start with ``prefix.``, in the span's order."""
@@ -298,6 +371,12 @@ class _KeyPlan:
             self._flattened[prefix] = found
         return found
 
+
+_new_found = tuple.__new__
+"""``_Found``'s constructor without the Python-level ``__new__`` a NamedTuple has."""
+
+_UNPLANNED: Any = object()
+"""A plan's answer not worked out yet (None is one)."""
 
 _key_plans: dict[tuple[str, ...], _KeyPlan] = {}
 _KEY_PLANS_KEPT = 256
@@ -434,16 +513,21 @@ def _summary(usage: dict[str, dict[str, int]] | None, is_error: bool) -> Summary
     return {"usage": usage, "status_counts": status_counts}
 
 
+_USAGE_KEY_LISTS = (
+    KEYS.input_tokens,
+    KEYS.output_tokens,
+    KEYS.total_tokens,
+    KEYS.cache_read_input_tokens,
+    KEYS.cache_creation_input_tokens,
+    KEYS.reasoning_tokens,
+)
+
+
 def _usage(reader: _SpanReader) -> dict[str, dict[str, int]] | None:
-    input_tokens = reader.peek_int(KEYS.input_tokens)
-    output_tokens = reader.peek_int(KEYS.output_tokens)
-    total_tokens = reader.peek_int(KEYS.total_tokens)
-    cache_read = reader.peek_int(KEYS.cache_read_input_tokens)
-    cache_write = reader.peek_int(KEYS.cache_creation_input_tokens)
-    reasoning = reader.peek_int(KEYS.reasoning_tokens)
-    counts = (input_tokens, output_tokens, total_tokens, cache_read, cache_write, reasoning)
-    if all(count is None for count in counts):
+    counts = reader.peek_ints(_USAGE_KEY_LISTS)
+    if counts is None or all(count is None for count in counts):
         return None
+    input_tokens, output_tokens, total_tokens, cache_read, cache_write, reasoning = counts
     if total_tokens is None and (input_tokens is not None or output_tokens is not None):
         total_tokens = (input_tokens or 0) + (output_tokens or 0)
     # In LLMUsageSchema's order, unset counts left out. Reasoning tokens have no field in the
@@ -491,8 +575,18 @@ def _kind(reader: _SpanReader) -> WeaveKind | None:
 def _display_name(reader: _SpanReader, kind: WeaveKind | None) -> str | None:
     """A name given for display; an agent's or tool's own name on such a call. Agent names
     are read only on agent calls: some frameworks put the agent's name on every span."""
-    own = KEYS.agent_name if kind == "agent" else KEYS.tool_name if kind == "tool" else ()
-    return reader.take_str((*WEAVE.display_name, *own, *KEYS.display_name))
+    return reader.take_str(_DISPLAY_NAME_KEYS.get(kind, _DISPLAY_NAME_KEYS[None]))
+
+
+_DISPLAY_NAME_KEYS: dict[WeaveKind | None, tuple[str, ...]] = {
+    "agent": (*WEAVE.display_name, *KEYS.agent_name, *KEYS.display_name),
+    "tool": (*WEAVE.display_name, *KEYS.tool_name, *KEYS.display_name),
+    None: (*WEAVE.display_name, *KEYS.display_name),
+}
+"""Each kind's display name keys, composed once: a key list is looked up by its value."""
+
+
+_THREAD_KEY_LISTS = (KEYS.thread_id, KEYS.is_turn)
 
 
 def _thread_and_turn(
@@ -501,8 +595,10 @@ def _thread_and_turn(
     """The call's thread and turn: as its start found them; or, for a thread id its start did
     not show, a turn of its own when it is a root, marked ``wandb.is_turn`` or below another
     thread, else part of the turn of its trace's topmost local span (``_threads``)."""
-    own = reader.take_str(KEYS.thread_id)
-    marked = reader.take_flag(KEYS.is_turn)
+    own, marked = None, False
+    if reader.has_any(_THREAD_KEY_LISTS):
+        own = reader.take_str(KEYS.thread_id)
+        marked = reader.take_flag(KEYS.is_turn)
     known_thread = started.thread_id if started is not None else None
     if started is not None and known_thread is not None and own in (None, known_thread):
         return known_thread, call_id if marked else started.turn_id
@@ -521,21 +617,29 @@ def _llm_content(
 ) -> tuple[dict[str, Any], Any]:
     """A model call's inputs and output in the OpenAI chat shape Weave's chat view reads;
     content in no shape it knows stays as it came, by the rules of any other call."""
-    found_inputs = reader.take_content((*KEYS.llm_inputs, *KEYS.inputs))
-    found_output = _vercel_reply(reader) or reader.take_content((*KEYS.llm_outputs, *KEYS.outputs))
-    if _OPENINFERENCE_OUTPUTS in reader.consumed_prefixes() and _lacks_tool_arguments(found_output):
+    found_inputs = reader.take_content(_LLM_INPUT_KEYS)
+    found_output = _vercel_reply(reader) or reader.take_content(_LLM_OUTPUT_KEYS)
+    if (
+        reader.may_hold_under(_OPENINFERENCE_OUTPUTS)
+        and _OPENINFERENCE_OUTPUTS in reader.consumed_prefixes()
+        and _lacks_tool_arguments(found_output)
+    ):
         # smolagents' OpenInference messages name a tool call but leave out its arguments,
         # which only its raw output holds.
         whole = reader.take_content(_RAW_OUTPUTS)
         if whole is not None and not _lacks_tool_arguments(whole):
             found_output = whole
     instructions = reader.take_content(KEYS.system_instructions)
-    events = [
-        # Sanitised first: event values are tuples and any text the SDK let through.
-        ContentEvent(event.name, json_safe(dict(event.attributes or {})))
-        for event in reader.events
-        if event.name in MESSAGE_EVENTS
-    ]
+    events = (
+        [
+            # Sanitised first: event values are tuples and any text the SDK let through.
+            ContentEvent(event.name, json_safe(dict(event.attributes or {})))
+            for event in reader.events
+            if event.name in MESSAGE_EVENTS
+        ]
+        if reader.events
+        else []
+    )
     events.extend(content_events)
     event_inputs, event_outputs = messages_from_events(events) if events else ([], [])
     messages = chat_messages(found_inputs) if found_inputs is not None else None
@@ -575,17 +679,24 @@ def _llm_content(
     return inputs, found_output if completion is None else completion
 
 
+_LLM_INPUT_KEYS = (*KEYS.llm_inputs, *KEYS.inputs)
+_LLM_OUTPUT_KEYS = (*KEYS.llm_outputs, *KEYS.outputs)
+
+
 def _as_message_text(content: Any) -> str:
     return content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
 
 
 _VERCEL_REPLY_KEYS = ("ai.response.text", "ai.response.toolCalls")
+_VERCEL_REPLY_KEY_LISTS = tuple((key,) for key in _VERCEL_REPLY_KEYS)
 
 
 def _vercel_reply(reader: _SpanReader) -> dict[str, Any] | None:
     """The Vercel AI SDK's reply, which it splits into its text and its tool calls, as one
     assistant message."""
-    if not any(key in reader.attributes for key in _VERCEL_REPLY_KEYS):
+    if not reader.has_any(_VERCEL_REPLY_KEY_LISTS) or not any(
+        key in reader.attributes for key in _VERCEL_REPLY_KEYS
+    ):
         return None
     text, tool_calls = (reader.take_content((key,)) for key in _VERCEL_REPLY_KEYS)
     message: dict[str, Any] = {"role": "assistant", "content": text}
@@ -762,6 +873,9 @@ def _last_exception_event(events: Iterable[Event]) -> Event | None:
     return found
 
 
+_WB_RUN_KEY_LISTS = (KEYS.wb_run_id, KEYS.wb_run_step, KEYS.wb_run_step_end)
+
+
 def _wb_run_id(run_id: str | None, project_id: str) -> str | None:
     if run_id is None or "/" in run_id:
         return run_id
@@ -790,6 +904,9 @@ def _resource_attributes(resource: Resource | None) -> dict[str, Any]:
 
 
 _RESERVED_KEYS = (OTEL_ATTRIBUTES_KEY, WEAVE_ATTRIBUTES_KEY)
+# An enum member's `name` is a Python-level property: looked up once per member instead.
+_SPAN_KIND_NAMES = {member: member.name for member in SpanKind}
+_STATUS_NAMES = {member: member.name for member in StatusCode}
 
 
 def _call_attributes(
@@ -798,28 +915,42 @@ def _call_attributes(
     """The span's own attributes, minus those that became call fields, plus OTel context and
     the Weave kind, under keys of their own: a span attribute of the same name moves into the
     context, as ``span_attributes``."""
-    consumed = reader.consumed
-    call_attributes = {
-        _as_text(key): json_safe(value)
-        for key, value in reader.attributes.items()
-        if key not in consumed
-    }
-    displaced = {key: call_attributes.pop(key) for key in _RESERVED_KEYS if key in call_attributes}
-    scope = span.instrumentation_scope
+    consumed, key_texts = reader.consumed, reader.key_texts()
+    call_attributes: dict[str, Any] = {}
+    for key, value in reader.attributes.items():
+        if key not in consumed:
+            value_type = type(value)
+            # What json_safe leaves as it is, without the call: most attribute values.
+            is_kept = value_type is int or (
+                value_type is str and value.isascii() and len(value) <= MAX_STRING_CHARS
+            )
+            call_attributes[key_texts[key]] = value if is_kept else json_safe(value)
+    displaced = (
+        {key: call_attributes.pop(key) for key in _RESERVED_KEYS if key in call_attributes}
+        if OTEL_ATTRIBUTES_KEY in call_attributes or WEAVE_ATTRIBUTES_KEY in call_attributes
+        else None
+    )
+    scope, span_kind, status, events = (
+        span.instrumentation_scope,
+        span.kind,
+        span.status,
+        reader.events,
+    )
+    code = status.status_code
     context: dict[str, Any] = {
-        "span_kind": span.kind.name,
+        "span_kind": _SPAN_KIND_NAMES[span_kind] if type(span_kind) is SpanKind else span_kind.name,
         "llm_span_kind": reader.peek_str(KEYS.span_kind),
         "llm_provider": reader.peek_str(KEYS.provider),
         "status": {
-            "code": span.status.status_code.name,
-            "description": _as_str(span.status.description),
+            "code": _STATUS_NAMES[code] if type(code) is StatusCode else code.name,
+            "description": _as_str(status.description),
         },
         "scope": {
             "name": _as_str(scope.name) if scope else None,
             "version": _as_str(scope.version) if scope else None,
         },
         "resource": _resource_attributes(span.resource),
-        "events": [_event_json(event, times.started_at) for event in reader.events],
+        "events": [_event_json(event, times.started_at) for event in events] if events else [],
     }
     if times.adjusted:
         context["adjusted_times"] = times.adjusted
@@ -863,6 +994,18 @@ _LATEST_NANOSECONDS = 253_402_300_799_999_999_999
 
 def _span_times(span: ReadableSpan) -> _Times:
     """The span's start and end as datetimes, each filled in from the other when unusable."""
+    start_time, end_time = span.start_time, span.end_time
+    if (
+        type(start_time) is int
+        and type(end_time) is int
+        and 0 <= start_time <= _LATEST_NANOSECONDS
+        and 0 <= end_time <= _LATEST_NANOSECONDS
+    ):  # nearly always: what _checked_span_times makes of them, without its calls
+        return _Times(utc_datetime(start_time), utc_datetime(end_time), {})
+    return _checked_span_times(span)
+
+
+def _checked_span_times(span: ReadableSpan) -> _Times:
     start, start_adjusted = _timestamp(span.start_time)
     end, end_adjusted = _timestamp(span.end_time)
     started_at = start or end or _EPOCH

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
@@ -118,12 +118,17 @@ def decode_json_text(value: object) -> Any:
     Instrumentations put messages on spans as JSON strings; plain text stays text.
     """
     if isinstance(value, str) and value[:64].lstrip()[:1] in ("{", "["):
+        # JSONDecoder.decode's steps, its scanner called directly (json.loads would build a
+        # decoder per call; its only other step, refusing a leading BOM, cannot apply: the
+        # text starts with a bracket). Most texts have no whitespace around them to skip.
+        start = 0 if value[0] in "{[" else len(value) - len(value.lstrip(_JSON_WHITESPACE))
         try:
-            # json.loads would build a decoder per call; its only other step, refusing a
-            # leading BOM, cannot apply: the text starts with a bracket.
-            return _DECODER.decode(value)
-        except (ValueError, RecursionError):
+            decoded, end = _SCAN_ONCE(value, start)
+        except (StopIteration, ValueError, RecursionError):
             return value
+        if end != len(value) and len(value.rstrip(_JSON_WHITESPACE)) != end:
+            return value  # more than whitespace after the value
+        return decoded
     return value
 
 
@@ -131,21 +136,39 @@ def safe_json_from(value: object) -> Any:
     """``json_safe(decode_json_text(value))``, skipping the walk when the text cannot need it.
 
     Decoding already turns NaN, infinities and overflowing numbers into text. ASCII JSON text
-    with no ``\\u`` escape (a lone surrogate) and fewer brackets than ``MAX_DEPTH`` then
-    decodes to safe JSON as it is: valid UTF-8, shallow, no string longer than the text. That
-    is most message lists.
+    with no ``\\u`` escape (a lone surrogate), no longer than ``MAX_NODES`` characters (each
+    value takes one at least) decodes to valid UTF-8, no string longer than the text, within
+    the node bound: safe as it is once it nests no deeper than ``MAX_DEPTH``, which fewer
+    brackets than that prove without a look, and a walk over its containers otherwise (a long
+    conversation has many brackets, few levels). That is most message lists.
     """
     if (
         isinstance(value, str)
-        and len(value) <= MAX_STRING_CHARS
+        and len(value) <= MAX_NODES
         and value.isascii()
         and "\\u" not in value
-        and value.count("[") + value.count("{") < MAX_DEPTH
     ):
         decoded = decode_json_text(value)
-        if decoded is not value:
+        if decoded is not value and (
+            value.count("[") + value.count("{") < MAX_DEPTH or _nests_within(decoded, MAX_DEPTH)
+        ):
             return decoded
+        return json_safe(decoded)
     return json_safe(decode_json_text(value))
+
+
+def _nests_within(container: Any, levels: int) -> bool:
+    """Whether no container in decoded JSON lies more than ``levels`` deep, ``container``
+    itself one level: what the walk keeps whole. Only containers are visited (a call each
+    measured cheaper than a stack of iterators)."""
+    if levels <= 0:
+        return False
+    below = levels - 1
+    for child in container.values() if type(container) is dict else container:
+        kind = type(child)
+        if (kind is dict or kind is list) and not _nests_within(child, below):
+            return False
+    return True
 
 
 def _finite_or_text(literal: str) -> float | str:
@@ -157,6 +180,10 @@ def _non_finite_text(literal: str) -> str:
 
 
 _DECODER = json.JSONDecoder(parse_float=_finite_or_text, parse_constant=_non_finite_text)
+# The decoder's C scanner (typeshed leaves the attribute out).
+_SCAN_ONCE: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_JSON_WHITESPACE = " \t\n\r"
+"""What JSON counts as whitespace (``json.decoder.WHITESPACE``)."""
 
 
 def _key(key: object) -> str:
