@@ -24,8 +24,6 @@ from opentelemetry.exporter.weave._call import (
     calls_complete_route,
     format_span_id,
     format_trace_id,
-    sealed_end,
-    sealed_start,
     upsert_batch_body,
     utc_datetime,
 )
@@ -381,18 +379,3 @@ def test_a_sealed_call_leaves_the_garbage_collector_a_few_objects_whatever_its_s
     call = make_call(inputs={"messages": messages}, output=[[n] for n in range(50)])
 
     assert tracked_objects(call.sealed()) <= 12 < 100 < tracked_objects(call)
-
-
-def test_halves_sealed_at_once_are_the_plain_halves_of_the_same_fields() -> None:
-    call = rich_call()
-    start, end = asdict(call.start), asdict(call.end)
-
-    sealed = WeaveCall(start=sealed_start(**start), end=sealed_end(**end))
-
-    assert sealed == call
-    assert sealed.sealed() is sealed
-    assert (sealed.start_json, sealed.end_json) == (call.start_json, call.end_json)
-    with pytest.raises(TypeError, match="StartedCall needs op_name"):
-        sealed_start(**{key: value for key, value in start.items() if key != "op_name"})
-    with pytest.raises(TypeError, match="not a call field: colour"):
-        sealed_end(**end, colour="red")

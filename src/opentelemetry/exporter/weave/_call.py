@@ -49,8 +49,6 @@ __all__ = [
     "calls_complete_route",
     "format_span_id",
     "format_trace_id",
-    "sealed_end",
-    "sealed_start",
     "to_json",
     "upsert_batch_body",
     "utc_datetime",
@@ -214,43 +212,6 @@ _SMALL_FIELDS: dict[type[Any], tuple[str, ...]] = {
     kind: tuple(field.name for field in dataclasses.fields(kind) if field.name not in large_fields)
     for kind, large_fields in _SEALED_LARGE_FIELDS.items()
 }
-
-
-_DEFAULTS: dict[type[Any], dict[str, Any]] = {
-    kind: {
-        field.name: field.default
-        for field in dataclasses.fields(kind)
-        if field.default is not dataclasses.MISSING
-    }
-    for kind in _SEALED_LARGE_FIELDS
-}
-
-
-def sealed_start(**fields: Any) -> StartedCall:
-    """``StartedCall(**fields)``, sealed at once: its inputs and attributes encoded, kept as
-    their JSON only."""
-    encoded = {name: to_json(fields.pop(name)) for name in ("inputs", "attributes")}
-    return _sealed_from(_SealedStart, fields, encoded)
-
-
-def sealed_end(**fields: Any) -> EndedCall:
-    """``EndedCall(**fields)``, sealed at once: its output encoded, kept as its JSON only."""
-    return _sealed_from(_SealedEnd, fields, {"output": to_json(fields.pop("output", None))})
-
-
-def _sealed_from(kind: type[_H], fields: dict[str, Any], encoded: dict[str, bytes]) -> _H:
-    sealed = object.__new__(kind)
-    defaults = _DEFAULTS[kind]
-    for name in _SMALL_FIELDS[kind]:
-        value = fields.pop(name, defaults.get(name, dataclasses.MISSING))
-        if value is dataclasses.MISSING:
-            raise TypeError(f"{kind.__mro__[1].__name__} needs {name}")
-        setattr(sealed, name, value)
-    if fields:
-        raise TypeError(f"not a call field: {', '.join(sorted(fields))}")
-    for name, json_text in encoded.items():
-        setattr(sealed, f"_{name}_json", json_text)
-    return sealed
 
 
 def _sealed(half: _H, kind: type[_H], encoded: dict[str, bytes], changes: dict[str, Any]) -> _H:
