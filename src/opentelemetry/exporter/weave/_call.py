@@ -88,6 +88,12 @@ def to_json(value: Any) -> bytes:
     return _pydantic_to_json(value, inf_nan_mode="null")
 
 
+def _small_json(fields: dict[str, str | int | Summary | None]) -> bytes:
+    # Texts, whole numbers and the summary's counts: no float to encode, so no NaN mode to
+    # give (whose keyword costs as much as the encoding of a few fields).
+    return _pydantic_to_json(fields)
+
+
 def format_span_id(span_id: int) -> str:
     """16 hex digits, as Weave requires, even of an id outside the 64 bits a valid one has."""
     return format(span_id % 2**64, "016x")
@@ -272,11 +278,14 @@ class _encoded_once(Generic[_T]):  # noqa: N801 (a decorator, named like `proper
         if call is None:
             return self
         cached = call.__dict__
-        try:
-            value: _T = cached[self._name]
-        except KeyError:
+        value: _T | None = cached.get(self._name)
+        if value is None:  # no encoding is None: not computed yet
             value = cached[self._name] = self.func(call)
         return value
+
+
+_CALL_FIELDS = frozenset({"start", "end", "facts"})
+"""A WeaveCall's fields, which its ``__dict__`` holds beside the JSON it caches."""
 
 
 @dataclass(frozen=True)
@@ -332,10 +341,9 @@ class WeaveCall:
             end=_sealed(self.end, _SealedEnd, {"output": self.output_json}, {}),
             facts=self.facts,
         )
-        for encoded in ("start_json", "end_only_json", "end_json", "encoded_size"):
-            sealed.__dict__[encoded] = getattr(self, encoded)
+        _ = self.encoded_size  # encoded now, not at delivery; the JSON made is the sealed call's
         sealed.__dict__.update(
-            (encoded, self.__dict__[encoded]) for encoded in _LARGE_FIELDS.values()
+            (name, value) for name, value in self.__dict__.items() if name not in _CALL_FIELDS
         )
         return sealed
 
@@ -357,9 +365,14 @@ class WeaveCall:
         return end._output_json if type(end) is _SealedEnd else to_json(end.output)
 
     @_encoded_once
-    def start_json(self) -> bytes:
+    def started_at_text(self) -> str:
+        return utc_iso(self.start.started_at)
+
+    @_encoded_once
+    def start_head_json(self) -> bytes:
+        """The start's small fields: all but inputs and attributes."""
         start = self.start
-        small = to_json(
+        return _small_json(
             {
                 "project_id": start.project_id,
                 "id": start.id,
@@ -369,14 +382,17 @@ class WeaveCall:
                 "parent_id": start.parent_id,
                 "thread_id": start.thread_id,
                 "turn_id": start.turn_id,
-                "started_at": utc_iso(start.started_at),
+                "started_at": self.started_at_text,
                 "wb_run_id": start.wb_run_id,
                 "wb_run_step": start.wb_run_step,
             }
         )
+
+    @_encoded_once
+    def start_json(self) -> bytes:
         return b"".join(
             (
-                small[:-1],
+                self.start_head_json[:-1],
                 b',"attributes":',
                 self.attributes_json,
                 b',"inputs":',
@@ -389,7 +405,7 @@ class WeaveCall:
     def end_only_json(self) -> bytes:
         """The end's :data:`END_ONLY_FIELDS`: a complete call is the start's JSON plus these."""
         end = self.end
-        small = to_json(
+        small = _small_json(
             {
                 "ended_at": utc_iso(end.ended_at),
                 "exception": end.exception,
@@ -402,12 +418,18 @@ class WeaveCall:
     @_encoded_once
     def end_json(self) -> bytes:
         end = self.end
-        shared = to_json(
+        if end.started_at is None:
+            started_at = None
+        elif end.started_at == self.start.started_at:
+            started_at = self.started_at_text
+        else:
+            started_at = utc_iso(end.started_at)
+        shared = _small_json(
             {
                 "project_id": end.project_id,
                 "id": end.id,
                 "trace_id": end.trace_id,
-                "started_at": None if end.started_at is None else utc_iso(end.started_at),
+                "started_at": started_at,
             }
         )
         return _joined_objects(shared, self.end_only_json)
@@ -415,7 +437,20 @@ class WeaveCall:
     @_encoded_once
     def encoded_size(self) -> int:
         """An upper bound of the bytes this call adds to a request of any write route."""
-        return len(self.start_json) + len(self.end_json) + _ITEM_OVERHEAD_BYTES
+        start, end = self.start, self.end
+        if (end.project_id, end.id, end.trace_id, end.started_at) == (
+            start.project_id,
+            start.id,
+            start.trace_id,
+            start.started_at,
+        ):
+            # The end's shared fields are members of the start's head, encoded alike: the end
+            # is at most that head and its own fields (without encoding it, which calls_complete
+            # never sends).
+            end_size = len(self.start_head_json) + len(self.end_only_json)
+        else:
+            end_size = len(self.end_json)
+        return len(self.start_json) + end_size + _ITEM_OVERHEAD_BYTES
 
 
 # What an item adds around the halves' JSON at most: upsert_batch's

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall
 from opentelemetry.exporter.weave._config import RedactionCallback
@@ -97,6 +97,8 @@ _MAX_NESTING = 64
 # only short ones, and so many: the cache stays under a few MiB whatever the keys.
 _CACHED_KEY_CHARS = 256
 _CACHED_KEYS = 4096
+_CACHED_TEXT_CHARS = 64
+_CACHED_TEXTS = 4096
 
 
 def _key_pattern(keys: Iterable[str]) -> re.Pattern[str]:
@@ -124,6 +126,7 @@ class Redactor:
             else None
         )
         self._key_cache: dict[str, bool] = {}
+        self._clear_texts: set[str] = set()
         self._callback = callback
         self._callback_failed_types: set[type[BaseException]] = set()
 
@@ -204,7 +207,7 @@ class Redactor:
                 is_secret = cache.get(key)
                 if is_secret is None:
                     is_secret = self._is_secret_key(key)
-                if not is_secret and _passes(item):
+                if not is_secret and self._passes(item):
                     continue
                 clean = self._redact_all(item, depth) if is_secret else self._scrub(item, depth + 1)
                 if clean is not item:
@@ -215,7 +218,7 @@ class Redactor:
         if isinstance(value, (list, tuple)):
             items: list[Any] | None = None
             for index, item in enumerate(value):
-                if _passes(item):
+                if self._passes(item):
                     continue
                 clean = self._scrub(item, depth + 1)
                 if clean is not item:
@@ -224,6 +227,25 @@ class Redactor:
                     items[index] = clean
             return value if items is None else items
         return value
+
+    def _passes(self, item: object) -> bool:
+        """Whether an item of a container is plainly left as it is, without a walk into it: a
+        number, a flag, nothing, or a plainly clear text (the short ones remembered: roles,
+        models, kinds, resource values repeat from call to call)."""
+        kind = type(item)
+        if kind is not str:  # exactly str: a subclass may hash and compare as it likes
+            return kind in _UNSCRUBBED_TYPES
+        text = cast(str, item)
+        clear_texts = self._clear_texts
+        if text in clear_texts:
+            return True
+        if not _plainly_clear(text):
+            return False
+        if len(text) <= _CACHED_TEXT_CHARS:
+            if len(clear_texts) >= _CACHED_TEXTS:
+                clear_texts.clear()
+            clear_texts.add(text)
+        return True
 
     def _redact_all(self, value: Any, depth: int) -> Any:
         """What a secret key holds: every scalar replaced, objects scrubbed by their keys.
@@ -340,13 +362,6 @@ _GITHUB = re.compile("gh[pousr]_")
 
 
 _UNSCRUBBED_TYPES = frozenset({int, float, bool, type(None)})
-
-
-def _passes(item: object) -> bool:
-    """Whether an item of a container is plainly left as it is, without a walk into it: a
-    number, a flag, nothing, or a plainly clear text."""
-    kind = type(item)
-    return kind in _UNSCRUBBED_TYPES or (kind is str and _plainly_clear(item))  # type: ignore[arg-type]
 
 
 def _plainly_clear(text: str) -> bool:
