@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,6 +17,8 @@ from opentelemetry.exporter.weave import WeaveSpanExporter, WriteMode
 from opentelemetry.exporter.weave._call import (
     END_ONLY_FIELDS,
     REQUEST_ENVELOPE_BYTES,
+    EndedCall,
+    StartedCall,
     WeaveCall,
     call_end_body,
     call_start_body,
@@ -379,3 +381,9 @@ def test_a_sealed_call_leaves_the_garbage_collector_a_few_objects_whatever_its_s
     call = make_call(inputs={"messages": messages}, output=[[n] for n in range(50)])
 
     assert tracked_objects(call.sealed()) <= 12 < 100 < tracked_objects(call)
+
+
+def test_the_plain_halves_have_exactly_the_contract_models_fields() -> None:
+    # The hot path's dataclasses and the schemas that check what is sent cannot drift apart.
+    assert {f.name for f in fields(StartedCall)} == set(StartedCallSchemaForInsert.model_fields)
+    assert {f.name for f in fields(EndedCall)} == set(EndedCallSchemaForInsert.model_fields)
