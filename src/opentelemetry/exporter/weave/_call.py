@@ -220,6 +220,14 @@ _SMALL_FIELDS: dict[type[Any], tuple[str, ...]] = {
 }
 
 
+def _large_json(half: StartedCall | EndedCall, name: str) -> bytes:
+    """The JSON of the half's large field ``name``: kept, if sealed, else encoded now."""
+    if type(half) in _SEALED_LARGE_FIELDS:
+        encoded: bytes = getattr(half, f"_{name}_json")
+        return encoded
+    return to_json(getattr(half, name))
+
+
 def _sealed(half: _H, kind: type[_H], encoded: dict[str, bytes], changes: dict[str, Any]) -> _H:
     """``half`` with ``changes`` (of small fields) as ``kind``, its large fields kept as their
     JSON (``encoded``: field → JSON)."""
@@ -237,7 +245,7 @@ def _changed(half: _H, changes: dict[str, Any]) -> _H:
     if large_fields is None:
         return dataclasses.replace(half, **changes)
     if changes.keys().isdisjoint(large_fields):
-        encoded = {name: getattr(half, f"_{name}_json") for name in large_fields}
+        encoded = {name: _large_json(half, name) for name in large_fields}
         return _sealed(half, type(half), encoded, changes)
     plain: type[_H] = type(half).__mro__[1]
     fields = {field.name: getattr(half, field.name) for field in dataclasses.fields(half)}
@@ -329,40 +337,34 @@ class WeaveCall:
     def sealed(self) -> WeaveCall:
         """This call, encoded, its large fields kept as their JSON only (decoded when read):
         what waits for delivery. Its JSON, and every field's value, are this call's."""
+        _ = self.encoded_size  # encoded now, not at delivery; the JSON made is the sealed call's
         if type(self.start) is _SealedStart and type(self.end) is _SealedEnd:
             return self
         sealed = WeaveCall(
-            start=_sealed(
-                self.start,
-                _SealedStart,
-                {"inputs": self.inputs_json, "attributes": self.attributes_json},
-                {},
-            ),
-            end=_sealed(self.end, _SealedEnd, {"output": self.output_json}, {}),
+            start=_sealed(self.start, _SealedStart, self._large_json_of(_SealedStart), {}),
+            end=_sealed(self.end, _SealedEnd, self._large_json_of(_SealedEnd), {}),
             facts=self.facts,
         )
-        _ = self.encoded_size  # encoded now, not at delivery; the JSON made is the sealed call's
         sealed.__dict__.update(
             (name, value) for name, value in self.__dict__.items() if name not in _CALL_FIELDS
         )
         return sealed
 
+    def _large_json_of(self, kind: type[StartedCall | EndedCall]) -> dict[str, bytes]:
+        """The JSON of each large field a sealed half of ``kind`` keeps."""
+        return {name: getattr(self, _LARGE_FIELDS[name]) for name in _SEALED_LARGE_FIELDS[kind]}
+
     @_encoded_once
     def inputs_json(self) -> bytes:
-        start = self.start
-        return start._inputs_json if type(start) is _SealedStart else to_json(start.inputs)
+        return _large_json(self.start, "inputs")
 
     @_encoded_once
     def attributes_json(self) -> bytes:
-        start = self.start
-        if type(start) is _SealedStart:
-            return start._attributes_json
-        return to_json(start.attributes)
+        return _large_json(self.start, "attributes")
 
     @_encoded_once
     def output_json(self) -> bytes:
-        end = self.end
-        return end._output_json if type(end) is _SealedEnd else to_json(end.output)
+        return _large_json(self.end, "output")
 
     @_encoded_once
     def started_at_text(self) -> str:

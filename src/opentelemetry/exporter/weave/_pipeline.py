@@ -295,7 +295,6 @@ class ExportPipeline:
                     # only its own span, not the batch it would have been sent in. Sealed, it
                     # waits for the request as its JSON, not as objects the GC walks.
                     call = call.sealed()
-                    _ = call.encoded_size
             except Exception:
                 unmappable += 1
                 span_id = format_span_id(span.context.span_id) if span.context else "?"
