@@ -99,6 +99,8 @@ _CACHED_KEY_CHARS = 256
 _CACHED_KEYS = 4096
 _CACHED_TEXT_CHARS = 64
 _CACHED_TEXTS = 4096
+# What a container's items are, when the scrubber has nothing to look at in them.
+_UNSCRUBBED_TYPES = frozenset({int, float, bool, type(None)})
 
 
 def _key_pattern(keys: Iterable[str]) -> re.Pattern[str]:
@@ -359,9 +361,6 @@ _STEM_WORDS = re.compile("|".join(_NAME_STEMS), re.IGNORECASE)
 # one character each (memchr), a literal searched for only when a character of it is there.
 _XOX = re.compile("xox[abprs]-")
 _GITHUB = re.compile("gh[pousr]_")
-
-
-_UNSCRUBBED_TYPES = frozenset({int, float, bool, type(None)})
 
 
 def _plainly_clear(text: str) -> bool:
