@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.trace import Tracer
 from pydantic import BaseModel
 
@@ -28,6 +30,7 @@ from opentelemetry.exporter.weave._call import (
     format_trace_id,
     upsert_batch_body,
     utc_datetime,
+    utc_iso,
 )
 from opentelemetry.exporter.weave._models import (
     CallEndReq,
@@ -361,6 +364,33 @@ def test_a_sealed_call_is_the_call_it_seals(call: WeaveCall) -> None:
         changed, expected = sealed.replace(**changes), call.replace(**changes)
         assert changed == expected, changes
         assert (changed.start_json, changed.end_json) == (expected.start_json, expected.end_json)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(timezones=st.just(timezone.utc)) | st.datetimes(timezones=st.timezones()))
+def test_utc_iso_is_isoformat_in_utc(value: datetime) -> None:
+    try:
+        expected = value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    except OverflowError:  # out of range once in UTC: not a time a span can have
+        return
+    assert utc_iso(value) == expected
+    assert utc_iso(value) == expected  # as remembered
+
+
+def test_a_sealed_half_copies_each_field_from_its_own() -> None:
+    # Every field distinct from every other: a value copied into the wrong field shows.
+    call = rich_call().replace(
+        thread_id="thread-1", turn_id="turn-1", wb_run_id="run/1", wb_run_step=7
+    )
+    call = call.replace(started_at=LATER)
+    sealed = call.sealed()
+
+    for half, original in ((sealed.start, call.start), (sealed.end, call.end)):
+        for spec in fields(original):
+            assert getattr(half, spec.name) == getattr(original, spec.name), spec.name
+    assert len({str(getattr(call.start, spec.name)) for spec in fields(call.start)}) == len(
+        fields(call.start)
+    )
 
 
 def tracked_objects(root: object) -> int:

@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, cast, overload
 from urllib.parse import quote
 
 from pydantic_core import to_json as _pydantic_to_json
@@ -117,7 +117,19 @@ def utc_iso(value: datetime) -> str:
     """The service's timestamp text: six fractional digits and an explicit UTC offset."""
     if value.tzinfo is not timezone.utc:
         value = value.astimezone(timezone.utc)
-    return value.isoformat(timespec="microseconds")
+    # `isoformat` costs a few µs, twice a call: the text up to the second is made once for
+    # the calls of each second (spans end in bursts), the microseconds added to it.
+    second = (value.year, value.month, value.day, value.hour, value.minute, value.second)
+    prefix = _iso_seconds.get(second)
+    if prefix is None:
+        if len(_iso_seconds) >= _ISO_SECONDS_KEPT:
+            _iso_seconds.clear()
+        prefix = _iso_seconds[second] = value.replace(microsecond=0).isoformat()[:-6]
+    return f"{prefix}.{value.microsecond:06d}+00:00"
+
+
+_iso_seconds: dict[tuple[int, ...], str] = {}
+_ISO_SECONDS_KEPT = 1024
 
 
 @dataclass(slots=True)
@@ -176,6 +188,26 @@ class _SealedStart(StartedCall):
     _inputs_json: bytes
     __hash__ = StartedCall.__hash__  # none: equal to the plain start of the same fields
 
+    @classmethod
+    def of(cls, start: StartedCall, inputs_json: bytes, attributes_json: bytes) -> _SealedStart:
+        # Field by field (a test holds every field to the start's): a loop of setattr calls
+        # costs several times as much, for every call exported.
+        sealed = object.__new__(cls)
+        sealed.project_id = start.project_id
+        sealed.id = start.id
+        sealed.op_name = start.op_name
+        sealed.trace_id = start.trace_id
+        sealed.started_at = start.started_at
+        sealed.display_name = start.display_name
+        sealed.parent_id = start.parent_id
+        sealed.thread_id = start.thread_id
+        sealed.turn_id = start.turn_id
+        sealed.wb_run_id = start.wb_run_id
+        sealed.wb_run_step = start.wb_run_step
+        sealed._inputs_json = inputs_json
+        sealed._attributes_json = attributes_json
+        return sealed
+
     # Read-only: WeaveCall.replace makes changed copies.
     @property
     def inputs(self) -> dict[str, Any]:  # type: ignore[override]
@@ -198,6 +230,20 @@ class _SealedEnd(EndedCall):
     _output_json: bytes
     __hash__ = EndedCall.__hash__
 
+    @classmethod
+    def of(cls, end: EndedCall, output_json: bytes) -> _SealedEnd:
+        sealed = object.__new__(cls)  # field by field, as _SealedStart.of
+        sealed.project_id = end.project_id
+        sealed.id = end.id
+        sealed.ended_at = end.ended_at
+        sealed.summary = end.summary
+        sealed.trace_id = end.trace_id
+        sealed.exception = end.exception
+        sealed.started_at = end.started_at
+        sealed.wb_run_step_end = end.wb_run_step_end
+        sealed._output_json = output_json
+        return sealed
+
     @property
     def output(self) -> Any:
         return json.loads(self._output_json)
@@ -214,29 +260,22 @@ _SEALED_LARGE_FIELDS: dict[type[Any], tuple[str, ...]] = {
     _SealedStart: ("inputs", "attributes"),
     _SealedEnd: ("output",),
 }
-_SMALL_FIELDS: dict[type[Any], tuple[str, ...]] = {
-    kind: tuple(field.name for field in dataclasses.fields(kind) if field.name not in large_fields)
-    for kind, large_fields in _SEALED_LARGE_FIELDS.items()
-}
+_SEALED_SLOTS = {name: f"_{name}_json" for name in _LARGE_FIELDS}
+"""The slot of a sealed half that keeps each large field's JSON."""
 
 
 def _large_json(half: StartedCall | EndedCall, name: str) -> bytes:
     """The JSON of the half's large field ``name``: kept, if sealed, else encoded now."""
     if type(half) in _SEALED_LARGE_FIELDS:
-        encoded: bytes = getattr(half, f"_{name}_json")
+        encoded: bytes = getattr(half, _SEALED_SLOTS[name])
         return encoded
     return to_json(getattr(half, name))
 
 
-def _sealed(half: _H, kind: type[_H], encoded: dict[str, bytes], changes: dict[str, Any]) -> _H:
-    """``half`` with ``changes`` (of small fields) as ``kind``, its large fields kept as their
-    JSON (``encoded``: field → JSON)."""
-    sealed = object.__new__(kind)
-    for name in _SMALL_FIELDS[kind]:
-        setattr(sealed, name, changes[name] if name in changes else getattr(half, name))
-    for name, json_text in encoded.items():
-        setattr(sealed, f"_{name}_json", json_text)
-    return sealed
+def _sealed_copy(half: _SealedStart | _SealedEnd) -> _SealedStart | _SealedEnd:
+    if isinstance(half, _SealedStart):
+        return _SealedStart.of(half, half._inputs_json, half._attributes_json)
+    return _SealedEnd.of(half, half._output_json)
 
 
 def _changed(half: _H, changes: dict[str, Any]) -> _H:
@@ -245,8 +284,10 @@ def _changed(half: _H, changes: dict[str, Any]) -> _H:
     if large_fields is None:
         return dataclasses.replace(half, **changes)
     if changes.keys().isdisjoint(large_fields):
-        encoded = {name: _large_json(half, name) for name in large_fields}
-        return _sealed(half, type(half), encoded, changes)
+        sealed = _sealed_copy(cast("_SealedStart | _SealedEnd", half))
+        for name, value in changes.items():
+            setattr(sealed, name, value)
+        return cast(_H, sealed)
     plain: type[_H] = type(half).__mro__[1]
     fields = {field.name: getattr(half, field.name) for field in dataclasses.fields(half)}
     return plain(**{**fields, **changes})
@@ -338,21 +379,18 @@ class WeaveCall:
         """This call, encoded, its large fields kept as their JSON only (decoded when read):
         what waits for delivery. Its JSON, and every field's value, are this call's."""
         _ = self.encoded_size  # encoded now, not at delivery; the JSON made is the sealed call's
-        if type(self.start) is _SealedStart and type(self.end) is _SealedEnd:
+        start, end = self.start, self.end
+        if type(start) is _SealedStart and type(end) is _SealedEnd:
             return self
-        sealed = WeaveCall(
-            start=_sealed(self.start, _SealedStart, self._large_json_of(_SealedStart), {}),
-            end=_sealed(self.end, _SealedEnd, self._large_json_of(_SealedEnd), {}),
-            facts=self.facts,
-        )
-        sealed.__dict__.update(
-            (name, value) for name, value in self.__dict__.items() if name not in _CALL_FIELDS
-        )
+        encoded = self.__dict__
+        # A copy of this call but for its halves' type: the same facts and JSON, and a trace
+        # id already the start's (as __post_init__ made it), so without the constructor.
+        sealed = object.__new__(WeaveCall)
+        fields = sealed.__dict__
+        fields.update(encoded)
+        fields["start"] = _SealedStart.of(start, encoded["inputs_json"], encoded["attributes_json"])
+        fields["end"] = _SealedEnd.of(end, encoded["output_json"])
         return sealed
-
-    def _large_json_of(self, kind: type[StartedCall | EndedCall]) -> dict[str, bytes]:
-        """The JSON of each large field a sealed half of ``kind`` keeps."""
-        return {name: getattr(self, _LARGE_FIELDS[name]) for name in _SEALED_LARGE_FIELDS[kind]}
 
     @_encoded_once
     def inputs_json(self) -> bytes:

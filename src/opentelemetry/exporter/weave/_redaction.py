@@ -19,7 +19,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall
 from opentelemetry.exporter.weave._config import RedactionCallback
@@ -234,19 +234,17 @@ class Redactor:
         """Whether an item of a container is plainly left as it is, without a walk into it: a
         number, a flag, nothing, or a plainly clear text (the short ones remembered: roles,
         models, kinds, resource values repeat from call to call)."""
-        kind = type(item)
-        if kind is not str:  # exactly str: a subclass may hash and compare as it likes
-            return kind in _UNSCRUBBED_TYPES
-        text = cast(str, item)
+        if type(item) is not str:  # exactly str: a subclass may hash and compare as it likes
+            return type(item) in _UNSCRUBBED_TYPES
         clear_texts = self._clear_texts
-        if text in clear_texts:
+        if item in clear_texts:
             return True
-        if not _plainly_clear(text):
+        if not _plainly_clear(item):
             return False
-        if len(text) <= _CACHED_TEXT_CHARS:
+        if len(item) <= _CACHED_TEXT_CHARS:
             if len(clear_texts) >= _CACHED_TEXTS:
                 clear_texts.clear()
-            clear_texts.add(text)
+            clear_texts.add(item)
         return True
 
     def _redact_all(self, value: Any, depth: int) -> Any:
