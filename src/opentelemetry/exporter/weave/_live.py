@@ -72,7 +72,8 @@ class LiveCalls:
         count: Callable[[CounterName, int], None],
     ) -> None:
         self._after = after_seconds
-        self._watching = watch_open_spans or after_seconds is not None
+        self.watching = watch_open_spans or after_seconds is not None
+        """Whether open spans are watched: when not, :meth:`span_started` does nothing."""
         self._poster = poster
         self._v2_routes = (call_start_v2_route(entity, project), call_end_v2_route(entity, project))
         self._routes = self._v2_routes
@@ -92,7 +93,7 @@ class LiveCalls:
     def span_started(self, span: ReadableSpan) -> None:
         context = span.context
         if (
-            not self._watching
+            not self.watching
             or context is None
             or not context.trace_flags.sampled
             or len(self._open) >= _MAX_OPEN_SPANS
@@ -108,7 +109,7 @@ class LiveCalls:
     def due(self) -> list[ReadableSpan]:
         """Open spans past the threshold, oldest first; each is given out once. Forgets the
         spans that ended meanwhile."""
-        if not self._watching:
+        if not self.watching:
             return []
         now = self._monotonic()
         due: list[tuple[float, ReadableSpan]] = []

@@ -160,7 +160,8 @@ class ExportPipeline:
     def span_started(self, span: ReadableSpan) -> None:
         self._app_busy_at = time.perf_counter()
         self._threads.span_started(span)
-        self._live.span_started(span)
+        if self._live.watching:  # mostly not: no call on the app's thread for nothing
+            self._live.span_started(span)
 
     def send_live_starts(self, deadline: float) -> None:
         """Show the spans open past the live threshold as running: send their starts."""

@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from opentelemetry.exporter.weave._call import format_span_id
 from opentelemetry.exporter.weave._conventions import KEYS
+from opentelemetry.exporter.weave._spans import held_attributes
 
 __all__ = ["ThreadContext", "ThreadTracker", "is_marked_turn"]
 
@@ -81,7 +82,7 @@ class ThreadTracker:
             inherited = None
         else:
             inherited = self._open.get(parent.span_id)
-        attributes = span.attributes or {}
+        attributes = held_attributes(span)
         thread_id = _thread_key(attributes) or (inherited[0] if inherited else None)
         if thread_id is None:
             return
