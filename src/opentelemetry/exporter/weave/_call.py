@@ -406,13 +406,29 @@ class WeaveCall:
 
     @_encoded_once
     def started_at_text(self) -> str:
-        return utc_iso(self.start.started_at)
+        return self._encode()["started_at_text"]  # type: ignore[no-any-return]
 
     @_encoded_once
     def start_head_json(self) -> bytes:
         """The start's small fields: all but inputs and attributes."""
-        start = self.start
-        return _small_json(
+        return self._encode()["start_head_json"]  # type: ignore[no-any-return]
+
+    @_encoded_once
+    def start_json(self) -> bytes:
+        return self._encode()["start_json"]  # type: ignore[no-any-return]
+
+    @_encoded_once
+    def end_only_json(self) -> bytes:
+        """The end's :data:`END_ONLY_FIELDS`: a complete call is the start's JSON plus these."""
+        return self._encode()["end_only_json"]  # type: ignore[no-any-return]
+
+    def _encode(self) -> dict[str, Any]:
+        """The JSON of the start and of the end's own fields, each piece into the properties'
+        cache, which it returns: made in one run, not by each property from the others'
+        (a third of the cost of encoding a call went to those calls)."""
+        start, end = self.start, self.end
+        started_at = utc_iso(start.started_at)
+        head = _small_json(
             {
                 "project_id": start.project_id,
                 "id": start.id,
@@ -422,30 +438,12 @@ class WeaveCall:
                 "parent_id": start.parent_id,
                 "thread_id": start.thread_id,
                 "turn_id": start.turn_id,
-                "started_at": self.started_at_text,
+                "started_at": started_at,
                 "wb_run_id": start.wb_run_id,
                 "wb_run_step": start.wb_run_step,
             }
         )
-
-    @_encoded_once
-    def start_json(self) -> bytes:
-        return b"".join(
-            (
-                self.start_head_json[:-1],
-                b',"attributes":',
-                self.attributes_json,
-                b',"inputs":',
-                self.inputs_json,
-                b"}",
-            )
-        )
-
-    @_encoded_once
-    def end_only_json(self) -> bytes:
-        """The end's :data:`END_ONLY_FIELDS`: a complete call is the start's JSON plus these."""
-        end = self.end
-        small = _small_json(
+        end_small = _small_json(
             {
                 "ended_at": utc_iso(end.ended_at),
                 "exception": end.exception,
@@ -453,7 +451,21 @@ class WeaveCall:
                 "wb_run_step_end": end.wb_run_step_end,
             }
         )
-        return small[:-1] + b',"output":' + self.output_json + b"}"
+        cached = self.__dict__
+        cached["started_at_text"] = started_at
+        cached["start_head_json"] = head
+        cached["start_json"] = b"".join(
+            (
+                head[:-1],
+                b',"attributes":',
+                self.attributes_json,
+                b',"inputs":',
+                self.inputs_json,
+                b"}",
+            )
+        )
+        cached["end_only_json"] = end_small[:-1] + b',"output":' + self.output_json + b"}"
+        return cached
 
     @_encoded_once
     def end_json(self) -> bytes:

@@ -38,17 +38,24 @@ class _SubtreeTotals:
     models: set[str] = field(default_factory=set)
     """The models the subtree's calls used, with or without usage."""
 
-    def add(self, usage: _Usage, status_counts: dict[str, int], models: set[str]) -> None:
+    def add(self, usage: _Usage, status_counts: dict[str, int], model: str | None) -> None:
+        """One call's counts, and the model it used (if known)."""
+        self._add_counts(usage, status_counts)
+        if model:
+            self.models.add(model)
+
+    def add_subtree(self, other: _SubtreeTotals) -> None:
+        self._add_counts(other.usage, other.status_counts)
+        self.models |= other.models
+
+    def _add_counts(self, usage: _Usage, status_counts: dict[str, int]) -> None:
         for model, counts in usage.items():
             totals = self.usage.setdefault(model, {})
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
+        own_counts = self.status_counts
         for status, count in status_counts.items():
-            self.status_counts[status] = self.status_counts.get(status, 0) + count
-        self.models |= models
-
-    def add_subtree(self, other: _SubtreeTotals) -> None:
-        self.add(other.usage, other.status_counts, other.models)
+            own_counts[status] = own_counts.get(status, 0) + count
 
 
 class SummaryRollup:
@@ -88,12 +95,12 @@ class SummaryRollup:
         with self._lock:
             children = self._pending.pop(call.start.id, None)
             counted = self._own_usage(call, children)
-            models = {call.facts.model} if call.facts.model else set()
+            model = call.facts.model
             status_counts = own.get("status_counts") or {}
             subtree = children  # most calls have no children: their own totals are the subtree's
             if children is not None:
                 subtree = _SubtreeTotals(now)
-                subtree.add(counted, status_counts, models)
+                subtree.add(counted, status_counts, model)
                 subtree.add_subtree(children)
             parent_id = call.start.parent_id
             if into_parent and parent_id is not None:
@@ -101,7 +108,7 @@ class SummaryRollup:
                 if parent is None:
                     parent = self._pending[parent_id] = _SubtreeTotals(now)
                 if subtree is None:
-                    parent.add(counted, status_counts, models)
+                    parent.add(counted, status_counts, model)
                 else:
                     parent.add_subtree(subtree)
             evicted = self._evict(now)
@@ -163,7 +170,8 @@ def _usage_counts(usage: _Usage | None) -> _Usage:
         model: {
             key: value
             for key, value in entry.items()
-            if isinstance(value, int) and not isinstance(value, bool)
+            # Exactly int first: what the mapping writes (a bool is an int, but no count).
+            if type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
         }
         for model, entry in usage.items()
     }
