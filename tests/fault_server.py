@@ -48,6 +48,8 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     at: float
+    client_port: int = 0
+    """The port the request's connection came from: one per connection."""
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -81,7 +83,9 @@ class ScriptedServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(length)
-                reply = server._record_and_pick(self.path, dict(self.headers.items()), body)
+                reply = server._record_and_pick(
+                    self.path, dict(self.headers.items()), body, self.client_address[1]
+                )
                 time.sleep(reply.delay_seconds)
                 if reply.reset:
                     self._reset()
@@ -149,9 +153,11 @@ class ScriptedServer:
             self.seen = []
             self.answers = []
 
-    def _record_and_pick(self, path: str, headers: dict[str, str], body: bytes) -> Reply:
+    def _record_and_pick(
+        self, path: str, headers: dict[str, str], body: bytes, client_port: int
+    ) -> Reply:
         lowered = {name.lower(): value for name, value in headers.items()}
-        seen = Seen(path, lowered, body, time.monotonic())
+        seen = Seen(path, lowered, body, time.monotonic(), client_port)
         with self._lock:
             self.seen.append(seen)
             reply = self.responder(seen)

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,49 @@ def untrusted_tls(tmp_path: Path) -> Iterator[TLSServer]:
     context, _ = untrusted_certificate(tmp_path)
     with TLSServer(context) as server:
         yield server
+
+
+def test_posts_one_after_another_keep_one_connection(
+    server: ScriptedServer, connect: Connect
+) -> None:
+    attempt = connect(server.url, fresh=True, max_concurrency=4)
+
+    assert all(post(attempt).ok for _ in range(5))
+    assert len({seen.client_port for seen in server.seen}) == 1
+
+
+def test_concurrent_posts_use_at_most_max_concurrency_connections(
+    server: ScriptedServer, connect: Connect
+) -> None:
+    server.script(CALL_START_ROUTE, [Reply(delay_seconds=0.1)] * 6)
+    attempt = connect(server.url, fresh=True, max_concurrency=2)
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda _: post(attempt), range(6)))
+
+    assert all(result.ok for result in results)
+    assert len(server.seen) == 6
+    assert len({seen.client_port for seen in server.seen}) == 2
+
+
+def test_a_post_finding_every_connection_busy_waits_up_to_its_timeout(
+    server: ScriptedServer, connect: Connect
+) -> None:
+    server.script(CALL_START_ROUTE, [Reply(delay_seconds=2.0)])
+    attempt = connect(server.url, fresh=True, max_concurrency=1)
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(post, attempt)
+        while not server.seen:  # the one connection is in use
+            time.sleep(0.01)
+
+        waited = post(attempt, timeout=0.2)
+
+        assert waited.status_code is None
+        assert waited.retryable
+        assert "PoolTimeout" in (waited.reason or "")
+        assert busy.result().ok
+    assert post(attempt).ok  # the connection, given back, is used again
+    assert len({seen.client_port for seen in server.seen}) == 1
 
 
 def test_an_untrusted_certificate_is_final(untrusted_tls: TLSServer, connect: Connect) -> None:

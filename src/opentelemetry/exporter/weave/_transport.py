@@ -22,13 +22,14 @@ import ipaddress
 import json
 import logging
 import math
+import queue
 import re
 import ssl
 import threading
 import time
 import urllib.request
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -148,19 +149,19 @@ class HttpAttempt:
         return f"HttpAttempt(server_url={self._settings.server_url!r})"
 
     def _new_pool(self) -> None:
-        limits = httpx.Limits(
-            max_connections=self._settings.max_concurrency,
-            max_keepalive_connections=self._settings.max_concurrency,
-        )
+        self._connections = _Connections(self._settings.max_concurrency, self._new_transport)
+        # The service's cookies (a load balancer's session affinity), per pool as a client's.
+        self._cookies = httpx.Cookies()
+        self._closed = False
+
+    def _new_transport(self) -> httpx.HTTPTransport:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         transport = httpx.HTTPTransport(
             limits=limits, verify=_verifying_ssl_context(), proxy=self._proxy
         )
         # Through a proxy too: its pool makes the tunnel's connections with the same backend.
         _bound_every_io_by_the_attempt_deadline(transport)
-        self._transport = transport
-        # The service's cookies (a load balancer's session affinity), per pool as a client's.
-        self._cookies = httpx.Cookies()
-        self._closed = False
+        return transport
 
     def _warn_if_the_proxy_sees_the_key(self, proxy: httpx.Proxy) -> None:
         # An https:// server is reached through a CONNECT tunnel: the proxy sees only TLS.
@@ -181,7 +182,7 @@ class HttpAttempt:
     def close(self) -> None:
         """Close the pool; from now on every post fails at once, without a retry."""
         self._closed = True
-        self._transport.close()
+        self._connections.close()
 
     def post(
         self, path: str, body: bytes, timeout: float, headers: Mapping[str, str]
@@ -214,14 +215,19 @@ class HttpAttempt:
         timeout = min(timeout, self._settings.http_timeout_seconds)
         _attempt.deadline = time.monotonic() + timeout
         suppressed = context.attach(context.set_value(context._SUPPRESS_INSTRUMENTATION_KEY, True))
+        connections = self._connections
         try:
             request = self._request(path, body, timeout, headers)
-            response = self._transport.handle_request(request)
+            transport = connections.take(timeout)
             try:
-                self._received(request, response)
-                start = _bounded_read(response)
+                response = transport.handle_request(request)
+                try:
+                    self._received(request, response)
+                    start = _bounded_read(response)
+                finally:
+                    response.close()
             finally:
-                response.close()
+                connections.give_back(transport)
         except httpx.HTTPError as exc:
             # Retrying cannot make a certificate trusted.
             return PostResult(
@@ -311,6 +317,55 @@ class HttpAttempt:
 
     def _redact(self, text: str) -> str:
         return self._secret.redact(text)
+
+
+class _Connections:
+    """At most ``size`` transports of one connection each, lent out one request at a time.
+
+    Not one httpx pool of ``size`` connections: on every request it looks at each of its
+    connections (a ``poll()`` of every idle socket, whether it has expired), which costs a
+    request O(size) work under the pool's lock; a transport of one connection looks at its
+    own only. Transports are made as requests need them, and a request finding none free
+    waits up to its timeout, as for a pool's connection.
+    """
+
+    def __init__(self, size: int, new_transport: Callable[[], httpx.HTTPTransport]) -> None:
+        self._size = size
+        self._new_transport = new_transport
+        self._free: queue.SimpleQueue[httpx.HTTPTransport] = queue.SimpleQueue()
+        # One made now: settings it cannot work with (a proxy's) fail at construction.
+        self._made = [new_transport()]
+        self._free.put(self._made[0])
+        self._making = threading.Lock()
+        self._closed = False
+
+    def take(self, timeout: float) -> httpx.HTTPTransport:
+        """A free transport; raises ``httpx.PoolTimeout`` if none is within ``timeout``, and
+        ``RuntimeError`` once closed (as a closed httpx pool does)."""
+        if self._closed:
+            raise RuntimeError("the connection pool is closed")
+        with suppress(queue.Empty):
+            return self._free.get_nowait()
+        with self._making:
+            if len(self._made) < self._size and not self._closed:
+                transport = self._new_transport()
+                self._made.append(transport)
+                return transport
+        try:
+            return self._free.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            raise httpx.PoolTimeout(
+                f"no connection free within {timeout:.3g} s ({self._size} in use)"
+            ) from None
+
+    def give_back(self, transport: httpx.HTTPTransport) -> None:
+        self._free.put(transport)
+
+    def close(self) -> None:
+        with self._making:
+            self._closed = True
+        for transport in self._made:
+            transport.close()
 
 
 def _json_or_none(data: bytes) -> Any:
