@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -54,3 +55,35 @@ def test_the_openai_workload_replays_every_recorded_span_as_it_was() -> None:
             )
             assert [span.status.status_code.name, span.status.description] == record["status"]
             assert [event.name for event in span.events] == [e["name"] for e in record["events"]]
+
+
+def test_the_instruction_count_children_do_the_work_they_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import instructions
+
+    # What each child counts: the stock encoder's protobuf, and the pipeline's calls.
+    encoded: list[int] = []
+    bodies: list[int] = []
+    from opentelemetry.exporter.otlp.proto.common import trace_encoder
+
+    from opentelemetry.exporter.weave import _call
+
+    real_encode, real_body = trace_encoder.encode_spans, _call.calls_complete_body
+    monkeypatch.setattr(
+        trace_encoder,
+        "encode_spans",
+        lambda spans: encoded.append(len(spans)) or real_encode(spans),
+    )
+    monkeypatch.setattr(
+        _call,
+        "calls_complete_body",
+        lambda calls: bodies.append(len(calls)) or real_body(calls),
+    )
+
+    for workload in ("synthetic", "openai"):
+        instructions.child("stock", workload, 20, 1)
+        instructions.child("weave", workload, 20, 1)
+
+    assert encoded == [20, 20, 20, 20]  # warm-up and one counted loop, per workload
+    assert bodies == [20, 20, 20, 20]
