@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from opentelemetry.exporter.weave._sanitize import safe_json_from
+from opentelemetry.exporter.weave._sanitize import nests_within, safe_json_from
 
 __all__ = [
     "ContentEvent",
@@ -30,6 +30,7 @@ __all__ = [
     "chat_inputs",
     "chat_messages",
     "messages_from_events",
+    "plain_chat_messages",
 ]
 
 Message = dict[str, Any]
@@ -416,6 +417,25 @@ def _text_only(raw: Any) -> list[Message] | None:
     role = _ROLES.get(role, role)
     if role == "tool":  # tool messages get a `tool_call_id`
         return None
+    if len(parts) == 1:  # most messages: one part, its text the content as it is
+        part = parts[0]
+        if (
+            type(part) is not dict
+            or len(part) != 2
+            or part.get("type") != "text"
+            or type(content := part.get("content")) is not str
+        ):
+            return _joined_text_only(role, raw, parts)
+    else:
+        return _joined_text_only(role, raw, parts)
+    message: Message = {"role": role}
+    if "finish_reason" in raw:
+        message["finish_reason"] = raw["finish_reason"]
+    message["content"] = content
+    return [message]
+
+
+def _joined_text_only(role: str, raw: dict[str, Any], parts: list[Any]) -> list[Message] | None:
     texts: list[str] = []
     for part in parts:
         if (
@@ -433,10 +453,76 @@ def _text_only(raw: Any) -> list[Message] | None:
     return [message]
 
 
+_TOOL_CALL_PART_KEYS = frozenset({"type", "id", "name", "arguments"})
+_TOOL_RESULT_PART_KEYS = frozenset({"type", "id", "response"})
+
+
+def _genai_parts(raw: Any) -> list[Message] | None:
+    """An OpenTelemetry GenAI message of text, ``tool_call`` and ``tool_call_response`` parts
+    (each with exactly the spec's keys, its ids and names text) in one step: exactly what
+    :func:`_converted_in_full` makes of it (a property test holds the two equal); None for
+    any other message."""
+    if type(raw) is not dict:
+        return None
+    parts = raw.get("parts")
+    if type(parts) is not list or not parts or not raw.keys() <= _TEXT_ONLY_KEYS:
+        return None
+    role = raw.get("role")
+    if not isinstance(role, str):
+        return None
+    role = _ROLES.get(role, role)
+    texts: list[str] = []
+    tool_calls: list[Message] = []
+    tool_results: list[Message] = []
+    for part in parts:
+        if type(part) is not dict:
+            return None
+        kind = part.get("type")
+        if kind == "text":
+            if len(part) != 2 or not isinstance(text := part.get("content"), str):
+                return None
+            texts.append(text)
+        elif kind == "tool_call":
+            if (
+                part.keys() != _TOOL_CALL_PART_KEYS
+                or type(call_id := part["id"]) is not str
+                or type(name := part["name"]) is not str
+                or (arguments := part["arguments"]) is None
+            ):
+                return None
+            function = {"name": name, "arguments": _arguments_text(arguments)}
+            tool_calls.append({"id": call_id, "type": "function", "function": function})
+        elif kind == "tool_call_response":
+            if (
+                part.keys() != _TOOL_RESULT_PART_KEYS
+                or type(call_id := part["id"]) is not str
+                or (response := part["response"]) is None
+            ):
+                return None
+            content = _result_content(response)
+            tool_results.append({"role": "tool", "tool_call_id": call_id, "content": content})
+        else:
+            return None
+    extras = {"finish_reason": raw["finish_reason"]} if "finish_reason" in raw else {}
+    own: Message = {"role": role, **extras, "content": "\n".join(texts) if texts else None}
+    if tool_calls:
+        own["tool_calls"] = tool_calls
+    elif own["content"] is None:
+        own["content"] = ""
+    if role == "tool":  # the message itself has no id to refer to
+        own["tool_call_id"] = ""
+    if not tool_results:
+        return [own]
+    if own["content"] == "" and not tool_calls:
+        # The message was only its tool results: they carry its other fields.
+        return [{**tool_results[0], **extras, "role": "tool"}, *tool_results[1:]]
+    return [*tool_results, own]
+
+
 def _converted(raw: Any) -> list[Message] | None:
     """One message of any convention as one or more OpenAI messages (tool results inside a
     message become `role: tool` messages of their own); None when it is no message."""
-    return _text_only(raw) or _converted_in_full(raw)
+    return _text_only(raw) or _genai_parts(raw) or _converted_in_full(raw)
 
 
 def _converted_in_full(raw: Any) -> list[Message] | None:
@@ -490,20 +576,69 @@ def chat_messages(value: Any) -> list[Message] | None:
     """Any convention's message list (or JSON text of one, or one message, or a request body
     with `messages`) as OpenAI chat messages; None if `value` is not a message list this module
     recognises (the caller then keeps its non-chat shape)."""
-    value = _decoded(value)
-    if isinstance(value, Mapping):
-        value = value["messages"] if isinstance(value.get("messages"), list) else [value]
-    if not isinstance(value, list) or not value:
+    if type(value) is not list:  # a list needs neither step (nor the ABC's check)
+        value = _decoded(value)
+        if isinstance(value, Mapping):
+            value = value["messages"] if isinstance(value.get("messages"), list) else [value]
+        if not isinstance(value, list) or not value:
+            return None
+    elif not value:
         return None
-    if all(isinstance(item, list) for item in value):  # LangChain batches: `[[message, …]]`
-        value = [item for batch in value for item in batch]
+    if isinstance(value[0], list) and all(isinstance(item, list) for item in value):
+        value = [item for batch in value for item in batch]  # LangChain batches: `[[message, …]]`
     messages: list[Message] = []
     for raw in value:
-        converted = _text_only(raw) or _converted_in_full(raw)  # _converted, one call fewer
+        # _converted, one call fewer
+        converted = _text_only(raw) or _genai_parts(raw) or _converted_in_full(raw)
         if converted is None:
             return None
         messages += converted
     return messages or None
+
+
+def plain_chat_messages(value: list[Any], levels: int) -> list[Message] | None:
+    """``chat_messages(value)`` of decoded JSON whose every message the one-step conversions
+    take (OpenTelemetry GenAI's), when it nests no deeper than ``levels``; None otherwise.
+
+    Those conversions take fixed shapes only (a message's text role and its parts, a part's
+    texts): all that may nest is a message's ``finish_reason`` and a tool call's arguments or
+    a tool's response, and those alone are walked, before anything is converted."""
+    if levels < _PLAIN_MESSAGE_LEVELS:
+        return None
+    messages: list[Message] = []
+    for raw in value:
+        if not _free_values_within(raw, levels):
+            return None
+        converted = _text_only(raw) or _genai_parts(raw)
+        if converted is None:
+            return None
+        messages += converted
+    return messages or None
+
+
+_PLAIN_MESSAGE_LEVELS = 4
+"""The list of messages, a message, its parts, a part."""
+
+
+def _free_values_within(raw: Any, levels: int) -> bool:
+    """Whether a message's values of free shape nest within ``levels``, the list that holds
+    the message its first level (the message, its parts, a part: the next three)."""
+    if type(raw) is not dict:
+        return False
+    reason = raw.get("finish_reason")
+    if (type(reason) is dict or type(reason) is list) and not nests_within(reason, levels - 2):
+        return False
+    parts = raw.get("parts")
+    if type(parts) is not list:
+        return False
+    for part in parts:
+        if type(part) is not dict:
+            return False
+        for key in ("arguments", "response"):
+            free = part.get(key)
+            if (type(free) is dict or type(free) is list) and not nests_within(free, levels - 4):
+                return False
+    return True
 
 
 def _system_message(system_instructions: Any) -> Message | None:
@@ -523,19 +658,27 @@ def chat_inputs(
 ) -> dict[str, Any]:
     """An LLM call's inputs: ``{"messages": [system first if given and not already there,
     *messages], "model": model, **parameters}`` (model and parameters left out when unknown)."""
-    system = _system_message(system_instructions)
-    if system is not None and not (messages and messages[0].get("role") == "system"):
-        messages = [system, *messages]
+    if system_instructions is not None:  # None makes no system message
+        system = _system_message(system_instructions)
+        if system is not None and not (messages and messages[0].get("role") == "system"):
+            messages = [system, *messages]
     inputs: dict[str, Any] = {"messages": messages}
     if model is not None:
         inputs["model"] = model
-    inputs.update(_rest(parameters or {}, "messages", "model"))
+    if parameters:
+        for key, value in parameters.items():
+            if key not in ("messages", "model"):  # as _rest leaves them out
+                inputs[key] = value
     return inputs
 
 
+_OPENAI_USAGE_NAMES = {"input_tokens": "prompt_tokens", "output_tokens": "completion_tokens"}
+
+
 def _openai_usage(usage: Mapping[str, Any]) -> dict[str, Any]:
-    renamed = {"input_tokens": "prompt_tokens", "output_tokens": "completion_tokens"}
-    converted = {renamed.get(key, key): value for key, value in usage.items()}
+    converted = {}
+    for key, value in usage.items():
+        converted[_OPENAI_USAGE_NAMES.get(key, key)] = value
     prompt, completion = converted.get("prompt_tokens"), converted.get("completion_tokens")
     if "total_tokens" not in converted and isinstance(prompt, int) and isinstance(completion, int):
         converted["total_tokens"] = prompt + completion
@@ -558,10 +701,13 @@ def chat_completion(
     `usage` is ``{"input_tokens", "output_tokens", "total_tokens"}`` and is written with
     OpenAI's names; `created` (epoch seconds) is what the UI needs for models it reads as
     Mistral's format."""
-    value = _decoded(value)
+    if type(value) is not list:  # a list is what _decoded leaves as it is
+        value = _decoded(value)
     extras: dict[str, Any] = {}
     stop_reason = None
-    is_mapping = isinstance(value, Mapping)  # once: an ABC's check is a Python-level call
+    # Once, and not for a list or a dict: an ABC's check is a Python-level call.
+    value_type = type(value)
+    is_mapping = value_type is dict or (value_type is not list and isinstance(value, Mapping))
     if isinstance(value, str):
         items: list[Any] = [{"role": "assistant", "content": value}]
     elif is_mapping and isinstance(value.get("choices"), list):
@@ -584,25 +730,39 @@ def chat_completion(
     choices: list[Message] = []
     for item in items:
         choice = (
-            item if isinstance(item, Mapping) and "message" in item and "role" not in item else None
+            item
+            if (type(item) is dict or isinstance(item, Mapping))
+            and "message" in item
+            and "role" not in item
+            else None
         )
         converted = _converted(choice["message"] if choice is not None else item)
         if converted is None:
             return None
         for message in converted:
             position = len(choices)
+            if choice is None:  # a message: what the general steps make of it, without them
+                reason = message.pop("finish_reason", None) or stop_reason
+                if reason is None and finish_reasons:
+                    reason = finish_reasons[min(position, len(finish_reasons) - 1)]
+                choices.append(
+                    {
+                        "index": position,
+                        "message": message,
+                        "finish_reason": None if reason is None else _json_text(reason),
+                    }
+                )
+                continue
             reason = (
-                message.pop("finish_reason", None)
-                or (choice or {}).get("finish_reason")
-                or stop_reason
+                message.pop("finish_reason", None) or choice.get("finish_reason") or stop_reason
             )
             if reason is None and finish_reasons:
                 reason = finish_reasons[min(position, len(finish_reasons) - 1)]
-            index = (choice or {}).get("index")
+            index = choice.get("index")
             index = index if type(index) is int and len(converted) == 1 else position
             choices.append(
                 {
-                    **_rest(choice or {}, "message", "index", "finish_reason"),
+                    **_rest(choice, "message", "index", "finish_reason"),
                     "index": index,
                     "message": message,
                     "finish_reason": _json_text(reason) if reason is not None else None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -10,12 +9,14 @@ import operator
 import re
 from collections import ChainMap
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Literal, NamedTuple, SupportsIndex
+from typing import Any, Literal, NamedTuple, SupportsIndex, get_args
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode
 
 from opentelemetry.exporter.weave._call import (
@@ -32,10 +33,12 @@ from opentelemetry.exporter.weave._call import (
 )
 from opentelemetry.exporter.weave._chat import (
     ContentEvent,
+    Message,
     chat_completion,
     chat_inputs,
     chat_messages,
     messages_from_events,
+    plain_chat_messages,
 )
 from opentelemetry.exporter.weave._conventions import (
     CONTENT_EVENTS,
@@ -55,8 +58,11 @@ from opentelemetry.exporter.weave._sanitize import (
     MAX_STRING_CHARS,
     clean_str,
     json_safe,
+    nests_within,
     safe_json_from,
+    safe_json_unwalked,
 )
+from opentelemetry.exporter.weave._spans import held_attributes
 from opentelemetry.exporter.weave._threads import ThreadContext, is_marked_turn
 
 __all__ = ["SPAN_PARENT", "parent_call_id", "span_to_call", "stack_frames"]
@@ -104,35 +110,51 @@ def span_to_call(
     span's messages.
     """
     reader = _SpanReader(span)
-    span_id = format_span_id(span.context.span_id) if span.context else "0" * 16
-    call_parent = parent_call_id(span) if parent_id is SPAN_PARENT else parent_id
+    layout = reader.layout
+    context = span.context
+    span_id = format_span_id(context.span_id) if context else "0" * 16
+    if parent_id is SPAN_PARENT:  # parent_call_id's steps, without its call
+        parent = span.parent
+        call_parent = format_span_id(parent.span_id) if parent else None
+    else:
+        call_parent = parent_id
     times = _span_times(span)
     exception = _exception_json(span)
     is_error = exception is not None
+    # The model and the response id are read by several fields: each text worked out once.
+    model = reader.text(layout.model) if layout.model else None
     kind = _kind(reader)
-    usage = _usage(reader)
+    usage = _usage(reader, model) if layout.usage else None
     # Every field that reads attributes first: the rest of them become the call's attributes.
     if kind == "llm":
-        inputs, output = _llm_content(reader, span, content_events, usage)
+        response_id = reader.text(layout.response_id) if layout.response_id else None
+        inputs, output = _llm_content(
+            reader, span, content_events, usage, model=model, response_id=response_id
+        )
     else:
         inputs = _inputs(
-            reader.take_content(KEYS.inputs), reader.take_content(KEYS.system_instructions)
+            reader.take_content_of(layout.inputs), reader.take_content_of(layout.instructions)
         )
-        output = reader.take_content(KEYS.outputs)
+        output = reader.take_content_of(layout.outputs)
         if kind == "tool":
             output = _tool_result(output)
-    display_name = _display_name(reader, kind) or _as_str(span.name)
-    thread_id, turn_id = _thread_and_turn(reader, span_id, thread, is_root=call_parent is None)
+    name = span.name
+    display_name = _display_name(reader, kind) or _as_str(name)
+    thread_id, turn_id = (
+        _thread_and_turn(reader, span_id, thread, is_root=call_parent is None)
+        if layout.thread or thread is not None
+        else (None, None)  # what _thread_and_turn says of a span of no thread
+    )
     wb_run_id = wb_run_step = wb_run_step_end = None
-    if reader.has_any(_WB_RUN_KEY_LISTS):  # W&B run keys: on a few spans only
+    if layout.wb_run:  # W&B run keys: on a few spans only
         wb_run_id = _wb_run_id(reader.take_str(KEYS.wb_run_id), project_id)
         wb_run_step = reader.take_int(KEYS.wb_run_step)
         wb_run_step_end = reader.take_int(KEYS.wb_run_step_end)
-    trace_id = format_trace_id(span.context.trace_id) if span.context else "0" * 32
+    trace_id = format_trace_id(context.trace_id) if context else "0" * 32
     start = StartedCall(
         project_id=project_id,
         id=span_id,
-        op_name=op_name_for(span.name),
+        op_name=op_name_for(name),
         display_name=display_name,
         trace_id=trace_id,
         parent_id=call_parent,
@@ -155,12 +177,18 @@ def span_to_call(
         summary=_summary(usage, is_error),
         wb_run_step_end=wb_run_step_end,
     )
-    facts = CallFacts(
-        kind=kind,
-        model=reader.peek_str(KEYS.model) if kind == "llm" else None,
-        response_id=reader.peek_str(KEYS.response_id) if kind == "llm" else None,
+    facts = (
+        CallFacts(kind=kind, model=model, response_id=response_id)
+        if kind == "llm"
+        else _KIND_FACTS[kind]
     )
-    return WeaveCall(start=start, end=end, facts=facts)
+    return WeaveCall.of(start, end, facts)
+
+
+_KIND_FACTS: dict[WeaveKind | None, CallFacts] = {
+    kind: CallFacts(kind=kind) for kind in (*get_args(WeaveKind), None)
+}
+"""The facts of a call that is no model call: one per kind, as they are frozen."""
 
 
 class _SpanReader:
@@ -171,10 +199,9 @@ class _SpanReader:
     """
 
     def __init__(self, span: ReadableSpan) -> None:
-        # One copy: the SDK's attribute mapping takes a lock on every lookup.
-        self.attributes: dict[str, Any] = dict(span.attributes or {})
-        # One copy too: the SDK copies a span's events each time they are asked for.
-        self.events: Sequence[Event] = span.events
+        # A copy, made at C speed from what an SDK span holds.
+        self.attributes: dict[str, Any] = dict(held_attributes(span))
+        self.events: Sequence[Event] = _events_of(span)
         event_content = (
             {
                 key: value
@@ -185,71 +212,69 @@ class _SpanReader:
             if self.events  # most spans have none: no comprehension to run
             else None
         )
-        self._lookup: Mapping[str, Any] = (
+        self.lookup: Mapping[str, Any] = (
             ChainMap(self.attributes, event_content) if event_content else self.attributes
         )
-        self._plan = _key_plan(self._lookup)
+        keys = tuple(self.lookup)
+        # Most spans find their key set's plan made: one lookup, no call.
+        self._plan = plan = _key_plans.get(keys) or _key_plan(keys)
+        self.layout = plan.layout or plan.make_layout()
         self.consumed: set[str] = set()
-        self._texts: dict[tuple[str, ...], str | None] = {}
 
     def peek(self, keys: tuple[str, ...]) -> _Found | None:
         """The first key present and its value; a ``prefix.*`` key rebuilds flattened ones."""
-        lookup, plan = self._lookup, self._plan
-        candidates = plan.found.get(keys)
-        for key in plan.candidates(keys) if candidates is None else candidates:
+        return self.first(self._plan.candidates(keys))
+
+    def first(self, candidates: tuple[str, ...]) -> _Found | None:
+        """:meth:`peek` of a key list's :meth:`candidates`."""
+        lookup = self.lookup
+        for key in candidates:
             if key.endswith(FLATTENED_SUFFIX):
                 prefix = key[: -len(FLATTENED_SUFFIX)]
-                under = plan.flattened(prefix)
+                under = self._plan.flattened(prefix)
                 if under and (rebuilt := _rebuild_flattened(lookup, prefix, under)) is not None:
                     return rebuilt
             elif (value := lookup.get(key)) is not None:
                 return _new_found(_Found, (key, value, (key,)))
         return None
 
-    def peek_str(self, keys: tuple[str, ...]) -> str | None:
-        # Several fields read the model and the response id: each text is worked out once.
-        text = self._texts.get(keys, _UNPLANNED)
-        if text is _UNPLANNED:
-            found = self.peek(keys)
-            text = self._texts[keys] = None if found is None else _as_str(found.value)
-        return text  # type: ignore[no-any-return]
-
-    def _take(self, keys: tuple[str, ...]) -> _Found | None:
-        found = self.peek(keys)
-        if found is not None:
-            self.consumed.update(found.read_keys)
-        return found
+    def text(self, candidates: tuple[str, ...]) -> str | None:
+        """The first value of a list of plain keys, as text, read from the list's
+        :meth:`candidates`."""
+        lookup = self.lookup
+        for key in candidates:
+            if (value := lookup.get(key)) is not None:
+                if type(value) is str and value.isascii() and len(value) <= MAX_STRING_CHARS:
+                    return value or None  # what _as_str makes of it, without the call
+                return _as_str(value)
+        return None
 
     def take_str(self, keys: tuple[str, ...]) -> str | None:
-        found = self._take(keys)
-        return None if found is None else _as_str(found.value)
+        return self.take_text(self._plan.candidates(keys))
+
+    def take_text(self, candidates: tuple[str, ...]) -> str | None:
+        """:meth:`text`, the key it was read from consumed."""
+        lookup = self.lookup
+        for key in candidates:
+            if (value := lookup.get(key)) is not None:
+                self.consumed.add(key)
+                return _as_str(value)
+        return None
 
     def _find_int(self, keys: tuple[str, ...]) -> tuple[str, int] | None:
-        lookup, plan = self._lookup, self._plan
-        candidates = plan.found.get(keys)
-        for key in plan.candidates(keys) if candidates is None else candidates:
+        lookup = self.lookup
+        for key in self._plan.candidates(keys):
             raw = lookup.get(key)
             if raw is not None and (value := _as_int(raw)) is not None:
                 return key, value
         return None
 
-    def _group(self, key_lists: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...] | None:
-        plan = self._plan
-        groups = plan.found_groups.get(key_lists, _UNPLANNED)
-        return plan.group(key_lists) if groups is _UNPLANNED else groups
-
-    def has_any(self, key_lists: tuple[tuple[str, ...], ...]) -> bool:
-        """Whether the span may hold a key of the lists (of plain keys): when not, reading
-        each of them finds nothing, and one lookup says so."""
-        return self._group(key_lists) is not None
-
-    def peek_ints(self, key_lists: tuple[tuple[str, ...], ...]) -> tuple[int | None, ...] | None:
-        """``peek_int`` of each key list (of plain keys); None when the span has none of their
-        keys at all (most spans have no token counts: one lookup says so)."""
-        groups = self._group(key_lists)
+    def counts(self, groups: tuple[tuple[str, ...], ...] | None) -> tuple[int | None, ...] | None:
+        """``peek_int`` of each key list (of plain keys) of a :meth:`_KeyPlan.group`; None
+        when the span has none of their keys at all (most spans have no token counts)."""
         if groups is None:
             return None
-        lookup = self._lookup
+        lookup = self.lookup
         counts: list[int | None] = []
         for candidates in groups:
             count = None
@@ -267,12 +292,6 @@ class _SpanReader:
             return None
         self.consumed.add(found[0])
         return found[1]
-
-    def may_hold_under(self, prefix: str) -> bool:
-        """Whether the span may hold ``prefix`` or a key under it (``prefix.…``): when not, no
-        key read so far has ``prefix`` for its :meth:`consumed_prefixes`."""
-        plan = self._plan
-        return plan.has(prefix) or bool(plan.flattened(prefix))
 
     def consumed_prefixes(self) -> set[str]:
         """The first two dotted segments of each key read so far (``llm.output_messages``)."""
@@ -299,16 +318,48 @@ class _SpanReader:
 
     def take_content(self, keys: tuple[str, ...]) -> Any:
         """Message or payload content as JSON: JSON text decoded unless its mime type says not."""
-        found = self._take(keys)
+        return self.take_content_of(self._plan.candidates(keys))
+
+    def take_content_of(self, candidates: tuple[str, ...]) -> Any:
+        """:meth:`take_content` of a key list's :meth:`candidates` (none: nothing to read)."""
+        if not candidates:
+            return None
+        found = self.first(candidates)
         if found is None:
             return None
-        key, value = found.key, found.value
-        mime_type = self._lookup.get(MIME_TYPE_KEYS.get(key, ""))
+        key, value, read_keys = found
+        self.consumed.update(read_keys)
+        mime_type = self.lookup.get(MIME_TYPE_KEYS.get(key, ""))
         if isinstance(mime_type, str) and mime_type.strip().lower() != JSON_MIME_TYPE:
             return json_safe(value)  # declared text: even text that parses as JSON stays text
         if isinstance(value, (list, tuple)):  # a sequence attribute: one JSON text per message
             return [safe_json_from(item) for item in value]
         return safe_json_from(value)
+
+    def take_messages_of(self, candidates: tuple[str, ...]) -> tuple[Any, list[Message] | None]:
+        """:meth:`take_content_of` and its ``chat_messages`` (None for no content). A long
+        conversation's nesting is told by the conversion's own checks, not by a walk over all
+        its containers first (:func:`safe_json_unwalked`)."""
+        if not candidates:
+            return None, None
+        found = self.first(candidates)
+        if found is None:
+            return None, None
+        key, value, read_keys = found
+        mime_type = self.lookup.get(MIME_TYPE_KEYS.get(key, ""))
+        if type(value) is not str or isinstance(mime_type, str):
+            content = self.take_content_of(candidates)  # what is rare: the general steps
+            return content, None if content is None else chat_messages(content)
+        self.consumed.update(read_keys)
+        content, whole = safe_json_unwalked(value)
+        if not whole:
+            if type(content) is list:
+                messages = plain_chat_messages(content, MAX_DEPTH)
+                if messages is not None:
+                    return content, messages  # it nests within MAX_DEPTH: safe as it is
+            if not nests_within(content, MAX_DEPTH):
+                content = json_safe(content)
+        return content, chat_messages(content)
 
 
 class _Found(NamedTuple):  # built with _new_found on the hot path
@@ -322,45 +373,80 @@ class _Found(NamedTuple):  # built with _new_found on the hot path
 class _KeyPlan:
     """Which keys of a span's attribute key set each convention key list can find, worked out
     once per key set: spans of one instrumentation share theirs, so most spans find their plan
-    made and skip every lookup of a key they do not have."""
+    made and skip every lookup of a key they do not have.
+
+    Answers are kept by the key list's ``id`` (with the list itself, to tell a list from a
+    later one at the same address): a tuple's hash is worked out anew on every lookup."""
 
     def __init__(self, keys: tuple[str, ...]) -> None:
         self._keys = keys
         self._key_set = frozenset(keys)
-        self.found: dict[tuple[str, ...], tuple[str, ...]] = {}
-        """:meth:`candidates` worked out so far, for readers to look up without a call."""
-        self.found_groups: dict[tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...] | None]
-        self.found_groups = {}
-        """:meth:`group` worked out so far."""
+        self._found: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._found_groups: dict[
+            int, tuple[tuple[tuple[str, ...], ...], tuple[tuple[str, ...], ...] | None]
+        ] = {}
         self._flattened: dict[str, tuple[str, ...]] = {}
         self._key_texts: dict[str, str] | None = None
+        self._keys_are_texts = False
+        self.layout: _Layout | None = None
+        """What :meth:`make_layout` made, once."""
+
+    def make_layout(self) -> _Layout:
+        self.layout = _Layout(self)
+        return self.layout
 
     def candidates(self, keys: tuple[str, ...]) -> tuple[str, ...]:
-        """``keys`` without the plain ones the set lacks, in order: a ``prefix.*`` key stays
-        (:meth:`flattened` says what it finds, when the reader gets to it)."""
-        found = self.found.get(keys)
-        if found is None:
-            key_set = self._key_set
-            found = tuple(key for key in keys if key in key_set or key.endswith(FLATTENED_SUFFIX))
-            self.found[keys] = found
+        """``keys`` without those the set lacks, in order; a ``prefix.*`` key stays when the set
+        has a key under ``prefix.`` (:meth:`flattened`)."""
+        known = self._found.get(id(keys))
+        if known is not None and known[0] is keys:
+            return known[1]
+        key_set = self._key_set
+        found = tuple(
+            key
+            for key in keys
+            if key in key_set
+            or (key.endswith(FLATTENED_SUFFIX) and self.flattened(key[: -len(FLATTENED_SUFFIX)]))
+        )
+        if len(self._found) >= _KEY_LISTS_KEPT:  # a caller's throw-away lists: kept bounded
+            self._found.clear()
+        self._found[id(keys)] = (keys, found)
         return found
 
     def group(self, key_lists: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...] | None:
         """The plain candidates of each key list, None when every one is empty; for lists of
         plain keys only (no ``prefix.*``)."""
+        known = self._found_groups.get(id(key_lists))
+        if known is not None and known[0] is key_lists:
+            return known[1]
         groups = tuple(self.candidates(keys) for keys in key_lists)
         found = groups if any(groups) else None
-        self.found_groups[key_lists] = found
+        if len(self._found_groups) >= _KEY_LISTS_KEPT:
+            self._found_groups.clear()
+        self._found_groups[id(key_lists)] = (key_lists, found)
         return found
 
     def has(self, key: str) -> bool:
         return key in self._key_set
 
+    def may_hold_under(self, prefix: str) -> bool:
+        """Whether the set may hold ``prefix`` or a key under it (``prefix.…``): when not, no
+        key a reader read has ``prefix`` for its :meth:`_SpanReader.consumed_prefixes`."""
+        return self.has(prefix) or bool(self.flattened(prefix))
+
     def key_texts(self) -> dict[str, str]:
         """Each key as the text a call attribute's name is (:func:`_as_text`)."""
         if self._key_texts is None:
             self._key_texts = {key: _as_text(key) for key in self._keys}
+            self._keys_are_texts = all(text is key for key, text in self._key_texts.items())
         return self._key_texts
+
+    def keys_are_texts(self) -> bool:
+        """Whether each key is its own :meth:`key_texts` name (the same string, so no two
+        keys share a name)."""
+        if self._key_texts is None:
+            self.key_texts()
+        return self._keys_are_texts
 
     def flattened(self, prefix: str) -> tuple[str, ...]:
         """The keys that start with ``prefix.``, in the span's order."""
@@ -372,11 +458,66 @@ class _KeyPlan:
         return found
 
 
-_new_found = tuple.__new__
-"""``_Found``'s constructor without the Python-level ``__new__`` a NamedTuple has."""
+class _Layout:
+    """The candidates (:meth:`_KeyPlan.candidates`) of each key list ``span_to_call`` reads, for
+    one key set: a field the key set cannot hold is skipped without a lookup, one it can is read
+    from its few keys."""
 
-_UNPLANNED: Any = object()
-"""A plan's answer not worked out yet (None is one)."""
+    __slots__ = (
+        "display_names",
+        "finish_reasons",
+        "input_tokens",
+        "inputs",
+        "instructions",
+        "keys_are_texts",
+        "llm_inputs",
+        "llm_outputs",
+        "model",
+        "openinference_outputs",
+        "outputs",
+        "provider",
+        "request_model",
+        "request_parameters",
+        "response_id",
+        "span_kind",
+        "thread",
+        "tool_name",
+        "usage",
+        "vercel_reply",
+        "wb_run",
+    )
+
+    def __init__(self, plan: _KeyPlan) -> None:
+        candidates = plan.candidates
+        self.span_kind = candidates(KEYS.span_kind)
+        self.tool_name = candidates(KEYS.tool_name)
+        self.model = candidates(KEYS.model)
+        self.input_tokens = candidates(KEYS.input_tokens)
+        self.usage = plan.group(_USAGE_KEY_LISTS)
+        self.inputs = candidates(KEYS.inputs)
+        self.outputs = candidates(KEYS.outputs)
+        self.instructions = candidates(KEYS.system_instructions)
+        self.llm_inputs = candidates(_LLM_INPUT_KEYS)
+        self.llm_outputs = candidates(_LLM_OUTPUT_KEYS)
+        self.vercel_reply = plan.group(_VERCEL_REPLY_KEY_LISTS) is not None
+        self.openinference_outputs = plan.may_hold_under(_OPENINFERENCE_OUTPUTS)
+        self.request_model = candidates(KEYS.request_model)
+        self.response_id = candidates(KEYS.response_id)
+        self.finish_reasons = candidates(KEYS.finish_reasons)
+        self.request_parameters = candidates(KEYS.request_parameters)
+        self.provider = candidates(KEYS.provider)
+        self.display_names = {kind: candidates(keys) for kind, keys in _DISPLAY_NAME_KEYS.items()}
+        self.thread = plan.group(_THREAD_KEY_LISTS) is not None
+        self.wb_run = plan.group(_WB_RUN_KEY_LISTS) is not None
+        self.keys_are_texts = plan.keys_are_texts()
+
+
+_new_found = tuple.__new__
+"""``_Found``'s (and ``_Times``') constructor without the Python-level ``__new__`` a NamedTuple
+has."""
+
+_KEY_LISTS_KEPT = 128
+"""Key lists a plan keeps its answers for: the mapping reads with a few dozen."""
 
 _key_plans: dict[tuple[str, ...], _KeyPlan] = {}
 _KEY_PLANS_KEPT = 256
@@ -384,8 +525,7 @@ _KEY_PLAN_KEPT_MAX_KEYS = 128
 """A span with more keys than this (bulk data) gets a plan of its own, not kept."""
 
 
-def _key_plan(lookup: Mapping[str, Any]) -> _KeyPlan:
-    keys = tuple(lookup)
+def _key_plan(keys: tuple[str, ...]) -> _KeyPlan:
     plan = _key_plans.get(keys)
     if plan is None:
         plan = _KeyPlan(keys)
@@ -394,6 +534,21 @@ def _key_plan(lookup: Mapping[str, Any]) -> _KeyPlan:
                 _key_plans.clear()
             _key_plans[keys] = plan
     return plan
+
+
+_SDK_EVENTS = ReadableSpan.events
+"""The SDK's property, a copy of what ``_events`` holds: a span class that overrides it keeps
+its events as it likes, and is read through it."""
+
+
+def _events_of(span: ReadableSpan) -> Sequence[Event]:
+    """``span.events``: an SDK span's bounded list copied at C speed (its iterator is a
+    Python-level call)."""
+    if type(span).events is _SDK_EVENTS:
+        held: Any = span._events
+        if type(held) is BoundedList:
+            return tuple(held._dq)  # type: ignore[attr-defined]
+    return span.events
 
 
 def _rebuild_flattened(
@@ -523,9 +678,10 @@ _USAGE_KEY_LISTS = (
 )
 
 
-def _usage(reader: _SpanReader) -> dict[str, dict[str, int]] | None:
-    counts = reader.peek_ints(_USAGE_KEY_LISTS)
-    if counts is None or all(count is None for count in counts):
+def _usage(reader: _SpanReader, model: str | None) -> dict[str, dict[str, int]] | None:
+    """The span's token counts, under its model's name (``model``: what it holds as text)."""
+    counts = reader.counts(reader.layout.usage)
+    if counts is None or counts.count(None) == len(counts):
         return None
     input_tokens, output_tokens, total_tokens, cache_read, cache_write, reasoning = counts
     if total_tokens is None and (input_tokens is not None or output_tokens is not None):
@@ -541,11 +697,13 @@ def _usage(reader: _SpanReader) -> dict[str, dict[str, int]] | None:
         ("cache_creation_input_tokens", cache_write),
         ("reasoning_tokens", reasoning),
     )
-    usage = {name: count for name, count in fields if count is not None}
+    usage = {}
+    for name, count in fields:
+        if count is not None:
+            usage[name] = count
     # The usage key is a model name, any text: bounded like an op name, so no attribute can
     # make the summary, which is never cut, too large.
-    model = (reader.peek_str(KEYS.model) or UNKNOWN_MODEL)[:OP_NAME_MAX_LENGTH]
-    return {model: usage}
+    return {(model or UNKNOWN_MODEL)[:OP_NAME_MAX_LENGTH]: usage}
 
 
 _KIND_LOOKUP = {
@@ -558,16 +716,24 @@ def _kind(reader: _SpanReader) -> WeaveKind | None:
     """The call's Weave kind: the first span-kind key whose value names one; with no span-kind
     key at all, a tool for a span naming a tool, a model call for one with a model and token
     counts; else unknown (a chain, a workflow)."""
-    kind_keys = [key for key in reader.candidates(KEYS.span_kind) if key in reader.attributes]
+    layout, attributes = reader.layout, reader.attributes
+    kind_keys = []
+    for key in layout.span_kind:
+        if key in attributes:
+            kind_keys.append(key)
     for key in kind_keys:
-        value = reader.attributes[key]
+        value = attributes[key]
         if isinstance(value, str) and (kind := _KIND_LOOKUP.get(key, {}).get(value.lower())):
             return kind
     if kind_keys:
         return None
-    if reader.peek(KEYS.tool_name) is not None:
+    if layout.tool_name and reader.first(layout.tool_name) is not None:
         return "tool"
-    if reader.peek(KEYS.model) is not None and reader.peek_int(KEYS.input_tokens) is not None:
+    if (
+        layout.model
+        and reader.first(layout.model) is not None
+        and reader.peek_int(KEYS.input_tokens) is not None
+    ):
         return "llm"
     return None
 
@@ -575,7 +741,9 @@ def _kind(reader: _SpanReader) -> WeaveKind | None:
 def _display_name(reader: _SpanReader, kind: WeaveKind | None) -> str | None:
     """A name given for display; an agent's or tool's own name on such a call. Agent names
     are read only on agent calls: some frameworks put the agent's name on every span."""
-    return reader.take_str(_DISPLAY_NAME_KEYS.get(kind, _DISPLAY_NAME_KEYS[None]))
+    display_names = reader.layout.display_names
+    candidates = display_names.get(kind, display_names[None])
+    return reader.take_text(candidates) if candidates else None
 
 
 _DISPLAY_NAME_KEYS: dict[WeaveKind | None, tuple[str, ...]] = {
@@ -596,7 +764,7 @@ def _thread_and_turn(
     not show, a turn of its own when it is a root, marked ``wandb.is_turn`` or below another
     thread, else part of the turn of its trace's topmost local span (``_threads``)."""
     own, marked = None, False
-    if reader.has_any(_THREAD_KEY_LISTS):
+    if reader.layout.thread:
         own = reader.take_str(KEYS.thread_id)
         marked = reader.take_flag(KEYS.is_turn)
     known_thread = started.thread_id if started is not None else None
@@ -614,13 +782,19 @@ def _llm_content(
     span: ReadableSpan,
     content_events: Sequence[ContentEvent],
     usage: dict[str, dict[str, int]] | None,
+    *,
+    model: str | None,
+    response_id: str | None,
 ) -> tuple[dict[str, Any], Any]:
     """A model call's inputs and output in the OpenAI chat shape Weave's chat view reads;
     content in no shape it knows stays as it came, by the rules of any other call."""
-    found_inputs = reader.take_content(_LLM_INPUT_KEYS)
-    found_output = _vercel_reply(reader) or reader.take_content(_LLM_OUTPUT_KEYS)
+    layout = reader.layout
+    found_inputs, messages = reader.take_messages_of(layout.llm_inputs)
+    found_output = (_vercel_reply(reader) if layout.vercel_reply else None) or (
+        reader.take_content_of(layout.llm_outputs)
+    )
     if (
-        reader.may_hold_under(_OPENINFERENCE_OUTPUTS)
+        layout.openinference_outputs
         and _OPENINFERENCE_OUTPUTS in reader.consumed_prefixes()
         and _lacks_tool_arguments(found_output)
     ):
@@ -629,20 +803,18 @@ def _llm_content(
         whole = reader.take_content(_RAW_OUTPUTS)
         if whole is not None and not _lacks_tool_arguments(whole):
             found_output = whole
-    instructions = reader.take_content(KEYS.system_instructions)
-    events = (
-        [
+    instructions = reader.take_content_of(layout.instructions)
+    if reader.events or content_events:
+        events = [
             # Sanitised first: event values are tuples and any text the SDK let through.
             ContentEvent(event.name, json_safe(dict(event.attributes or {})))
             for event in reader.events
             if event.name in MESSAGE_EVENTS
         ]
-        if reader.events
-        else []
-    )
-    events.extend(content_events)
-    event_inputs, event_outputs = messages_from_events(events) if events else ([], [])
-    messages = chat_messages(found_inputs) if found_inputs is not None else None
+        events.extend(content_events)
+        event_inputs, event_outputs = messages_from_events(events) if events else ([], [])
+    else:
+        event_inputs, event_outputs = [], []
     if messages is None and event_inputs:
         messages = event_inputs
     if messages is None and found_inputs is not None:
@@ -652,8 +824,8 @@ def _llm_content(
         inputs = chat_inputs(
             messages,
             system_instructions=instructions,
-            model=reader.peek_str(KEYS.request_model),
-            parameters=_request_parameters(reader),
+            model=reader.text(layout.request_model) if layout.request_model else None,
+            parameters=_request_parameters(reader) if layout.request_parameters else None,
         )
     else:
         inputs = _inputs(None, instructions)  # no content recorded (capture off)
@@ -661,21 +833,23 @@ def _llm_content(
         found_output = event_outputs
     if found_output is None:
         return inputs, None
-    complete = functools.partial(
-        chat_completion,
-        model=reader.peek_str(KEYS.model),
-        response_id=reader.peek_str(KEYS.response_id),
-        finish_reasons=_finish_reasons(reader),
-        usage=_completion_usage(usage),
-        created=_created(span),
-    )
+    end_time = span.end_time
+    details: dict[str, Any] = {
+        "model": model,
+        "response_id": response_id,
+        "finish_reasons": _finish_reasons(reader) if layout.finish_reasons else None,
+        "usage": _completion_usage(usage),
+        # The completion's `created` (seconds), which the UI wants of some models' replies.
+        "created": max(end_time, 0) // 1_000_000_000 if type(end_time) is int else _created(span),
+    }
     # Text left as text (not JSON, or declared text) is the reply itself.
     if isinstance(found_output, str):
-        completion = complete({"role": "assistant", "content": found_output})
+        completion = chat_completion({"role": "assistant", "content": found_output}, **details)
     else:
-        completion = complete(found_output)
+        completion = chat_completion(found_output, **details)
     if completion is None:  # a reply in no format known, whole, as the reply's text
-        completion = complete({"role": "assistant", "content": _as_message_text(found_output)})
+        reply = {"role": "assistant", "content": _as_message_text(found_output)}
+        completion = chat_completion(reply, **details)
     return inputs, found_output if completion is None else completion
 
 
@@ -694,11 +868,9 @@ _VERCEL_REPLY_KEY_LISTS = tuple((key,) for key in _VERCEL_REPLY_KEYS)
 def _vercel_reply(reader: _SpanReader) -> dict[str, Any] | None:
     """The Vercel AI SDK's reply, which it splits into its text and its tool calls, as one
     assistant message."""
-    if not reader.has_any(_VERCEL_REPLY_KEY_LISTS) or not any(
-        key in reader.attributes for key in _VERCEL_REPLY_KEYS
-    ):
+    if not any(key in reader.attributes for key in _VERCEL_REPLY_KEYS):
         return None
-    text, tool_calls = (reader.take_content((key,)) for key in _VERCEL_REPLY_KEYS)
+    text, tool_calls = (reader.take_content(keys) for keys in _VERCEL_REPLY_KEY_LISTS)
     message: dict[str, Any] = {"role": "assistant", "content": text}
     if tool_calls is not None:
         message["tool_calls"] = tool_calls
@@ -743,7 +915,7 @@ def _tool_result(output: Any) -> Any:
 
 def _request_parameters(reader: _SpanReader) -> dict[str, Any]:
     parameters: dict[str, Any] = {}
-    for key in reader.candidates(KEYS.request_parameters):
+    for key in reader.layout.request_parameters:
         value = reader.attributes.get(key)
         if value is None:
             continue
@@ -761,19 +933,30 @@ def _request_parameters(reader: _SpanReader) -> dict[str, Any]:
 
 
 def _finish_reasons(reader: _SpanReader) -> list[str] | None:
-    found = reader.peek(KEYS.finish_reasons)
+    found = reader.first(reader.layout.finish_reasons)
     if found is None:
         return None
     value = found.value
-    items = value if isinstance(value, (list, tuple)) else [value]
-    return [text for item in items if (text := _as_str(item))]
+    reasons = []
+    for item in value if isinstance(value, (list, tuple)) else [value]:
+        if type(item) is str and item.isascii() and len(item) <= MAX_STRING_CHARS:
+            text: str | None = item  # what _as_str makes of it, without the call
+        else:
+            text = _as_str(item)
+        if text:
+            reasons.append(text)
+    return reasons
 
 
 def _completion_usage(usage: dict[str, dict[str, int]] | None) -> dict[str, int] | None:
     if not usage:
         return None
     (entry,) = usage.values()
-    return {key: entry[key] for key in _COMPLETION_COUNTS if key in entry}
+    counts = {}
+    for key in _COMPLETION_COUNTS:
+        if key in entry:
+            counts[key] = entry[key]
+    return counts
 
 
 _COMPLETION_COUNTS = ("input_tokens", "output_tokens", "total_tokens")
@@ -904,9 +1087,6 @@ def _resource_attributes(resource: Resource | None) -> dict[str, Any]:
 
 
 _RESERVED_KEYS = (OTEL_ATTRIBUTES_KEY, WEAVE_ATTRIBUTES_KEY)
-# An enum member's `name` is a Python-level property: looked up once per member instead.
-_SPAN_KIND_NAMES = {member: member.name for member in SpanKind}
-_STATUS_NAMES = {member: member.name for member in StatusCode}
 
 
 def _call_attributes(
@@ -915,16 +1095,32 @@ def _call_attributes(
     """The span's own attributes, minus those that became call fields, plus OTel context and
     the Weave kind, under keys of their own: a span attribute of the same name moves into the
     context, as ``span_attributes``."""
-    consumed, key_texts = reader.consumed, reader.key_texts()
-    call_attributes: dict[str, Any] = {}
-    for key, value in reader.attributes.items():
-        if key not in consumed:
-            value_type = type(value)
-            # What json_safe leaves as it is, without the call: most attribute values.
-            is_kept = value_type is int or (
-                value_type is str and value.isascii() and len(value) <= MAX_STRING_CHARS
-            )
-            call_attributes[key_texts[key]] = value if is_kept else json_safe(value)
+    consumed = reader.consumed
+    if reader.layout.keys_are_texts:
+        # Each key its own name: the attributes copied whole, those consumed taken out.
+        call_attributes = dict(reader.attributes)
+        for key in consumed:
+            call_attributes.pop(key, None)  # a key read from an event's attributes is not there
+        # What json_safe leaves as it is, told without the call: most values (an int, a short
+        # ASCII text).
+        unsafe = [
+            key
+            for key, value in call_attributes.items()
+            if type(value) is not int
+            and (type(value) is not str or not value.isascii() or len(value) > MAX_STRING_CHARS)
+        ]
+        for key in unsafe:
+            call_attributes[key] = json_safe(call_attributes[key])
+    else:
+        key_texts = reader.key_texts()
+        call_attributes = {}
+        for key, value in reader.attributes.items():
+            if key not in consumed:
+                value_type = type(value)
+                is_kept = value_type is int or (
+                    value_type is str and value.isascii() and len(value) <= MAX_STRING_CHARS
+                )
+                call_attributes[key_texts[key]] = value if is_kept else json_safe(value)
     displaced = (
         {key: call_attributes.pop(key) for key in _RESERVED_KEYS if key in call_attributes}
         if OTEL_ATTRIBUTES_KEY in call_attributes or WEAVE_ATTRIBUTES_KEY in call_attributes
@@ -937,18 +1133,19 @@ def _call_attributes(
         reader.events,
     )
     code = status.status_code
+    layout = reader.layout
     context: dict[str, Any] = {
-        "span_kind": _SPAN_KIND_NAMES[span_kind] if type(span_kind) is SpanKind else span_kind.name,
-        "llm_span_kind": reader.peek_str(KEYS.span_kind),
-        "llm_provider": reader.peek_str(KEYS.provider),
+        # A member's `name` is a Python-level property, its `_name_` what that gives.
+        "span_kind": span_kind._name_ if type(span_kind) is SpanKind else span_kind.name,
+        "llm_span_kind": reader.text(layout.span_kind) if layout.span_kind else None,
+        "llm_provider": reader.text(layout.provider) if layout.provider else None,
         "status": {
-            "code": _STATUS_NAMES[code] if type(code) is StatusCode else code.name,
-            "description": _as_str(status.description),
+            "code": code._name_ if type(code) is StatusCode else code.name,
+            "description": None
+            if (description := status.description) is None
+            else _as_str(description),
         },
-        "scope": {
-            "name": _as_str(scope.name) if scope else None,
-            "version": _as_str(scope.version) if scope else None,
-        },
+        "scope": _scope_json(scope),
         "resource": _resource_attributes(span.resource),
         "events": [_event_json(event, times.started_at) for event in events] if events else [],
     }
@@ -960,6 +1157,25 @@ def _call_attributes(
     if kind is not None:
         call_attributes[WEAVE_ATTRIBUTES_KEY] = {"kind": kind}
     return call_attributes
+
+
+_scope_texts: dict[int, tuple[InstrumentationScope, str | None, str | None]] = {}
+
+
+def _scope_json(scope: InstrumentationScope | None) -> dict[str, str | None]:
+    """A process has a few instrumentation scopes, shared by their spans: each one's texts
+    worked out once (a new dict each time: callers may change it)."""
+    if not scope:
+        return {"name": None, "version": None}
+    if type(scope) is not InstrumentationScope:  # not the SDK's own: read each time
+        return {"name": _as_str(scope.name), "version": _as_str(scope.version)}
+    cached = _scope_texts.get(id(scope))
+    if cached is None or cached[0] is not scope:
+        cached = (scope, _as_str(scope.name), _as_str(scope.version))
+        if len(_scope_texts) >= _RESOURCE_CACHE_SIZE:
+            _scope_texts.clear()
+        _scope_texts[id(scope)] = cached
+    return {"name": cached[1], "version": cached[2]}
 
 
 def _event_json(event: Event, default_time: datetime) -> dict[str, Any]:
@@ -1001,7 +1217,11 @@ def _span_times(span: ReadableSpan) -> _Times:
         and 0 <= start_time <= _LATEST_NANOSECONDS
         and 0 <= end_time <= _LATEST_NANOSECONDS
     ):  # nearly always: what _checked_span_times makes of them, without its calls
-        return _Times(utc_datetime(start_time), utc_datetime(end_time), {})
+        # utc_datetime's steps, without its calls: the epoch plus whole microseconds.
+        started_at = _EPOCH + timedelta(0, 0, start_time // 1000)
+        # From the start: a span's few microseconds make the quicker timedelta.
+        ended_at = started_at + timedelta(0, 0, end_time // 1000 - start_time // 1000)
+        return _new_found(_Times, (started_at, ended_at, {}))
     return _checked_span_times(span)
 
 

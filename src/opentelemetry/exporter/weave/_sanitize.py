@@ -13,7 +13,9 @@ __all__ = [
     "MAX_STRING_CHARS",
     "clean_str",
     "json_safe",
+    "nests_within",
     "safe_json_from",
+    "safe_json_unwalked",
 ]
 
 MAX_DEPTH = 32
@@ -142,22 +144,32 @@ def safe_json_from(value: object) -> Any:
     brackets than that prove without a look, and a walk over its containers otherwise (a long
     conversation has many brackets, few levels). That is most message lists.
     """
+    safe, whole = safe_json_unwalked(value)
+    if whole or nests_within(safe, MAX_DEPTH):
+        return safe
+    return json_safe(safe)
+
+
+def safe_json_unwalked(value: object) -> tuple[Any, bool]:
+    """``(safe_json_from(value), True)``; or, when all that answer still needs is the walk over
+    the decoded containers (:func:`safe_json_from`), ``(decoded, False)``: the answer is
+    ``decoded`` if ``nests_within(decoded, MAX_DEPTH)``, else ``json_safe(decoded)``. A caller
+    that looks at every container anyway can tell their nesting without the walk."""
     if (
         isinstance(value, str)
         and len(value) <= MAX_NODES
         and value.isascii()
-        and "\\u" not in value
+        # A one-character search first: most texts have no backslash, and it is the faster.
+        and ("\\" not in value or "\\u" not in value)
     ):
         decoded = decode_json_text(value)
-        if decoded is not value and (
-            value.count("[") + value.count("{") < MAX_DEPTH or _nests_within(decoded, MAX_DEPTH)
-        ):
-            return decoded
-        return json_safe(decoded)
-    return json_safe(decode_json_text(value))
+        if decoded is value:
+            return json_safe(decoded), True
+        return decoded, value.count("[") + value.count("{") < MAX_DEPTH
+    return json_safe(decode_json_text(value)), True
 
 
-def _nests_within(container: Any, levels: int) -> bool:
+def nests_within(container: Any, levels: int) -> bool:
     """Whether no container in decoded JSON lies more than ``levels`` deep, ``container``
     itself one level: what the walk keeps whole. Only containers are visited (a call each
     measured cheaper than a stack of iterators)."""
@@ -166,7 +178,7 @@ def _nests_within(container: Any, levels: int) -> bool:
     below = levels - 1
     for child in container.values() if type(container) is dict else container:
         kind = type(child)
-        if (kind is dict or kind is list) and not _nests_within(child, below):
+        if (kind is dict or kind is list) and not nests_within(child, below):
             return False
     return True
 
