@@ -377,6 +377,21 @@ def test_utc_iso_is_isoformat_in_utc(value: datetime) -> None:
     assert utc_iso(value) == expected  # as remembered
 
 
+@pytest.mark.parametrize("same_trace", [True, False])
+def test_weave_call_of_is_the_constructor(same_trace: bool) -> None:
+    call = rich_call()
+    end = replace(call.end, trace_id=call.start.trace_id if same_trace else "f" * 32)
+
+    made, constructed = (
+        WeaveCall.of(call.start, end, call.facts),
+        WeaveCall(start=call.start, end=end, facts=call.facts),
+    )
+
+    assert made == constructed
+    assert made.end.trace_id == made.start.trace_id  # the start's, as the constructor makes it
+    assert (made.start_json, made.end_json) == (constructed.start_json, constructed.end_json)
+
+
 def test_a_sealed_half_copies_each_field_from_its_own() -> None:
     # Every field distinct from every other: a value copied into the wrong field shows.
     call = rich_call().replace(

@@ -96,12 +96,12 @@ def _small_json(fields: dict[str, str | int | Summary | None]) -> bytes:
 
 def format_span_id(span_id: int) -> str:
     """16 hex digits, as Weave requires, even of an id outside the 64 bits a valid one has."""
-    return format(span_id % 2**64, "016x")
+    return "%016x" % (span_id % 2**64)  # half the cost of format()
 
 
 def format_trace_id(trace_id: int) -> str:
     """32 hex digits, as Weave requires, even of an id outside the 128 bits a valid one has."""
-    return format(trace_id % 2**128, "032x")
+    return "%032x" % (trace_id % 2**128)
 
 
 def utc_datetime(nanoseconds: int) -> datetime:
@@ -351,6 +351,17 @@ class WeaveCall:
         if self.end.trace_id != self.start.trace_id:
             end = _changed(self.end, {"trace_id": self.start.trace_id})
             object.__setattr__(self, "end", end)  # frozen: set once, before anyone reads it
+
+    @classmethod
+    def of(cls, start: StartedCall, end: EndedCall, facts: CallFacts) -> WeaveCall:
+        """``WeaveCall(start=start, end=end, facts=facts)`` for halves made together (the
+        mapping's): without the frozen constructor's field by field ``object.__setattr__``
+        when the halves already share their trace id."""
+        if end.trace_id != start.trace_id:
+            return cls(start=start, end=end, facts=facts)
+        call = object.__new__(cls)
+        call.__dict__.update(start=start, end=end, facts=facts)
+        return call
 
     def replace(self, **changes: Any) -> WeaveCall:
         """This call with the named fields changed, in whichever half holds them.
