@@ -402,10 +402,9 @@ def _normalised(raw: Mapping[str, Any]) -> Mapping[str, Any] | None:
 _TEXT_ONLY_KEYS = frozenset({"role", "parts", "finish_reason"})
 
 
-def _text_only(raw: Any) -> list[Message] | None:
-    """The commonest message (OpenTelemetry GenAI's, of text parts only) in one step: exactly
-    what :func:`_converted_in_full` makes of it (a property test holds the two equal); None
-    for any other message."""
+def _genai_message(raw: Any) -> tuple[str, list[Any]] | None:
+    """The role (as OpenAI names it) and parts of what may be an OpenTelemetry GenAI message,
+    the shape both one-step conversions start from; None for anything else."""
     if type(raw) is not dict:
         return None
     parts = raw.get("parts")
@@ -414,7 +413,17 @@ def _text_only(raw: Any) -> list[Message] | None:
     role = raw.get("role")
     if not isinstance(role, str):
         return None
-    role = _ROLES.get(role, role)
+    return _ROLES.get(role, role), parts
+
+
+def _text_only(raw: Any) -> list[Message] | None:
+    """The commonest message (OpenTelemetry GenAI's, of text parts only) in one step: exactly
+    what :func:`_converted_in_full` makes of it (a property test holds the two equal); None
+    for any other message."""
+    found = _genai_message(raw)
+    if found is None:
+        return None
+    role, parts = found
     if role == "tool":  # tool messages get a `tool_call_id`
         return None
     if len(parts) == 1:  # most messages: one part, its text the content as it is
@@ -462,15 +471,10 @@ def _genai_parts(raw: Any) -> list[Message] | None:
     (each with exactly the spec's keys, its ids and names text) in one step: exactly what
     :func:`_converted_in_full` makes of it (a property test holds the two equal); None for
     any other message."""
-    if type(raw) is not dict:
+    found = _genai_message(raw)
+    if found is None:
         return None
-    parts = raw.get("parts")
-    if type(parts) is not list or not parts or not raw.keys() <= _TEXT_ONLY_KEYS:
-        return None
-    role = raw.get("role")
-    if not isinstance(role, str):
-        return None
-    role = _ROLES.get(role, role)
+    role, parts = found
     texts: list[str] = []
     tool_calls: list[Message] = []
     tool_results: list[Message] = []
