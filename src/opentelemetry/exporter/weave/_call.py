@@ -436,7 +436,7 @@ class WeaveCall:
     def _encode(self) -> dict[str, Any]:
         """The JSON of the start and of the end's own fields, each piece into the properties'
         cache, which it returns: made in one run, not by each property from the others'
-        (a third of the cost of encoding a call went to those calls)."""
+        through their descriptors."""
         start, end = self.start, self.end
         started_at = utc_iso(start.started_at)
         head = _small_json(
