@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanContext
 from opentelemetry.exporter.weave import _mapping, _sanitize
 from opentelemetry.exporter.weave._chat import chat_messages
 from opentelemetry.exporter.weave._conventions import KEYS, WEAVE
+from opentelemetry.exporter.weave._spans import held_events
 
 # Every key list the mapping reads with, the composed ones included.
 KEY_LISTS: list[tuple[str, ...]] = [
@@ -423,7 +424,7 @@ def test_an_sdk_spans_attributes_and_events_are_read_as_its_public_view(
         assert type(read) is dict
         read["probe"] = 1  # a copy: the span keeps what it holds
         assert "probe" not in (readable.attributes or {})
-        assert _mapping._events_of(readable) == readable.events
+        assert held_events(readable) == readable.events
 
 
 class _OwnView(ReadableSpan):
@@ -441,7 +442,7 @@ class _OwnView(ReadableSpan):
 def test_a_span_of_another_class_is_read_through_its_public_view() -> None:
     span = _OwnView(name="s", attributes={"held": 1}, events=[Event("held")])
     assert _mapping._SpanReader(span).attributes == {"own": 1}
-    assert [event.name for event in _mapping._events_of(span)] == ["own"]
+    assert [event.name for event in held_events(span)] == ["own"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

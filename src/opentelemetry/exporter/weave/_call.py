@@ -394,13 +394,14 @@ class WeaveCall:
         if type(start) is _SealedStart and type(end) is _SealedEnd:
             return self
         encoded = self.__dict__
-        # A copy of this call but for its halves' type: the same facts and JSON, and a trace
-        # id already the start's (as __post_init__ made it), so without the constructor.
-        sealed = object.__new__(WeaveCall)
-        fields = sealed.__dict__
-        fields.update(encoded)
-        fields["start"] = _SealedStart.of(start, encoded["inputs_json"], encoded["attributes_json"])
-        fields["end"] = _SealedEnd.of(end, encoded["output_json"])
+        sealed = WeaveCall.of(
+            _SealedStart.of(start, encoded["inputs_json"], encoded["attributes_json"]),
+            _SealedEnd.of(end, encoded["output_json"]),
+            self.facts,
+        )
+        sealed.__dict__.update(
+            (name, value) for name, value in encoded.items() if name not in _CALL_FIELDS
+        )
         return sealed
 
     @_encoded_once

@@ -15,7 +15,6 @@ from typing import Any, Literal, NamedTuple, SupportsIndex, get_args
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -62,7 +61,7 @@ from opentelemetry.exporter.weave._sanitize import (
     safe_json_from,
     safe_json_unwalked,
 )
-from opentelemetry.exporter.weave._spans import held_attributes
+from opentelemetry.exporter.weave._spans import held_attributes, held_events
 from opentelemetry.exporter.weave._threads import ThreadContext, is_marked_turn
 
 __all__ = ["SPAN_PARENT", "parent_call_id", "span_to_call", "stack_frames"]
@@ -201,7 +200,7 @@ class _SpanReader:
     def __init__(self, span: ReadableSpan) -> None:
         # A copy, made at C speed from what an SDK span holds.
         self.attributes: dict[str, Any] = dict(held_attributes(span))
-        self.events: Sequence[Event] = _events_of(span)
+        self.events: Sequence[Event] = held_events(span)
         event_content = (
             {
                 key: value
@@ -534,21 +533,6 @@ def _key_plan(keys: tuple[str, ...]) -> _KeyPlan:
                 _key_plans.clear()
             _key_plans[keys] = plan
     return plan
-
-
-_SDK_EVENTS = ReadableSpan.events
-"""The SDK's property, a copy of what ``_events`` holds: a span class that overrides it keeps
-its events as it likes, and is read through it."""
-
-
-def _events_of(span: ReadableSpan) -> Sequence[Event]:
-    """``span.events``: an SDK span's bounded list copied at C speed (its iterator is a
-    Python-level call)."""
-    if type(span).events is _SDK_EVENTS:
-        held: Any = span._events
-        if type(held) is BoundedList:
-            return tuple(held._dq)  # type: ignore[attr-defined]
-    return span.events
 
 
 def _rebuild_flattened(

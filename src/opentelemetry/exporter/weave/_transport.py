@@ -152,7 +152,6 @@ class HttpAttempt:
         self._connections = _Connections(self._settings.max_concurrency, self._new_transport)
         # The service's cookies (a load balancer's session affinity), per pool as a client's.
         self._cookies = httpx.Cookies()
-        self._closed = False
 
     def _new_transport(self) -> httpx.HTTPTransport:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
@@ -181,7 +180,6 @@ class HttpAttempt:
 
     def close(self) -> None:
         """Close the pool; from now on every post fails at once, without a retry."""
-        self._closed = True
         self._connections.close()
 
     def post(
@@ -210,7 +208,7 @@ class HttpAttempt:
         *,
         read_success: bool,
     ) -> PostResult:
-        if self._closed:
+        if self._connections.closed:
             return PostResult(None, _CLOSED_REASON)
         timeout = min(timeout, self._settings.http_timeout_seconds)
         _attempt.deadline = time.monotonic() + timeout
@@ -337,17 +335,18 @@ class _Connections:
         self._made = [new_transport()]
         self._free.put(self._made[0])
         self._making = threading.Lock()
-        self._closed = False
+        self.closed = False
+        """Set by :meth:`close`, for good: a pool closed is never lent from again."""
 
     def take(self, timeout: float) -> httpx.HTTPTransport:
         """A free transport; raises ``httpx.PoolTimeout`` if none is within ``timeout``, and
         ``RuntimeError`` once closed (as a closed httpx pool does)."""
-        if self._closed:
+        if self.closed:
             raise RuntimeError("the connection pool is closed")
         with suppress(queue.Empty):
             return self._free.get_nowait()
         with self._making:
-            if len(self._made) < self._size and not self._closed:
+            if len(self._made) < self._size and not self.closed:
                 transport = self._new_transport()
                 self._made.append(transport)
                 return transport
@@ -363,7 +362,7 @@ class _Connections:
 
     def close(self) -> None:
         with self._making:
-            self._closed = True
+            self.closed = True
         for transport in self._made:
             transport.close()
 
