@@ -426,19 +426,45 @@ class WeaveCall:
         return self._encode()["start_head_json"]  # type: ignore[no-any-return]
 
     @_encoded_once
+    def end_own_json(self) -> bytes:
+        """The end's small :data:`END_ONLY_FIELDS`: all but the output."""
+        return self._encode()["end_own_json"]  # type: ignore[no-any-return]
+
+    @_encoded_once
+    def complete_json(self) -> bytes:
+        """The whole call, as ``calls_complete`` sends it: the start's fields, then the end's
+        :data:`END_ONLY_FIELDS`."""
+        return self._encode()["complete_json"]  # type: ignore[no-any-return]
+
+    @_encoded_once
     def start_json(self) -> bytes:
-        return self._encode()["start_json"]  # type: ignore[no-any-return]
+        return b"".join(
+            (
+                self.start_head_json[:-1],
+                b',"attributes":',
+                self.attributes_json,
+                b',"inputs":',
+                self.inputs_json,
+                b"}",
+            )
+        )
 
     @_encoded_once
     def end_only_json(self) -> bytes:
         """The end's :data:`END_ONLY_FIELDS`: a complete call is the start's JSON plus these."""
-        return self._encode()["end_only_json"]  # type: ignore[no-any-return]
+        return self.end_own_json[:-1] + b',"output":' + self.output_json + b"}"
 
     def _encode(self) -> dict[str, Any]:
-        """The JSON of the start and of the end's own fields, each piece into the properties'
-        cache, which it returns: made in one run, not by each property from the others'
-        through their descriptors."""
+        """Every call's JSON pieces, into the properties' cache, which it returns: the large
+        fields and the small ones of each half, and the complete call, joined once from them.
+        Made in one run, not by each property from the others' through their descriptors; the
+        start's and the end's own JSON only when a route asks for them."""
+        cached = self.__dict__
         start, end = self.start, self.end
+        # A replaced call keeps the JSON of the large fields it did not change.
+        attributes = cached.get("attributes_json") or _large_json(start, "attributes")
+        inputs = cached.get("inputs_json") or _large_json(start, "inputs")
+        output = cached.get("output_json") or _large_json(end, "output")
         started_at = utc_iso(start.started_at)
         head = _small_json(
             {
@@ -455,7 +481,7 @@ class WeaveCall:
                 "wb_run_step": start.wb_run_step,
             }
         )
-        end_small = _small_json(
+        end_own = _small_json(
             {
                 "ended_at": utc_iso(end.ended_at),
                 "exception": end.exception,
@@ -463,20 +489,27 @@ class WeaveCall:
                 "wb_run_step_end": end.wb_run_step_end,
             }
         )
-        cached = self.__dict__
+        cached["attributes_json"] = attributes
+        cached["inputs_json"] = inputs
+        cached["output_json"] = output
         cached["started_at_text"] = started_at
         cached["start_head_json"] = head
-        cached["start_json"] = b"".join(
+        cached["end_own_json"] = end_own
+        # Both objects have members: the end's own always has `ended_at`.
+        cached["complete_json"] = b"".join(
             (
                 head[:-1],
                 b',"attributes":',
-                self.attributes_json,
+                attributes,
                 b',"inputs":',
-                self.inputs_json,
+                inputs,
+                b",",
+                end_own[1:-1],
+                b',"output":',
+                output,
                 b"}",
             )
         )
-        cached["end_only_json"] = end_small[:-1] + b',"output":' + self.output_json + b"}"
         return cached
 
     @_encoded_once
@@ -502,6 +535,9 @@ class WeaveCall:
     def encoded_size(self) -> int:
         """An upper bound of the bytes this call adds to a request of any write route."""
         start, end = self.start, self.end
+        complete = self.complete_json
+        # The start's JSON and the end's own fields: the complete call and its one comma.
+        size = len(complete) + 1
         if (end.project_id, end.id, end.trace_id, end.started_at) == (
             start.project_id,
             start.id,
@@ -511,10 +547,10 @@ class WeaveCall:
             # The end's shared fields are members of the start's head, encoded alike: the end
             # is at most that head and its own fields (without encoding it, which calls_complete
             # never sends).
-            end_size = len(self.start_head_json) + len(self.end_only_json)
+            size += len(self.start_head_json)
         else:
-            end_size = len(self.end_json)
-        return len(self.start_json) + end_size + _ITEM_OVERHEAD_BYTES
+            size += len(self.end_json) - len(self.end_only_json)
+        return size + _ITEM_OVERHEAD_BYTES
 
 
 # What an item adds around the halves' JSON at most: upsert_batch's
@@ -566,11 +602,7 @@ def _path_segment(name: str) -> str:
 
 def calls_complete_body(calls: Sequence[WeaveCall]) -> bytes:
     """``POST /v2/{entity}/{project}/calls/complete``: whole calls, each field named once."""
-    return b'{"batch":[' + b",".join(_complete_json(call) for call in calls) + b"]}"
-
-
-def _complete_json(call: WeaveCall) -> bytes:
-    return _joined_objects(call.start_json, call.end_only_json)
+    return b'{"batch":[' + b",".join([call.complete_json for call in calls]) + b"]}"
 
 
 def _joined_objects(first: bytes, second: bytes) -> bytes:

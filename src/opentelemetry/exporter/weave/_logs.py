@@ -229,11 +229,13 @@ class LogRecordJoin:
 
     def take(self, span: ReadableSpan) -> tuple[ContentEvent, ...]:
         """The content events of ``span``, in emission order, no longer held."""
-        key = _key_of_span(span)
         state = self._state
-        if key is None or (not state.held and state.inbox.empty()):
+        if not state.held and state.inbox.empty():
             # Nothing held or coming (no log records at all, most processes): no lock. A record
             # arriving meanwhile is filed by the next take, as one arriving just after it.
+            return ()
+        key = _key_of_span(span)
+        if key is None:
             return ()
         with state.lock:
             self._file(state, [])

@@ -214,7 +214,8 @@ class ExportPipeline:
     def _call_for(self, span: ReadableSpan) -> WeaveCall | None:
         """Select → map → redact → roll up; None for a span the filter leaves out."""
         thread = self._threads.take(span)
-        self._live.forget(span)
+        if self._live.watching:  # as in span_started: it holds no span otherwise
+            self._live.forget(span)
         content_events = self._log_join.take(span)
         parent_id = SPAN_PARENT if self._selection is None else self._selection.parent_of(span)
         if parent_id is LEFT_OUT:

@@ -128,6 +128,8 @@ class Redactor:
             else None
         )
         self._key_cache: dict[str, bool] = {}
+        self._clear_keys: set[str] = set()
+        """The keys of ``_key_cache`` that name no secret."""
         self._clear_texts: set[str] = set()
         self._callback = callback
         self._callback_failed_types: set[type[BaseException]] = set()
@@ -204,10 +206,16 @@ class Redactor:
             return value  # most strings
         if isinstance(value, dict):
             scrubbed: dict[Any, Any] | None = None
-            cache = self._key_cache
+            clear_keys, clear_texts = self._clear_keys, self._clear_texts
             for key, item in value.items():
-                is_secret = cache.get(key)
-                if is_secret is None:
+                # Most items: a key known not secret and a value plainly left as it is
+                # (_passes), told here without a call.
+                if key in clear_keys:
+                    kind = type(item)
+                    if (kind is str and item in clear_texts) or kind in _UNSCRUBBED_TYPES:
+                        continue
+                    is_secret = False
+                else:
                     is_secret = self._is_secret_key(key)
                 if not is_secret and self._passes(item):
                     continue
@@ -219,7 +227,11 @@ class Redactor:
             return value if scrubbed is None else scrubbed
         if isinstance(value, (list, tuple)):
             items: list[Any] | None = None
+            clear_texts = self._clear_texts
             for index, item in enumerate(value):
+                kind = type(item)
+                if (kind is str and item in clear_texts) or kind in _UNSCRUBBED_TYPES:
+                    continue
                 if self._passes(item):
                     continue
                 clean = self._scrub(item, depth + 1)
@@ -261,13 +273,19 @@ class Redactor:
     def _is_secret_key(self, key: Any) -> bool:
         if not isinstance(key, str):
             return False
+        is_secret = self._key_cache.get(key)
+        if is_secret is not None:
+            return is_secret
         is_secret = self._secret_key.search(key) is not None or (
             not key.islower() and self._secret_key.search(_CAMEL_HUMP.sub("_", key)) is not None
         )
         if len(key) <= _CACHED_KEY_CHARS:
             if len(self._key_cache) >= _CACHED_KEYS:
                 self._key_cache.clear()
+                self._clear_keys.clear()
             self._key_cache[key] = is_secret
+            if not is_secret and type(key) is str:  # exactly str, as _passes' texts
+                self._clear_keys.add(key)
         return is_secret
 
     def _scrub_text(self, text: str, depth: int, holds_value: bool) -> str:
