@@ -333,10 +333,6 @@ class _encoded_once(Generic[_T]):  # noqa: N801 (a decorator, named like `proper
         return value
 
 
-_CALL_FIELDS = frozenset({"start", "end", "facts"})
-"""A WeaveCall's fields, which its ``__dict__`` holds beside the JSON it caches."""
-
-
 @dataclass(frozen=True)
 class WeaveCall:
     """One span as a Weave call: what ``/call/start`` and ``/call/end`` carry."""
@@ -393,14 +389,14 @@ class WeaveCall:
         start, end = self.start, self.end
         if type(start) is _SealedStart and type(end) is _SealedEnd:
             return self
+        # This call's fields and JSON, its halves sealed: built as WeaveCall.of does, the halves
+        # sharing their trace id already (every call's do).
         encoded = self.__dict__
-        sealed = WeaveCall.of(
-            _SealedStart.of(start, encoded["inputs_json"], encoded["attributes_json"]),
-            _SealedEnd.of(end, encoded["output_json"]),
-            self.facts,
-        )
+        sealed = object.__new__(WeaveCall)
         sealed.__dict__.update(
-            (name, value) for name, value in encoded.items() if name not in _CALL_FIELDS
+            encoded,
+            start=_SealedStart.of(start, encoded["inputs_json"], encoded["attributes_json"]),
+            end=_SealedEnd.of(end, encoded["output_json"]),
         )
         return sealed
 
