@@ -87,3 +87,33 @@ def test_the_instruction_count_children_do_the_work_they_count(
 
     assert encoded == [20, 20, 20, 20]  # warm-up and one counted loop, per workload
     assert bodies == [20, 20, 20, 20]
+
+
+def test_each_stage_child_does_the_work_it_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import instructions
+
+    from opentelemetry.exporter.weave import _call, _mapping, _redaction, _rollup
+
+    done: list[str] = []
+
+    def counting(stage: str, real: Any) -> Any:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            done.append(stage)
+            return real(*args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(_mapping, "span_to_call", counting("map", _mapping.span_to_call))
+    redactor_apply = counting("scrub", _redaction.Redactor.apply)
+    monkeypatch.setattr(_redaction.Redactor, "apply", redactor_apply)
+    roll_up = counting("roll-up", _rollup.SummaryRollup.roll_up)
+    monkeypatch.setattr(_rollup.SummaryRollup, "roll_up", roll_up)
+    monkeypatch.setattr(_call.WeaveCall, "sealed", counting("seal", _call.WeaveCall.sealed))
+
+    for stage in instructions.STAGES:
+        done.clear()
+        instructions.child(stage, "synthetic", 20, 1)
+        # Its input made once (mapped and scrubbed calls), then the stage, warm-up and a loop.
+        setup = ["map"] * 20 + ["scrub"] * 20
+        assert done[: len(setup)] == setup
+        assert done[len(setup) :] == [stage] * 40
