@@ -377,6 +377,32 @@ def test_plain_chat_messages_are_chat_messages_of_what_nests_within(
         assert repr(plain) == repr(_chat.chat_messages(value))
 
 
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.lists(_PLAIN_MESSAGE | _MESSAGE, min_size=1, max_size=4),
+    finish_reasons=st.none() | st.lists(st.sampled_from(["stop", "length"]), max_size=2),
+    usage=st.none() | st.just({"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}),
+    created=st.none() | st.integers(0, 10**10),
+)
+def test_a_completion_of_plain_messages_is_the_completion_of_their_content(
+    value: list[Any],
+    finish_reasons: list[str] | None,
+    usage: dict[str, int] | None,
+    created: int | None,
+) -> None:
+    details: dict[str, Any] = {
+        "model": "m",
+        "response_id": "r",
+        "finish_reasons": finish_reasons,
+        "usage": usage,
+        "created": created,
+    }
+    messages = _chat.plain_chat_messages(value, 40)
+    if messages is not None:
+        completion = _chat.chat_completion(value, **details, messages=messages)
+        assert repr(completion) == repr(_general_chat_completion(value, **details))
+
+
 def test_plain_chat_messages_walk_what_may_nest_and_take_no_other_message() -> None:
     call = {"type": "tool_call", "id": "c", "name": "f", "arguments": _deep(3)}
     message = {"role": "assistant", "parts": [call], "finish_reason": _deep(2)}
@@ -387,3 +413,92 @@ def test_plain_chat_messages_walk_what_may_nest_and_take_no_other_message() -> N
     assert _chat.plain_chat_messages([{"role": "user", "content": "hi"}], 8) is None
     assert _chat.plain_chat_messages([], 8) is None
     assert _chat.plain_chat_messages([{"role": "user", "parts": [_PART_SHAPES[0]]}], 3) is None
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    role=_ROLE | _ROLE | st.text(max_size=6) | _ODD,
+    parts=st.one_of(
+        st.lists(_near(_TEXT_PART), min_size=1, max_size=1),
+        st.lists(_near(_TEXT_PART) | _PART, max_size=3),
+        st.lists(
+            st.fixed_dictionaries({"type": st.just("text"), "content": _ODD | st.text()}),
+            min_size=1,
+            max_size=1,
+        ),
+        _ODD,
+    ),
+    # Half of them a container, nesting anything from no level to past the message's own.
+    finish_reason=st.booleans().flatmap(
+        lambda container: (
+            st.integers(0, 8).map(lambda levels: [_deep(levels)])
+            if container
+            else _FREE | st.just("stop")
+        )
+    ),
+    has_finish_reason=st.booleans(),
+    extra=st.sampled_from([None, None, None, "name", "content", "finish"]),
+)
+def test_the_one_text_part_shortcut_converts_exactly_as_the_full_one(
+    role: Any, parts: Any, finish_reason: Any, has_finish_reason: bool, extra: str | None
+) -> None:
+    message: dict[str, Any] = {"parts": parts, "role": role} if extra == "finish" else {}
+    message.update(role=role, parts=parts)
+    if has_finish_reason:
+        message["finish_reason"] = finish_reason
+    if extra not in (None, "finish"):
+        message[extra] = "x"
+    one = _chat._one_text(message)
+    full = _chat._converted_in_full(message)
+    text_only = _chat._text_only(message)
+    if text_only is not None:
+        assert repr(text_only) == repr(full)
+    if one is not None:
+        assert repr([one]) == repr(full)
+        assert repr([one]) == repr(text_only)
+        assert nests_within([message], 4)  # why plain_chat_messages need not walk it
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    role=_ROLE | _ROLE | st.text(max_size=6) | _ODD,
+    parts=st.lists(_near(_TEXT_PART), min_size=1, max_size=3) | st.lists(_PART, max_size=3),
+    finish_reason=_FREE | st.just("stop"),
+    has_finish_reason=st.booleans(),
+    extra=st.sampled_from([None, None, None, "name", "content"]),
+)
+def test_the_genai_parts_fast_path_takes_each_message_the_text_only_one_takes(
+    role: Any, parts: Any, finish_reason: Any, has_finish_reason: bool, extra: str | None
+) -> None:
+    # Why a conversion may skip _text_only for _genai_parts.
+    message: dict[str, Any] = {"role": role, "parts": parts}
+    if has_finish_reason:
+        message["finish_reason"] = finish_reason
+    if extra is not None:
+        message[extra] = "x"
+    text_only = _chat._text_only(message)
+    if text_only is not None:
+        assert repr(_chat._genai_parts(message)) == repr(text_only)
+
+
+def test_the_one_text_part_shortcut_takes_the_commonest_message_only() -> None:
+    part = {"type": "text", "content": "Hi"}
+    message = {"role": "ai", "parts": [part], "finish_reason": "stop"}
+    assert _chat._one_text(message) == {
+        "role": "assistant",
+        "finish_reason": "stop",
+        "content": "Hi",
+    }
+    assert _chat._one_text({"role": "user", "parts": [part]}) == {"role": "user", "content": "Hi"}
+    for other in (
+        {**message, "role": "tool"},
+        {**message, "finish_reason": {"a": 1}},
+        {**message, "finish_reason": [[["deep"]]]},
+        {**message, "name": "x"},
+        {"parts": [part], "finish_reason": "stop", "name": "x"},
+        {**message, "parts": [part, part]},
+        {**message, "parts": [{**part, "x": 1}]},
+        {**message, "parts": [{"type": "text", "content": 1}]},
+        {**message, "role": 1},
+    ):
+        assert _chat._one_text(other) is None, other

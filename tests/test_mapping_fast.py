@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import SpanContext
 
 from opentelemetry.exporter.weave import _mapping, _sanitize
-from opentelemetry.exporter.weave._chat import chat_messages
+from opentelemetry.exporter.weave._chat import chat_messages, plain_chat_messages
 from opentelemetry.exporter.weave._conventions import KEYS, WEAVE
 from opentelemetry.exporter.weave._spans import held_events
 
@@ -346,7 +346,7 @@ def test_call_attributes_are_the_json_safe_copy_of_those_left(
     held = sorted(attributes) or ["none"]
     reader.consumed.update(data.draw(st.sets(st.sampled_from([*held, "gen_ai.prompt"]))))
     times = _mapping._span_times(span)
-    call_attributes = _mapping._call_attributes(span, reader, times, "tool")
+    call_attributes = _mapping._call_attributes(span, reader, times, "tool", span.status)
     expected = {
         _mapping._as_text(key): _sanitize.json_safe(value)
         for key, value in attributes.items()
@@ -521,9 +521,9 @@ def test_a_scopes_texts_are_worked_out_once_per_scope_and_read_anew_for_others()
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=json_text | many_brackets | conversation)
-def test_safe_json_unwalked_leaves_only_the_walk_to_do(text: str) -> None:
-    safe, whole = _sanitize.safe_json_unwalked(text)
+@given(text=json_text | many_brackets | conversation, count_brackets=st.booleans())
+def test_safe_json_unwalked_leaves_only_the_walk_to_do(text: str, count_brackets: bool) -> None:
+    safe, whole = _sanitize.safe_json_unwalked(text, count_brackets=count_brackets)
     expected = _sanitize.safe_json_from(text)
     if whole:
         assert repr(safe) == repr(expected)
@@ -565,3 +565,22 @@ def test_messages_taken_are_chat_messages_of_the_content_taken(
     assert repr(content) == repr(expected)
     assert repr(messages) == repr(None if expected is None else chat_messages(expected))
     assert taken.consumed == general.consumed
+    plain = _mapping._SpanReader(span_with(attributes, {}))
+    content, messages = plain.take_plain_messages_of(plain.layout.llm_inputs)
+    assert repr(content) == repr(expected)
+    if messages is not None:
+        assert repr(messages) == repr(plain_chat_messages(expected, _sanitize.MAX_DEPTH))
+    assert plain.consumed == general.consumed
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=any_text
+    | st.integers(0, 3).map(lambda extra: "n" * (_mapping.OP_NAME_MAX_LENGTH - 2 + extra))
+    | st.sampled_from(["", "caf\u00e9", "\ud800", "x" * 1_000_001])
+)
+def test_a_span_names_op_and_display_names_are_those_of_the_general_steps(name: str) -> None:
+    span = ReadableSpan(name=name, context=SpanContext(1, 2, is_remote=False))
+    start = _mapping.span_to_call(span, "e/p").start
+    assert start.op_name == _mapping.op_name_for(name)
+    assert start.display_name == _mapping._as_str(name)

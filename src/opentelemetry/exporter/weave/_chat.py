@@ -420,31 +420,15 @@ def _text_only(raw: Any) -> list[Message] | None:
     """The commonest message (OpenTelemetry GenAI's, of text parts only) in one step: exactly
     what :func:`_converted_in_full` makes of it (a property test holds the two equal); None
     for any other message."""
+    message = _one_text(raw)
+    if message is not None:
+        return [message]
     found = _genai_message(raw)
     if found is None:
         return None
     role, parts = found
     if role == "tool":  # tool messages get a `tool_call_id`
         return None
-    if len(parts) == 1:  # most messages: one part, its text the content as it is
-        part = parts[0]
-        if (
-            type(part) is not dict
-            or len(part) != 2
-            or part.get("type") != "text"
-            or type(content := part.get("content")) is not str
-        ):
-            return _joined_text_only(role, raw, parts)
-    else:
-        return _joined_text_only(role, raw, parts)
-    message: Message = {"role": role}
-    if "finish_reason" in raw:
-        message["finish_reason"] = raw["finish_reason"]
-    message["content"] = content
-    return [message]
-
-
-def _joined_text_only(role: str, raw: dict[str, Any], parts: list[Any]) -> list[Message] | None:
     texts: list[str] = []
     for part in parts:
         if (
@@ -455,11 +439,43 @@ def _joined_text_only(role: str, raw: dict[str, Any], parts: list[Any]) -> list[
         ):
             return None
         texts.append(text)
-    message: Message = {"role": role}
+    message = {"role": role}
     if "finish_reason" in raw:
         message["finish_reason"] = raw["finish_reason"]
     message["content"] = "\n".join(texts)
     return [message]
+
+
+def _one_text(raw: Any) -> Message | None:
+    """The one message :func:`_text_only` makes of most messages (one text part; a
+    ``finish_reason``, if any, no container, so nothing in it nests), read without its calls;
+    None for any other message (a property test holds it to :func:`_text_only`)."""
+    if type(raw) is not dict:
+        return None
+    parts = raw.get("parts")
+    if type(parts) is not list or len(parts) != 1:
+        return None
+    part = parts[0]
+    if (
+        type(part) is not dict
+        or len(part) != 2
+        or part.get("type") != "text"
+        or type(content := part.get("content")) is not str
+        or type(role := raw.get("role")) is not str
+    ):
+        return None
+    role = _ROLES.get(role, role)
+    if role == "tool":  # tool messages get a `tool_call_id`
+        return None
+    size = len(raw)  # `role` and `parts` are there: a third key may be `finish_reason` only
+    if size == 2:
+        return {"role": role, "content": content}
+    if size != 3 or "finish_reason" not in raw:
+        return None
+    reason = raw["finish_reason"]
+    if type(reason) is dict or type(reason) is list:
+        return None
+    return {"role": role, "finish_reason": reason, "content": content}
 
 
 _TOOL_CALL_PART_KEYS = frozenset({"type", "id", "name", "arguments"})
@@ -592,8 +608,12 @@ def chat_messages(value: Any) -> list[Message] | None:
         value = [item for batch in value for item in batch]  # LangChain batches: `[[message, …]]`
     messages: list[Message] = []
     for raw in value:
-        # _converted, one call fewer
-        converted = _text_only(raw) or _genai_parts(raw) or _converted_in_full(raw)
+        message = _one_text(raw)  # most messages: _converted's answer, without its calls
+        if message is not None:
+            messages.append(message)
+            continue
+        # _converted's other steps (_genai_parts takes each message _text_only takes, as it does)
+        converted = _genai_parts(raw) or _converted_in_full(raw)
         if converted is None:
             return None
         messages += converted
@@ -611,9 +631,13 @@ def plain_chat_messages(value: list[Any], levels: int) -> list[Message] | None:
         return None
     messages: list[Message] = []
     for raw in value:
+        message = _one_text(raw)  # nothing in it nests: no values to walk
+        if message is not None:
+            messages.append(message)
+            continue
         if not _free_values_within(raw, levels):
             return None
-        converted = _text_only(raw) or _genai_parts(raw)
+        converted = _genai_parts(raw)  # it takes each message _text_only takes, as it does
         if converted is None:
             return None
         messages += converted
@@ -697,6 +721,7 @@ def chat_completion(
     finish_reasons: Sequence[str] | None,
     usage: Mapping[str, int] | None,
     created: int | None = None,
+    messages: list[Message] | None = None,
 ) -> dict[str, Any] | None:
     """An LLM call's output content (a message list, a single message, a choices list, an
     Anthropic or OpenAI Responses result, a plain string, or JSON text of any) as an OpenAI
@@ -704,7 +729,15 @@ def chat_completion(
 
     `usage` is ``{"input_tokens", "output_tokens", "total_tokens"}`` and is written with
     OpenAI's names; `created` (epoch seconds) is what the UI needs for models it reads as
-    Mistral's format."""
+    Mistral's format. `messages`, when given, is what :func:`plain_chat_messages` made of
+    `value`: the choices are made of them, `value` not converted again (none of its messages
+    is a choice)."""
+    if messages is not None:
+        plain_choices: list[Message] = []
+        _add_choices(plain_choices, messages, None, None, finish_reasons)
+        return _completion(
+            {}, plain_choices, model=model, response_id=response_id, usage=usage, created=created
+        )
     if type(value) is not list:  # a list is what _decoded leaves as it is
         value = _decoded(value)
     extras: dict[str, Any] = {}
@@ -740,38 +773,67 @@ def chat_completion(
             and "role" not in item
             else None
         )
-        converted = _converted(choice["message"] if choice is not None else item)
+        message = _one_text(item) if choice is None else None
+        converted = (
+            [message]
+            if message is not None
+            else _converted(choice["message"] if choice is not None else item)
+        )
         if converted is None:
             return None
-        for message in converted:
-            position = len(choices)
-            if choice is None:  # a message: what the general steps make of it, without them
-                reason = message.pop("finish_reason", None) or stop_reason
-                if reason is None and finish_reasons:
-                    reason = finish_reasons[min(position, len(finish_reasons) - 1)]
-                choices.append(
-                    {
-                        "index": position,
-                        "message": message,
-                        "finish_reason": None if reason is None else _json_text(reason),
-                    }
-                )
-                continue
-            reason = (
-                message.pop("finish_reason", None) or choice.get("finish_reason") or stop_reason
-            )
+        _add_choices(choices, converted, choice, stop_reason, finish_reasons)
+    return _completion(
+        extras, choices, model=model, response_id=response_id, usage=usage, created=created
+    )
+
+
+def _add_choices(
+    choices: list[Message],
+    converted: list[Message],
+    choice: Mapping[str, Any] | None,
+    stop_reason: Any,
+    finish_reasons: Sequence[str] | None,
+) -> None:
+    """The choices of an item's converted messages; ``choice`` the item when it is a choice
+    (a ``message`` in it), not a message."""
+    for message in converted:
+        position = len(choices)
+        if choice is None:  # a message: what the general steps make of it, without them
+            reason = message.pop("finish_reason", None) or stop_reason
             if reason is None and finish_reasons:
                 reason = finish_reasons[min(position, len(finish_reasons) - 1)]
-            index = choice.get("index")
-            index = index if type(index) is int and len(converted) == 1 else position
             choices.append(
                 {
-                    **_rest(choice, "message", "index", "finish_reason"),
-                    "index": index,
+                    "index": position,
                     "message": message,
-                    "finish_reason": _json_text(reason) if reason is not None else None,
+                    "finish_reason": None if reason is None else _json_text(reason),
                 }
             )
+            continue
+        reason = message.pop("finish_reason", None) or choice.get("finish_reason") or stop_reason
+        if reason is None and finish_reasons:
+            reason = finish_reasons[min(position, len(finish_reasons) - 1)]
+        index = choice.get("index")
+        index = index if type(index) is int and len(converted) == 1 else position
+        choices.append(
+            {
+                **_rest(choice, "message", "index", "finish_reason"),
+                "index": index,
+                "message": message,
+                "finish_reason": _json_text(reason) if reason is not None else None,
+            }
+        )
+
+
+def _completion(
+    extras: dict[str, Any],
+    choices: list[Message],
+    *,
+    model: str | None,
+    response_id: str | None,
+    usage: Mapping[str, int] | None,
+    created: int | None,
+) -> dict[str, Any]:
     completion: dict[str, Any] = {
         **extras,
         "id": response_id if response_id is not None else extras.get("id"),

@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple, SupportsIndex, get_args
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from opentelemetry.exporter.weave._call import (
     OTEL_ATTRIBUTES_KEY,
@@ -118,7 +118,8 @@ def span_to_call(
     else:
         call_parent = parent_id
     times = _span_times(span)
-    exception = _exception_json(span)
+    status = span.status  # read by two fields: a property, read once
+    exception = _exception_json(span, status)
     is_error = exception is not None
     # The model and the response id are read by several fields: each text worked out once.
     model = reader.text(layout.model) if layout.model else None
@@ -138,7 +139,12 @@ def span_to_call(
         if kind == "tool":
             output = _tool_result(output)
     name = span.name
-    display_name = _display_name(reader, kind) or _as_str(name)
+    name_text: str | None
+    if type(name) is str and name.isascii() and 0 < len(name) < OP_NAME_MAX_LENGTH:
+        op_name = name_text = name  # what op_name_for and _as_str make of it, without the calls
+    else:
+        op_name, name_text = op_name_for(name), _as_str(name)
+    display_name = _display_name(reader, kind) or name_text
     thread_id, turn_id = (
         _thread_and_turn(reader, span_id, thread, is_root=call_parent is None)
         if layout.thread or thread is not None
@@ -153,7 +159,7 @@ def span_to_call(
     start = StartedCall(
         project_id=project_id,
         id=span_id,
-        op_name=op_name_for(name),
+        op_name=op_name,
         display_name=display_name,
         trace_id=trace_id,
         parent_id=call_parent,
@@ -163,7 +169,7 @@ def span_to_call(
         inputs=inputs,
         wb_run_id=wb_run_id,
         wb_run_step=wb_run_step,
-        attributes=_call_attributes(span, reader, times, kind),
+        attributes=_call_attributes(span, reader, times, kind, status),
     )
     end = EndedCall(
         project_id=project_id,
@@ -336,9 +342,19 @@ class _SpanReader:
         return safe_json_from(value)
 
     def take_messages_of(self, candidates: tuple[str, ...]) -> tuple[Any, list[Message] | None]:
-        """:meth:`take_content_of` and its ``chat_messages`` (None for no content). A long
-        conversation's nesting is told by the conversion's own checks, not by a walk over all
-        its containers first (:func:`safe_json_unwalked`)."""
+        """:meth:`take_content_of` and its ``chat_messages`` (None for no content)."""
+        content, messages = self.take_plain_messages_of(candidates)
+        if messages is None and content is not None:
+            messages = chat_messages(content)
+        return content, messages
+
+    def take_plain_messages_of(
+        self, candidates: tuple[str, ...]
+    ) -> tuple[Any, list[Message] | None]:
+        """:meth:`take_content_of` and, when it is JSON text of messages the one-step
+        conversions take, its ``plain_chat_messages`` (else None). A long conversation's
+        nesting is told by the conversion's own checks, not by a walk over all its containers
+        first (:func:`safe_json_unwalked`)."""
         if not candidates:
             return None, None
         found = self.first(candidates)
@@ -347,10 +363,10 @@ class _SpanReader:
         key, value, read_keys = found
         mime_type = self.lookup.get(MIME_TYPE_KEYS.get(key, ""))
         if type(value) is not str or isinstance(mime_type, str):
-            content = self.take_content_of(candidates)  # what is rare: the general steps
-            return content, None if content is None else chat_messages(content)
+            return self.take_content_of(candidates), None  # what is rare: the general steps
         self.consumed.update(read_keys)
-        content, whole = safe_json_unwalked(value)
+        # Messages of the usual shape tell their own nesting: no bracket count of the text.
+        content, whole = safe_json_unwalked(value, count_brackets=False)
         if not whole:
             if type(content) is list:
                 messages = plain_chat_messages(content, MAX_DEPTH)
@@ -358,7 +374,7 @@ class _SpanReader:
                     return content, messages  # it nests within MAX_DEPTH: safe as it is
             if not nests_within(content, MAX_DEPTH):
                 content = json_safe(content)
-        return content, chat_messages(content)
+        return content, None
 
 
 class _Found(NamedTuple):  # built with _new_found on the hot path
@@ -672,19 +688,20 @@ def _usage(reader: _SpanReader, model: str | None) -> dict[str, dict[str, int]] 
         total_tokens = (input_tokens or 0) + (output_tokens or 0)
     # In LLMUsageSchema's order, unset counts left out. Reasoning tokens have no field in the
     # schema; the service keeps extra usage keys.
-    fields = (
-        ("input_tokens", input_tokens),
-        ("output_tokens", output_tokens),
-        ("requests", 1),
-        ("total_tokens", total_tokens),
-        ("cache_read_input_tokens", cache_read),
-        ("cache_creation_input_tokens", cache_write),
-        ("reasoning_tokens", reasoning),
-    )
     usage = {}
-    for name, count in fields:
-        if count is not None:
-            usage[name] = count
+    if input_tokens is not None:
+        usage["input_tokens"] = input_tokens
+    if output_tokens is not None:
+        usage["output_tokens"] = output_tokens
+    usage["requests"] = 1
+    if total_tokens is not None:
+        usage["total_tokens"] = total_tokens
+    if cache_read is not None:
+        usage["cache_read_input_tokens"] = cache_read
+    if cache_write is not None:
+        usage["cache_creation_input_tokens"] = cache_write
+    if reasoning is not None:
+        usage["reasoning_tokens"] = reasoning
     # The usage key is a model name, any text: bounded like an op name, so no attribute can
     # make the summary, which is never cut, too large.
     return {(model or UNKNOWN_MODEL)[:OP_NAME_MAX_LENGTH]: usage}
@@ -774,9 +791,11 @@ def _llm_content(
     content in no shape it knows stays as it came, by the rules of any other call."""
     layout = reader.layout
     found_inputs, messages = reader.take_messages_of(layout.llm_inputs)
-    found_output = (_vercel_reply(reader) if layout.vercel_reply else None) or (
-        reader.take_content_of(layout.llm_outputs)
-    )
+    # The reply's messages, when the one-step conversions took them: not converted again.
+    output_messages = None
+    found_output: Any = _vercel_reply(reader) if layout.vercel_reply else None
+    if found_output is None:
+        found_output, output_messages = reader.take_plain_messages_of(layout.llm_outputs)
     if (
         layout.openinference_outputs
         and _OPENINFERENCE_OUTPUTS in reader.consumed_prefixes()
@@ -786,7 +805,7 @@ def _llm_content(
         # which only its raw output holds.
         whole = reader.take_content(_RAW_OUTPUTS)
         if whole is not None and not _lacks_tool_arguments(whole):
-            found_output = whole
+            found_output, output_messages = whole, None
     instructions = reader.take_content_of(layout.instructions)
     if reader.events or content_events:
         events = [
@@ -830,7 +849,7 @@ def _llm_content(
     if isinstance(found_output, str):
         completion = chat_completion({"role": "assistant", "content": found_output}, **details)
     else:
-        completion = chat_completion(found_output, **details)
+        completion = chat_completion(found_output, **details, messages=output_messages)
     if completion is None:  # a reply in no format known, whole, as the reply's text
         reply = {"role": "assistant", "content": _as_message_text(found_output)}
         completion = chat_completion(reply, **details)
@@ -946,12 +965,12 @@ def _completion_usage(usage: dict[str, dict[str, int]] | None) -> dict[str, int]
 _COMPLETION_COUNTS = ("input_tokens", "output_tokens", "total_tokens")
 
 
-def _exception_json(span: ReadableSpan) -> str | None:
-    """Weave's exception string, set exactly when the span failed.
+def _exception_json(span: ReadableSpan, status: Status) -> str | None:
+    """Weave's exception string, set exactly when the span failed (``status``: the span's).
 
     An exception event on a span whose status is not ERROR was handled, so it is no error.
     """
-    if span.status.status_code is not StatusCode.ERROR:
+    if status.status_code is not StatusCode.ERROR:
         return None
     event = _last_exception_event(span.events)
     if event is not None:
@@ -962,9 +981,7 @@ def _exception_json(span: ReadableSpan) -> str | None:
     else:
         span_attributes = span.attributes or {}
         error_type = _class_name(_as_str(span_attributes.get("error.type"))) or "Error"
-        message = _as_str(span.status.description) or _http_status_message(
-            span_attributes, error_type
-        )
+        message = _as_str(status.description) or _http_status_message(span_attributes, error_type)
         traceback = []
     return json.dumps(
         {"type": error_type, "message": message, "traceback": traceback}, ensure_ascii=False
@@ -1074,11 +1091,11 @@ _RESERVED_KEYS = (OTEL_ATTRIBUTES_KEY, WEAVE_ATTRIBUTES_KEY)
 
 
 def _call_attributes(
-    span: ReadableSpan, reader: _SpanReader, times: _Times, kind: WeaveKind | None
+    span: ReadableSpan, reader: _SpanReader, times: _Times, kind: WeaveKind | None, status: Status
 ) -> dict[str, Any]:
     """The span's own attributes, minus those that became call fields, plus OTel context and
     the Weave kind, under keys of their own: a span attribute of the same name moves into the
-    context, as ``span_attributes``."""
+    context, as ``span_attributes``. ``status`` is the span's."""
     consumed = reader.consumed
     if reader.layout.keys_are_texts:
         # Each key its own name: the attributes copied whole, those consumed taken out.
@@ -1086,23 +1103,24 @@ def _call_attributes(
         for key in consumed:
             call_attributes.pop(key, None)  # a key read from an event's attributes is not there
         # What json_safe leaves as it is, told without the call: most values (an int, a short
-        # ASCII text).
-        unsafe = [
-            key
-            for key, value in call_attributes.items()
-            if type(value) is not int
-            and (type(value) is not str or not value.isascii() or len(value) > MAX_STRING_CHARS)
-        ]
-        for key in unsafe:
-            call_attributes[key] = json_safe(call_attributes[key])
+        # ASCII text, a finite float). A value replaced adds no key: the iteration goes on.
+        for key, value in call_attributes.items():
+            value_type = type(value)
+            if value_type is not int and (
+                (value_type is not str or not value.isascii() or len(value) > MAX_STRING_CHARS)
+                and (value_type is not float or not math.isfinite(value))
+            ):
+                call_attributes[key] = json_safe(value)
     else:
         key_texts = reader.key_texts()
         call_attributes = {}
         for key, value in reader.attributes.items():
             if key not in consumed:
                 value_type = type(value)
-                is_kept = value_type is int or (
-                    value_type is str and value.isascii() and len(value) <= MAX_STRING_CHARS
+                is_kept = (
+                    value_type is int
+                    or (value_type is str and value.isascii() and len(value) <= MAX_STRING_CHARS)
+                    or (value_type is float and math.isfinite(value))
                 )
                 call_attributes[key_texts[key]] = value if is_kept else json_safe(value)
     displaced = (
@@ -1110,12 +1128,7 @@ def _call_attributes(
         if OTEL_ATTRIBUTES_KEY in call_attributes or WEAVE_ATTRIBUTES_KEY in call_attributes
         else None
     )
-    scope, span_kind, status, events = (
-        span.instrumentation_scope,
-        span.kind,
-        span.status,
-        reader.events,
-    )
+    scope, span_kind, events = span.instrumentation_scope, span.kind, reader.events
     code = status.status_code
     layout = reader.layout
     context: dict[str, Any] = {

@@ -119,19 +119,25 @@ def decode_json_text(value: object) -> Any:
 
     Instrumentations put messages on spans as JSON strings; plain text stays text.
     """
-    if isinstance(value, str) and value[:64].lstrip()[:1] in ("{", "["):
-        # JSONDecoder.decode's steps, its scanner called directly (json.loads would build a
-        # decoder per call; its only other step, refusing a leading BOM, cannot apply: the
-        # text starts with a bracket). Most texts have no whitespace around them to skip.
-        start = 0 if value[0] in "{[" else len(value) - len(value.lstrip(_JSON_WHITESPACE))
-        try:
-            decoded, end = _SCAN_ONCE(value, start)
-        except (StopIteration, ValueError, RecursionError):
-            return value
-        if end != len(value) and len(value.rstrip(_JSON_WHITESPACE)) != end:
-            return value  # more than whitespace after the value
-        return decoded
-    return value
+    if not isinstance(value, str):
+        return value
+    # Most texts have no whitespace around them to skip: their first character tells.
+    if value[:1] in _OPENERS:
+        start = 0
+    elif value[:64].lstrip()[:1] in _OPENERS:
+        start = len(value) - len(value.lstrip(_JSON_WHITESPACE))
+    else:
+        return value
+    # JSONDecoder.decode's steps, its scanner called directly (json.loads would build a
+    # decoder per call; its only other step, refusing a leading BOM, cannot apply: the text
+    # starts with a bracket).
+    try:
+        decoded, end = _SCAN_ONCE(value, start)
+    except (StopIteration, ValueError, RecursionError):
+        return value
+    if end != len(value) and len(value.rstrip(_JSON_WHITESPACE)) != end:
+        return value  # more than whitespace after the value
+    return decoded
 
 
 def safe_json_from(value: object) -> Any:
@@ -150,11 +156,16 @@ def safe_json_from(value: object) -> Any:
     return json_safe(safe)
 
 
-def safe_json_unwalked(value: object) -> tuple[Any, bool]:
+def safe_json_unwalked(value: object, *, count_brackets: bool = True) -> tuple[Any, bool]:
     """``(safe_json_from(value), True)``; or, when all that answer still needs is the walk over
     the decoded containers (:func:`safe_json_from`), ``(decoded, False)``: the answer is
     ``decoded`` if ``nests_within(decoded, MAX_DEPTH)``, else ``json_safe(decoded)``. A caller
-    that looks at every container anyway can tell their nesting without the walk."""
+    that looks at every container anyway can tell their nesting without the walk.
+
+    Without ``count_brackets``, decoded containers are left to the walk even when too few
+    brackets to nest deeper are written: the count reads every character of the text, which
+    costs a caller whose conversion tells the nesting of the containers it takes more than
+    the walk it saves."""
     if (
         isinstance(value, str)
         and len(value) <= MAX_NODES
@@ -165,7 +176,7 @@ def safe_json_unwalked(value: object) -> tuple[Any, bool]:
         decoded = decode_json_text(value)
         if decoded is value:
             return json_safe(decoded), True
-        return decoded, value.count("[") + value.count("{") < MAX_DEPTH
+        return decoded, count_brackets and value.count("[") + value.count("{") < MAX_DEPTH
     return json_safe(decode_json_text(value)), True
 
 
@@ -194,6 +205,8 @@ def _non_finite_text(literal: str) -> str:
 _DECODER = json.JSONDecoder(parse_float=_finite_or_text, parse_constant=_non_finite_text)
 # The decoder's C scanner (typeshed leaves the attribute out).
 _SCAN_ONCE: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_OPENERS = ("{", "[")
+"""The first characters of the JSON texts decoded (an object's, an array's)."""
 _JSON_WHITESPACE = " \t\n\r"
 """What JSON counts as whitespace (``json.decoder.WHITESPACE``)."""
 
