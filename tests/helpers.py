@@ -475,9 +475,11 @@ def calls_named(calls: Sequence[Mapping[str, Any]], *span_names: str) -> list[An
 
 
 def children_of(calls: Sequence[Mapping[str, Any]], parent: Mapping[str, Any]) -> list[Any]:
-    """The calls whose parent is ``parent``, in start order."""
+    """The calls whose parent is ``parent``, in start order; calls started in the same tick of
+    a coarse clock (Node's SDK counts start times in milliseconds) in end order, which is
+    theirs when they ran one after the other."""
     found = [c for c in calls if c["parent_id"] == parent["id"]]
-    return sorted(found, key=lambda call: str(call["started_at"]))
+    return sorted(found, key=lambda call: (str(call["started_at"]), str(call["ended_at"])))
 
 
 def trace_of(calls: Sequence[Mapping[str, Any]], call: Mapping[str, Any]) -> list[Any]:
