@@ -76,6 +76,7 @@ WEAVE_ATTRIBUTES_KEY = "weave"
 
 _NANOS_PER_MICROSECOND = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_SECONDS_PER_DAY = 86_400
 
 Summary = dict[str, Any]
 """A call's ``summary`` as sent: ``usage`` (model → token counts) and ``status_counts``
@@ -118,17 +119,21 @@ def utc_iso(value: datetime) -> str:
     if value.tzinfo is not timezone.utc:
         value = value.astimezone(timezone.utc)
     # `isoformat` costs a few µs, twice a call: the text up to the second is made once for
-    # the calls of each second (spans end in bursts), the microseconds added to it.
-    second = (value.year, value.month, value.day, value.hour, value.minute, value.second)
+    # the calls of each second (spans end in bursts), the microseconds added to it. The time
+    # since the epoch tells the second at the cost of one subtraction, not six attributes.
+    since_epoch = value - _EPOCH
+    second = since_epoch.days * _SECONDS_PER_DAY + since_epoch.seconds
     prefix = _iso_seconds.get(second)
     if prefix is None:
         if len(_iso_seconds) >= _ISO_SECONDS_KEPT:
             _iso_seconds.clear()
         prefix = _iso_seconds[second] = value.replace(microsecond=0).isoformat()[:-6]
-    return f"{prefix}.{value.microsecond:06d}+00:00"
+    # `%`, as for ids: an f-string's format spec costs more.
+    return "%s.%06d+00:00" % (prefix, since_epoch.microseconds)  # noqa: UP031
 
 
-_iso_seconds: dict[tuple[int, ...], str] = {}
+_iso_seconds: dict[int, str] = {}
+"""The text of each second (since the epoch) seen lately, up to the second."""
 _ISO_SECONDS_KEPT = 1024
 
 
@@ -452,9 +457,9 @@ class WeaveCall:
 
     def _encode(self) -> dict[str, Any]:
         """Every call's JSON pieces, into the properties' cache, which it returns: the large
-        fields and the small ones of each half, and the complete call, joined once from them.
-        Made in one run, not by each property from the others' through their descriptors; the
-        start's and the end's own JSON only when a route asks for them."""
+        fields, the small ones of each half, the complete call joined once from them, and its
+        size. Made in one run, not by each property from the others' through their
+        descriptors; the start's and the end's own JSON only when a route asks for them."""
         cached = self.__dict__
         start, end = self.start, self.end
         # A replaced call keeps the JSON of the large fields it did not change.
@@ -492,7 +497,7 @@ class WeaveCall:
         cached["start_head_json"] = head
         cached["end_own_json"] = end_own
         # Both objects have members: the end's own always has `ended_at`.
-        cached["complete_json"] = b"".join(
+        complete = cached["complete_json"] = b"".join(
             (
                 head[:-1],
                 b',"attributes":',
@@ -506,6 +511,20 @@ class WeaveCall:
                 b"}",
             )
         )
+        # The start's JSON and the end's own fields: the complete call and its one comma.
+        size = len(complete) + 1 + _ITEM_OVERHEAD_BYTES
+        if (end.project_id, end.id, end.trace_id, end.started_at) == (
+            start.project_id,
+            start.id,
+            start.trace_id,
+            start.started_at,
+        ):
+            # The end's shared fields are members of the start's head, encoded alike: the end
+            # is at most that head and its own fields (without encoding it, which calls_complete
+            # never sends).
+            cached["encoded_size"] = size + len(head)
+        else:
+            cached["encoded_size"] = size + len(self.end_json) - len(self.end_only_json)
         return cached
 
     @_encoded_once
@@ -530,23 +549,7 @@ class WeaveCall:
     @_encoded_once
     def encoded_size(self) -> int:
         """An upper bound of the bytes this call adds to a request of any write route."""
-        start, end = self.start, self.end
-        complete = self.complete_json
-        # The start's JSON and the end's own fields: the complete call and its one comma.
-        size = len(complete) + 1
-        if (end.project_id, end.id, end.trace_id, end.started_at) == (
-            start.project_id,
-            start.id,
-            start.trace_id,
-            start.started_at,
-        ):
-            # The end's shared fields are members of the start's head, encoded alike: the end
-            # is at most that head and its own fields (without encoding it, which calls_complete
-            # never sends).
-            size += len(self.start_head_json)
-        else:
-            size += len(self.end_json) - len(self.end_only_json)
-        return size + _ITEM_OVERHEAD_BYTES
+        return self._encode()["encoded_size"]  # type: ignore[no-any-return]
 
 
 # What an item adds around the halves' JSON at most: upsert_batch's
