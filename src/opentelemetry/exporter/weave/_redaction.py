@@ -146,10 +146,10 @@ class Redactor:
         attributes: Any = call.start.attributes
         exception = call.end.exception
         if self._enabled:
-            inputs = self.scrub(inputs)
-            output = self.scrub(output)
-            attributes = self.scrub(attributes)
-            exception = None if exception is None else self.scrub(exception)
+            inputs = self._scrub(inputs, 0)
+            output = self._scrub(output, 0)
+            attributes = self._scrub(attributes, 0)
+            exception = None if exception is None else self._scrub(exception, 0)
         if self._callback is not None:
             # Scrubbing shares what it leaves as it was: a callback editing in place must not
             # change the call.
@@ -192,6 +192,48 @@ class Redactor:
         return self._scrub(value, 0)
 
     def _scrub(self, value: Any, depth: int) -> Any:
+        # Containers first: most values walked into are.
+        if isinstance(value, dict):
+            scrubbed: dict[Any, Any] | None = None
+            clear_keys, clear_texts = self._clear_keys, self._clear_texts
+            for key, item in value.items():
+                if key in clear_keys:
+                    # Most items: a key known not secret and a value plainly left as it is,
+                    # told here without a call (_passes' steps); a container is walked into.
+                    kind = type(item)
+                    if kind is str:
+                        if item in clear_texts or self._newly_clear(item):
+                            continue
+                    elif kind in _UNSCRUBBED_TYPES:
+                        continue
+                    clean = self._scrub(item, depth + 1)
+                elif self._is_secret_key(key):
+                    clean = self._redact_all(item, depth)
+                elif self._passes(item):
+                    continue
+                else:
+                    clean = self._scrub(item, depth + 1)
+                if clean is not item:
+                    if scrubbed is None:
+                        scrubbed = dict(value)
+                    scrubbed[key] = clean
+            return value if scrubbed is None else scrubbed
+        if isinstance(value, (list, tuple)):
+            items: list[Any] | None = None
+            clear_texts = self._clear_texts
+            for index, item in enumerate(value):
+                kind = type(item)  # as in a dict's items
+                if kind is str:
+                    if item in clear_texts or self._newly_clear(item):
+                        continue
+                elif kind in _UNSCRUBBED_TYPES:
+                    continue
+                clean = self._scrub(item, depth + 1)
+                if clean is not item:
+                    if items is None:
+                        items = list(value)
+                    items[index] = clean
+            return value if items is None else items
         if isinstance(value, str):
             if _plainly_clear(value):
                 return value  # most strings, at a few single-character scans
@@ -204,42 +246,6 @@ class Redactor:
             ):
                 return self._scrub_text(value, depth, holds_value)
             return value  # most strings
-        if isinstance(value, dict):
-            scrubbed: dict[Any, Any] | None = None
-            clear_keys, clear_texts = self._clear_keys, self._clear_texts
-            for key, item in value.items():
-                # Most items: a key known not secret and a value plainly left as it is
-                # (_passes), told here without a call.
-                if key in clear_keys:
-                    kind = type(item)
-                    if (kind is str and item in clear_texts) or kind in _UNSCRUBBED_TYPES:
-                        continue
-                    is_secret = False
-                else:
-                    is_secret = self._is_secret_key(key)
-                if not is_secret and self._passes(item):
-                    continue
-                clean = self._redact_all(item, depth) if is_secret else self._scrub(item, depth + 1)
-                if clean is not item:
-                    if scrubbed is None:
-                        scrubbed = dict(value)
-                    scrubbed[key] = clean
-            return value if scrubbed is None else scrubbed
-        if isinstance(value, (list, tuple)):
-            items: list[Any] | None = None
-            clear_texts = self._clear_texts
-            for index, item in enumerate(value):
-                kind = type(item)
-                if (kind is str and item in clear_texts) or kind in _UNSCRUBBED_TYPES:
-                    continue
-                if self._passes(item):
-                    continue
-                clean = self._scrub(item, depth + 1)
-                if clean is not item:
-                    if items is None:
-                        items = list(value)
-                    items[index] = clean
-            return value if items is None else items
         return value
 
     def _passes(self, item: object) -> bool:
@@ -248,15 +254,18 @@ class Redactor:
         models, kinds, resource values repeat from call to call)."""
         if type(item) is not str:  # exactly str: a subclass may hash and compare as it likes
             return type(item) in _UNSCRUBBED_TYPES
-        clear_texts = self._clear_texts
-        if item in clear_texts:
-            return True
-        if not _plainly_clear(item):
+        return item in self._clear_texts or self._newly_clear(item)
+
+    def _newly_clear(self, text: str) -> bool:
+        """Whether a text (exactly a str) not remembered is plainly clear; remembered if so
+        and short."""
+        if not _plainly_clear(text):
             return False
-        if len(item) <= _CACHED_TEXT_CHARS:
+        if len(text) <= _CACHED_TEXT_CHARS:
+            clear_texts = self._clear_texts
             if len(clear_texts) >= _CACHED_TEXTS:
                 clear_texts.clear()
-            clear_texts.add(item)
+            clear_texts.add(text)
         return True
 
     def _redact_all(self, value: Any, depth: int) -> Any:
