@@ -195,3 +195,14 @@ def test_a_call_with_no_ended_children_is_returned_unchanged(
 ) -> None:
     leaf = call(2, parent=parent, tokens=4)
     assert SummaryRollup(10, 60).roll_up(leaf, into_parent) is leaf
+
+
+def test_only_whole_numbers_add_up_and_a_childs_own_summary_stays_as_it_is() -> None:
+    rollup = SummaryRollup(max_pending=10, max_age_seconds=60)
+    child = call(2, parent=1, tokens=3)
+    odd = {"input_tokens": 3, "total_tokens": 3, "requests": True, "cost": 0.5}
+    child = child.replace(summary={**summary_of(child), "usage": {"m": odd}})
+    assert rollup.roll_up(child) is child
+    parent = rollup.roll_up(call(1, tokens=0, facts=AGENT))
+    assert summary_of(parent)["usage"] == {"m": {"input_tokens": 3, "total_tokens": 3}}
+    assert odd == {"input_tokens": 3, "total_tokens": 3, "requests": True, "cost": 0.5}

@@ -50,9 +50,13 @@ class _SubtreeTotals:
 
     def _add_counts(self, usage: _Usage, status_counts: dict[str, int]) -> None:
         for model, counts in usage.items():
-            totals = self.usage.setdefault(model, {})
+            totals = self.usage.get(model)
+            if totals is None:
+                totals = self.usage[model] = {}
             for key, value in counts.items():
-                totals[key] = totals.get(key, 0) + value
+                # Exactly int first: what the mapping writes (a bool is an int, but no count).
+                if type(value) is int or (isinstance(value, int) and not isinstance(value, bool)):
+                    totals[key] = totals.get(key, 0) + value
         own_counts = self.status_counts
         for status, count in status_counts.items():
             own_counts[status] = own_counts.get(status, 0) + count
@@ -163,15 +167,6 @@ _SEEN_RESPONSE: _Usage = {}
 
 
 def _usage_counts(usage: _Usage | None) -> _Usage:
-    """A copy of the counts, to add to (the summary's own stay as they are)."""
-    if not usage:
-        return {}
-    return {
-        model: {
-            key: value
-            for key, value in entry.items()
-            # Exactly int first: what the mapping writes (a bool is an int, but no count).
-            if type(value) is int or (isinstance(value, int) and not isinstance(value, bool))
-        }
-        for model, entry in usage.items()
-    }
+    """The counts by model, to add up (only whole numbers are: ``_add_counts``), in a dict of
+    their own: the summary's own stays as it is."""
+    return dict(usage) if usage else {}
