@@ -191,6 +191,18 @@ def test_calls_complete_body_carries_whole_calls() -> None:
     ]
 
 
+@pytest.mark.parametrize("body", BATCH_BODIES)
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_a_batch_body_is_its_items_in_one_envelope(body: BatchBody, count: int) -> None:
+    calls = CALLS[:count]
+    items_per_call = 2 if body is upsert_batch_body else 1
+    encoded = body(calls)
+    assert encoded.startswith(b'{"batch":[')
+    assert encoded.endswith(b"]}")
+    assert len(json.loads(encoded)["batch"]) == items_per_call * count
+    assert body(calls) == encoded  # the calls' own JSON is left as it was
+
+
 def test_calls_complete_body_names_every_field_once() -> None:
     def once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         names = [name for name, _ in pairs]
