@@ -86,6 +86,19 @@ _PART = st.one_of(
 )
 
 
+def _genai_message(
+    role: Any, parts: Any, finish_reason: Any, has_finish_reason: bool, extra: str | None
+) -> dict[str, Any]:
+    """An OTel GenAI message as the property tests draw it: a ``finish_reason`` if asked for,
+    and one more key (``extra``) if given."""
+    message: dict[str, Any] = {"role": role, "parts": parts}
+    if has_finish_reason:
+        message["finish_reason"] = finish_reason
+    if extra is not None:
+        message[extra] = "x"
+    return message
+
+
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     role=_ROLE | _ROLE | st.text(max_size=6) | _ODD,
@@ -105,11 +118,7 @@ _PART = st.one_of(
 def test_the_genai_parts_fast_path_converts_exactly_as_the_full_one(
     role: Any, parts: Any, finish_reason: Any, has_finish_reason: bool, extra: str | None
 ) -> None:
-    message: dict[str, Any] = {"role": role, "parts": parts}
-    if has_finish_reason:
-        message["finish_reason"] = finish_reason
-    if extra is not None:
-        message[extra] = "x"
+    message = _genai_message(role, parts, finish_reason, has_finish_reason, extra)
     fast = _chat._genai_parts(message)
     full = _chat._converted_in_full(message)
     if fast is not None:
@@ -266,6 +275,12 @@ _MESSAGE = st.one_of(
 )
 
 
+# A completion's details, as the two completion property tests draw them.
+_FINISH_REASONS = st.none() | st.lists(st.sampled_from(["stop", "length"]), max_size=2)
+_USAGE = st.none() | st.just({"input_tokens": 3, "output_tokens": 4, "total_tokens": 7})
+_CREATED = st.none() | st.integers(0, 10**10)
+
+
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     value=st.one_of(
@@ -274,9 +289,9 @@ _MESSAGE = st.one_of(
         st.fixed_dictionaries({"choices": st.lists(_MESSAGE, max_size=2)}),
         st.sampled_from(["a reply", '[{"role": "assistant", "content": "x"}]', "[]", "{}"]),
     ),
-    finish_reasons=st.none() | st.lists(st.sampled_from(["stop", "length"]), max_size=2),
-    usage=st.none() | st.just({"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}),
-    created=st.none() | st.integers(0, 10**10),
+    finish_reasons=_FINISH_REASONS,
+    usage=_USAGE,
+    created=_CREATED,
 )
 def test_chat_completion_is_what_the_general_steps_make(
     value: Any,
@@ -380,9 +395,9 @@ def test_plain_chat_messages_are_chat_messages_of_what_nests_within(
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     value=st.lists(_PLAIN_MESSAGE | _MESSAGE, min_size=1, max_size=4),
-    finish_reasons=st.none() | st.lists(st.sampled_from(["stop", "length"]), max_size=2),
-    usage=st.none() | st.just({"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}),
-    created=st.none() | st.integers(0, 10**10),
+    finish_reasons=_FINISH_REASONS,
+    usage=_USAGE,
+    created=_CREATED,
 )
 def test_a_completion_of_plain_messages_is_the_completion_of_their_content(
     value: list[Any],
@@ -471,11 +486,7 @@ def test_the_genai_parts_fast_path_takes_each_message_the_text_only_one_takes(
     role: Any, parts: Any, finish_reason: Any, has_finish_reason: bool, extra: str | None
 ) -> None:
     # Why a conversion may skip _text_only for _genai_parts.
-    message: dict[str, Any] = {"role": role, "parts": parts}
-    if has_finish_reason:
-        message["finish_reason"] = finish_reason
-    if extra is not None:
-        message[extra] = "x"
+    message = _genai_message(role, parts, finish_reason, has_finish_reason, extra)
     text_only = _chat._text_only(message)
     if text_only is not None:
         assert repr(_chat._genai_parts(message)) == repr(text_only)
