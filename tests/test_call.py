@@ -378,6 +378,32 @@ def test_a_sealed_call_is_the_call_it_seals(call: WeaveCall) -> None:
         assert (changed.start_json, changed.end_json) == (expected.start_json, expected.end_json)
 
 
+@pytest.mark.parametrize("call", CALLS)
+def test_renamed_is_replace_of_the_name_and_the_name_shown(call: WeaveCall) -> None:
+    for original in (call, call.sealed()):
+        _ = original.inputs_json  # a large field's JSON, kept by both
+        renamed = original.renamed("weave:///e/p/op/x:abc", "shown")
+        expected = original.replace(op_name="weave:///e/p/op/x:abc", display_name="shown")
+
+        assert renamed == expected
+        assert (renamed.start_json, renamed.end_json) == (expected.start_json, expected.end_json)
+        assert renamed.__dict__["inputs_json"] is original.inputs_json
+
+
+def test_renamed_copies_every_other_field_from_its_own() -> None:
+    call = rich_call().replace(
+        thread_id="thread-1", turn_id="turn-1", wb_run_id="run/1", wb_run_step=7
+    )
+    renamed = call.renamed("weave:///e/p/op/x:abc", "shown")
+
+    assert (renamed.start.op_name, renamed.start.display_name) == ("weave:///e/p/op/x:abc", "shown")
+    for spec in fields(call.start):
+        if spec.name not in ("op_name", "display_name"):
+            assert getattr(renamed.start, spec.name) is getattr(call.start, spec.name), spec.name
+    assert renamed.end is call.end
+    assert renamed.facts is call.facts
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.datetimes(timezones=st.just(timezone.utc)) | st.datetimes(timezones=st.timezones()))
 def test_utc_iso_is_isoformat_in_utc(value: datetime) -> None:

@@ -11,6 +11,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Tracer
 
+from opentelemetry.exporter.weave._call import WeaveCall
 from opentelemetry.exporter.weave._ops import (
     FILES_CREATE_ROUTE,
     OBJ_CREATE_ROUTE,
@@ -103,6 +104,36 @@ def test_refs_are_made_once_per_name_in_every_write_mode(
     stats = pipeline.stats()
     assert (stats.ops_created, stats.ops_found, stats.ops_fallback) == (2, 0, 0)
     assert stats.calls_exported == 5
+
+
+def test_once_a_name_has_its_ref_its_calls_are_named_before_they_are_encoded(
+    receiver: LocalWeaveServer, record_spans: Record, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = ExportPipeline(settings_for(receiver.url, op_refs=True))
+    _export(pipeline, _spans(record_spans, "chat gpt-4o"))  # the ref is made here
+    encoded: list[str] = []
+    encode = WeaveCall._encode
+
+    def counted_encode(call: WeaveCall) -> dict[str, Any]:
+        encoded.append(call.start.op_name)
+        return encode(call)
+
+    monkeypatch.setattr(WeaveCall, "_encode", counted_encode)
+    _export(pipeline, _spans(record_spans, "chat gpt-4o", "chat gpt-4o", "new name"))
+
+    ref = f"{REF_PREFIX}chat_gpt-4o:{PLACEHOLDER_OP_DIGEST}"
+    new_ref = f"{REF_PREFIX}new_name:{PLACEHOLDER_OP_DIGEST}"
+    # Each call of the known name once, under its ref; the new name's call was encoded before
+    # its op was made, then again under its ref.
+    assert sorted(encoded) == sorted([ref, ref, "new name", new_ref])
+    sent = receiver.calls(PROJECT)[1:]
+    assert sorted((call["op_name"], call["display_name"]) for call in sent) == [
+        (ref, "chat gpt-4o"),
+        (ref, "chat gpt-4o"),
+        (new_ref, "new name"),
+    ]
+    stats = pipeline.stats()
+    assert (stats.ops_created, stats.ops_fallback, stats.calls_exported) == (2, 0, 4)
 
 
 def test_an_existing_op_is_reused(receiver: LocalWeaveServer, record_spans: Record) -> None:

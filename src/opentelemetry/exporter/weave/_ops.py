@@ -73,6 +73,9 @@ _OPS_MAX_SECONDS = 5.0
 _OPS_SHARE_OF_DEADLINE = 0.25
 # Names per /objs/query: the answer (read up to 64 KiB) must hold them all.
 _QUERY_MAX_NAMES = 50
+# Plain names whose ref named_if_known gives; past this many (names made of ids), it starts
+# over: a name not among them is named at delivery, as the first calls of every name are.
+_NAMED_MAX = 4096
 
 
 def bytes_digest(data: bytes) -> str:
@@ -160,30 +163,58 @@ class OpRefs:
         # When a name (or a whole project, after its routes failed) may be tried again.
         self._failed_names: dict[tuple[str, str], float] = {}
         self._failed_projects: dict[str, float] = {}
+        # What named_if_known reads without the lock (a dict's get is atomic under the GIL):
+        # the ref given to each (project id, plain op name) at delivery; and every ref made.
+        self._named: dict[tuple[str, str], str] = {}
+        self._made: set[str] = set()
 
     def after_fork(self) -> None:
         """A lock held by another thread at the fork would never be released in the child."""
         self._lock = threading.Lock()
 
+    def named_if_known(self, call: WeaveCall) -> WeaveCall:
+        """``call`` with the ref :meth:`apply` gave its name before, if it did; no request.
+
+        The pipeline names each call so before encoding it: a call is then encoded once, and
+        only the first calls of a name wait for :meth:`apply` at delivery to be named.
+        """
+        start = call.start
+        ref = self._named.get((start.project_id, start.op_name))
+        if ref is None:
+            return call
+        return _named(call, ref)
+
     def apply(self, calls: Sequence[WeaveCall], deadline: float) -> list[WeaveCall]:
-        """``calls`` with op refs where they could be had; plain names, counted, elsewhere."""
+        """``calls`` with op refs where they could be had; plain names, counted, elsewhere.
+
+        A call named already (by :meth:`named_if_known`) is passed on as it is.
+        """
+        made = self._made
+        unnamed = [call for call in calls if call.start.op_name not in made]
+        if not unnamed:
+            return list(calls)
         try:
-            refs = self._refs_for(calls, deadline)
+            refs = self._refs_for(unnamed, deadline)
         except Exception:  # a bug of ours must cost the refs, never the calls
             logger.exception("Weave op refs failed; the calls are sent with their plain names")
             refs = {}
         named: list[WeaveCall] = []
         plain = 0
         for call in calls:
+            if call.start.op_name in made:
+                named.append(call)
+                continue
             ref = refs.get((call.start.project_id, call.start.op_name))
             if ref is None:
                 plain += 1
                 named.append(call)
                 continue
-            display_name = call.start.display_name or call.start.op_name
-            named.append(call.replace(op_name=ref, display_name=display_name))
+            named.append(_named(call, ref))
         if plain:
             self._count("ops_fallback", plain)
+        if len(self._named) + len(refs) > _NAMED_MAX:
+            self._named = {}  # a name of a call seen again is then named at delivery again
+        self._named.update(refs)
         return named
 
     def _refs_for(self, calls: Sequence[WeaveCall], deadline: float) -> dict[tuple[str, str], str]:
@@ -244,8 +275,12 @@ class OpRefs:
                     failure,
                 )
                 continue
-            self._refs[(project_id, name)] = op_ref(project_id, name, digest)
+            self._learn(project_id, name, digest)
             self._count("ops_created", 1)
+
+    def _learn(self, project_id: str, name: str, digest: str) -> None:
+        ref = self._refs[(project_id, name)] = op_ref(project_id, name, digest)
+        self._made.add(ref)
 
     def _find(self, project_id: str, names: list[str], budget_end: float) -> list[str]:
         """Cache the refs of the ``names`` whose op exists; the names that have none."""
@@ -261,7 +296,7 @@ class OpRefs:
             answer = self._post(OBJS_QUERY_ROUTE, _json(body), "application/json", budget_end)
             found = _found_ops(answer, set(chunk))
             for name, digest in found.items():
-                self._refs[(project_id, name)] = op_ref(project_id, name, digest)
+                self._learn(project_id, name, digest)
             self._count("ops_found", len(found))
             missing.extend(name for name in chunk if name not in found)
         return missing
@@ -306,6 +341,12 @@ class OpRefs:
             answer = "no answer" if result.status_code is None else f"HTTP {result.status_code}"
             raise _OpRequestError(f"{route}: {answer}: {result.reason}".rstrip(": "))
         return result.body
+
+
+def _named(call: WeaveCall, ref: str) -> WeaveCall:
+    """``call`` under its op's ref, its plain name kept as the name shown."""
+    start = call.start
+    return call.renamed(ref, start.display_name or start.op_name)
 
 
 def _json(body: Mapping[str, Any]) -> bytes:

@@ -293,6 +293,10 @@ class ExportPipeline:
             try:
                 call = self._call_for(span)
                 if call is not None:
+                    # Named by its op's ref when that is known already, so that it is encoded
+                    # once: at delivery, op refs would change a call already encoded.
+                    if self._op_refs is not None:
+                        call = self._op_refs.named_if_known(call)
                     # Encoded here, not at delivery: a call that cannot be encoded then costs
                     # only its own span, not the batch it would have been sent in. Sealed, it
                     # waits for the request as its JSON, not as objects the GC walks.
