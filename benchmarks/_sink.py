@@ -6,8 +6,14 @@ pipeline delivered:
 - ``/call/end`` requests (``call_end`` mode: a call is delivered once its end is);
 - ``"mode": "end"`` items of ``/call/upsert_batch`` bodies;
 - items of ``/v2/{entity}/{project}/calls/complete`` bodies;
-- spans of OTLP ``/v1/traces`` protobuf requests (an empty 200 body is a success for the
+- spans of OTLP ``.../v1/traces`` protobuf requests (an empty 200 body is a success for the
   OTLP exporter: it reads no response).
+
+Weave's op routes (``/objs/query``, ``/files/create``, ``/obj/create``) get the answers the
+service gives when no op exists yet, so that op refs, on by default, run as in production:
+each call then goes out with its op's ref. Logfire's token check (``GET /v1/info``) gets a
+project. Gzipped bodies (both peers') are counted as sent and decoded to be counted; Logfire's
+pending spans (sent at a span's start, its end following as a span of its own) are not counted.
 
 The time a delivery is counted is taken when the body has been read, before the answer is
 sent and the body decoded, with ``time.monotonic()`` (CLOCK_MONOTONIC: comparable across
@@ -25,15 +31,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 import time
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 _OK_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 _OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
+
+
+def _ok(payload: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(payload)).encode()
+        + b"\r\n\r\n"
+        + payload
+    )
+
+
+OP_ANSWERS: dict[str, dict[str, Any]] = {
+    "/objs/query": {"objs": []},
+    "/files/create": {"digest": "benchmarkfile"},
+    "/obj/create": {"digest": "benchmarkop"},
+}
+"""Weave's op routes answered as the service answers them, so that a Weave pipeline runs as it
+does in production (op refs on by default): no op exists yet, each one made gets a digest."""
+# Logfire checks its token at start-up (GET /v1/info), on a thread of its own.
+_REPLIES = {
+    path: _ok(json.dumps(answer).encode())
+    for path, answer in {
+        **OP_ANSWERS,
+        "/v1/info": {"project_name": "benchmark", "project_url": "http://127.0.0.1/benchmark"},
+    }.items()
+}
 
 
 class _Counters:
@@ -52,13 +85,13 @@ class _Counters:
         if expected <= 0:
             self.done.set()
 
-    def record(self, received_at: float, path: str, body: bytes) -> None:
+    def record(self, received_at: float, path: str, body: bytes, gzipped: bool) -> None:
         self.requests += 1
-        self.body_bytes += len(body)
+        self.body_bytes += len(body)  # as sent (Logfire's gzipped)
         if self.first_at is None:
             self.first_at = received_at
         try:
-            items = _delivered_items(path, body)
+            items = _delivered_items(path, gzip.decompress(body) if gzipped else body)
         except Exception:  # a body this sink cannot count: answered all the same
             self.undecodable += 1
             return
@@ -88,18 +121,35 @@ def _delivered_items(path: str, body: bytes) -> int:
         return sum(1 for item in batch if item.get("mode") == "end")
     if path.endswith("/calls/complete"):
         return len(json.loads(body)["batch"])
-    if path == "/v1/traces":
+    if path.endswith("/v1/traces"):  # Langfuse's is /api/public/otel/v1/traces
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
             ExportTraceServiceRequest,
         )
 
         request = ExportTraceServiceRequest.FromString(body)
         return sum(
-            len(scope.spans)
+            not _is_pending(span)
             for resource in request.resource_spans
             for scope in resource.scope_spans
+            for span in scope.spans
         )
     return 0
+
+
+def _is_pending(span: Any) -> bool:
+    """A span Logfire sends at a span's start (its end comes later, as a span of its own)."""
+    return any(
+        attribute.key == "logfire.span_type" and attribute.value.string_value == "pending_span"
+        for attribute in span.attributes
+    )
+
+
+class _Request(NamedTuple):
+    method: str
+    target: str
+    body: bytes
+    close: bool
+    gzipped: bool
 
 
 class _Connection(asyncio.Protocol):
@@ -109,7 +159,7 @@ class _Connection(asyncio.Protocol):
         self._sink = sink
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
-        self._head: tuple[str, str, int, int, bool] | None = None
+        self._head: tuple[str, str, int, int, bool, bool] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -119,10 +169,9 @@ class _Connection(asyncio.Protocol):
         self._buffer += data
         assert self._transport is not None
         while (request := self._next_request()) is not None:
-            method, target, body, close = request
-            self._sink.answer(self._transport, method, target, body, close)
+            self._sink.answer(self._transport, request)
 
-    def _next_request(self) -> tuple[str, str, bytes, bool] | None:
+    def _next_request(self) -> _Request | None:
         buffer = self._buffer
         if self._head is None:
             head_end = buffer.find(b"\r\n\r\n")
@@ -137,15 +186,16 @@ class _Connection(asyncio.Protocol):
                 raise ValueError("chunked request bodies are not supported by this sink")
             method, target, _ = request_line.split(" ", 2)
             close = headers.get("connection", "").lower() == "close"
+            gzipped = headers.get("content-encoding", "").lower() == "gzip"
             body_end = head_end + 4 + int(headers.get("content-length", "0"))
-            self._head = (method, target, head_end + 4, body_end, close)
-        method, target, body_start, body_end, close = self._head
+            self._head = (method, target, head_end + 4, body_end, close, gzipped)
+        method, target, body_start, body_end, close, gzipped = self._head
         if len(buffer) < body_end:
             return None
         body = bytes(buffer[body_start:body_end])
         del buffer[:body_end]
         self._head = None
-        return method, target, body, close
+        return _Request(method, target, body, close, gzipped)
 
 
 class _Sink:
@@ -153,10 +203,9 @@ class _Sink:
         self.counters = _Counters()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def answer(
-        self, transport: asyncio.Transport, method: str, target: str, body: bytes, close: bool
-    ) -> None:
+    def answer(self, transport: asyncio.Transport, request: _Request) -> None:
         received_at = time.monotonic()
+        method, target, body, close, gzipped = request
         url = urlsplit(target)
         if url.path.startswith("/_"):
             task = asyncio.ensure_future(
@@ -166,11 +215,14 @@ class _Sink:
             task.add_done_callback(self._tasks.discard)
             return
         # Answer first, then decode to count: the client never waits for our counting.
-        transport.write(_OK_EMPTY if url.path == "/v1/traces" else _OK_JSON)
+        if url.path.endswith("/v1/traces"):
+            transport.write(_OK_EMPTY)
+        else:
+            transport.write(_REPLIES.get(url.path, _OK_JSON))
         if close:
             transport.close()
         if method == "POST":
-            self.counters.record(received_at, url.path, body)
+            self.counters.record(received_at, url.path, body, gzipped)
 
     async def _control(
         self, transport: asyncio.Transport, method: str, path: str, query: str, body: bytes

@@ -8,8 +8,9 @@ Timings on a shared 2-core machine move by 10-20% from run to run; instruction c
 for each workload (``_workload.py``), over the same finished spans:
 
 - stock: ``encode_spans(batch).SerializePartialToString()``, the OTLP exporter's encoding;
-- weave: ``ExportPipeline._calls_for`` (select, map, redact, roll up, encode and seal) and the
-  ``calls_complete`` request body.
+- weave: ``ExportPipeline._calls_for`` (select, map, redact, roll up, name by op ref, encode
+  and seal), op refs as at delivery (the op routes answered as ``run.py``'s sink answers them)
+  and the ``calls_complete`` request body.
 
 Neither sends anything: HTTP is ``run.py``'s to measure. Each figure is the difference of two
 runs of a child process (the work done twice, and not at all) over ``--spans`` spans.
@@ -30,7 +31,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,19 +54,37 @@ def child(pipeline: str, workload: str, spans_count: int, loops: int) -> None:
             encode_spans(spans).SerializePartialToString()
     elif pipeline == "weave":
         from opentelemetry.exporter.weave._call import calls_complete_body
+        from opentelemetry.exporter.weave._ops import OpRefs
         from opentelemetry.exporter.weave._pipeline import ExportPipeline
 
         pipeline_ = ExportPipeline(settings_for("http://127.0.0.1:9", "calls_complete"))
+        # Op refs as at delivery, the op routes answered as run.py's sink answers them.
+        op_refs = OpRefs(_OpAnswers(), time.monotonic, lambda name, count: None)
 
         def work() -> None:
             calls, _, _ = pipeline_._calls_for(spans)
-            calls_complete_body(calls)
+            calls_complete_body(op_refs.apply(calls, time.monotonic() + 10))
+
+        pipeline_._op_refs = op_refs
     else:
         work = _stage(pipeline, spans, PROJECT_ID)
 
     work()  # caches and lazy imports warmed up, in both counted runs alike
     for _ in range(loops):
         work()
+
+
+class _OpAnswers:
+    """Weave's op routes without HTTP: the answers of run.py's sink."""
+
+    def post_for_answer(
+        self, path: str, body: bytes, timeout: float, headers: Mapping[str, str]
+    ) -> Any:
+        from _sink import OP_ANSWERS
+
+        from opentelemetry.exporter.weave._transport import PostResult
+
+        return PostResult(200, body=OP_ANSWERS[path])
 
 
 def _stage(stage: str, spans: list[Any], project_id: str) -> Callable[[], None]:

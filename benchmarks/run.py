@@ -15,6 +15,7 @@ time, whether each goal of issue 12 is met, and the machine. The figures are als
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib.util
 import logging
@@ -39,12 +40,17 @@ from _workload import WORKLOADS, OpenAIWorkload
 
 STOCK = "otlp"
 WEAVE_MODES = ("call_end", "upsert_batch", "calls_complete")
-PIPELINES = (STOCK, *WEAVE_MODES)
+LANGFUSE, LOGFIRE = "langfuse", "logfire"
+PEERS = {LANGFUSE: "langfuse", LOGFIRE: "logfire"}
+"""Peer pipelines (the ``bench-peers`` extra), each run when its module is installed."""
+PIPELINES = (STOCK, *WEAVE_MODES, *PEERS)
 LABELS = {
     STOCK: "stock: BatchSpanProcessor + OTLPSpanExporter",
     "call_end": "weave: call_end",
     "upsert_batch": "weave: upsert_batch",
     "calls_complete": "weave: calls_complete",
+    LANGFUSE: "peer: LangfuseSpanProcessor",
+    LOGFIRE: "peer: Logfire",
 }
 BATCH_SIZE = 512
 SCHEDULE_DELAY_MS = 5000.0
@@ -71,6 +77,8 @@ PACKAGES = (
     "pydantic-core",
     "httpx",
 )
+PEER_PACKAGES = ("langfuse", "logfire")
+"""Named with the machine when installed."""
 
 
 # ---------------------------------------------------------------- the measured processes
@@ -86,7 +94,22 @@ def _clean_environment() -> None:
 def build_processor(
     pipeline: str, base_url: str, max_queue_size: int, export_timeout_ms: float = EXPORT_TIMEOUT_MS
 ) -> Any:
-    """The pipeline's span processor, both configured alike (batch, delay, timeout, queue)."""
+    """The pipeline's span processor, all configured alike (batch, delay, timeout, queue)."""
+    if pipeline == LANGFUSE:
+        from langfuse._client.span_processor import LangfuseSpanProcessor
+
+        # It passes no queue size to its BatchSpanProcessor, which then reads the variable.
+        os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(max_queue_size)
+        return LangfuseSpanProcessor(
+            public_key="pk-lf-benchmark",
+            secret_key="sk-lf-benchmark",
+            base_url=base_url,
+            timeout=int(export_timeout_ms / 1000),
+            flush_at=BATCH_SIZE,
+            flush_interval=SCHEDULE_DELAY_MS / 1000,
+            # Every span, as the other pipelines send (by default it keeps GenAI spans only).
+            should_export_span=lambda span: True,
+        )
     if pipeline == STOCK:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -125,6 +148,37 @@ def _provider(processor: Any) -> Any:
     return provider
 
 
+def _logfire_provider(base_url: str, max_queue_size: int) -> Any:
+    """Logfire's own tracer provider, as ``logfire.configure`` makes it, sending to the sink."""
+    import logfire
+
+    # Its BatchSpanProcessor reads these (it is given none of them). Its pending spans (one
+    # at each span's start) share the queue: room for twice the spans, none dropped.
+    os.environ["OTEL_BSP_MAX_QUEUE_SIZE"] = str(2 * max_queue_size)
+    os.environ["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"] = str(BATCH_SIZE)
+    os.environ["OTEL_BSP_SCHEDULE_DELAY"] = str(int(SCHEDULE_DELAY_MS))
+    os.environ["OTEL_BSP_EXPORT_TIMEOUT"] = str(int(EXPORT_TIMEOUT_MS))
+    logfire.configure(
+        send_to_logfire=True,
+        token="pylf_v1_us_benchmark",
+        service_name="benchmark-app",
+        console=False,
+        metrics=False,
+        inspect_arguments=False,
+        advanced=logfire.AdvancedOptions(base_url=base_url),
+    )
+    return logfire.DEFAULT_LOGFIRE_INSTANCE.config.get_tracer_provider()
+
+
+def _pipeline(pipeline: str, base_url: str, max_queue_size: int) -> tuple[Any, Any]:
+    """The tracer provider spans are emitted through, and what flushes the pipeline."""
+    if pipeline == LOGFIRE:
+        provider = _logfire_provider(base_url, max_queue_size)
+        return provider, provider
+    processor = build_processor(pipeline, base_url, max_queue_size)
+    return _provider(processor), processor
+
+
 def _status_kib(field: str) -> int:
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
@@ -156,8 +210,7 @@ def throughput_child(workload: str, pipeline: str, port: int, n: int, conn: Conn
     _clean_environment()
     from _workload import emitter
 
-    processor = build_processor(pipeline, f"http://127.0.0.1:{port}", max_queue_size=n)
-    provider = _provider(processor)
+    provider, processor = _pipeline(pipeline, f"http://127.0.0.1:{port}", max_queue_size=n)
     emit = emitter(workload, provider)
     gc.collect()
     rss_before = _status_kib("VmRSS")
@@ -193,7 +246,7 @@ def throughput_child(workload: str, pipeline: str, port: int, n: int, conn: Conn
         "rss_before_kib": rss_before,
         "rss_peak_kib": _status_kib("VmHWM"),
     }
-    if pipeline != STOCK:
+    if pipeline in WEAVE_MODES:
         stats = processor.stats()
         result["lost"] = stats.spans_dropped_queue_full + stats.calls_failed
     provider.shutdown()
@@ -363,6 +416,9 @@ def machine() -> str:
             versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{package} (not installed)")
+    for package in PEER_PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions.append(f"{package} {metadata.version(package)}")
     return (
         f"{model}, {cores} cores, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}; " + ", ".join(versions) + _source_version()
@@ -589,6 +645,12 @@ def _options(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = (set(pipelines) - set(PIPELINES)) | (set(workloads) - set(WORKLOADS))
     if unknown or n % 10 or n_call_end % 10:
         parser.error(f"unknown pipelines or workloads {sorted(unknown)}" if unknown else "not /10")
+    missing = [p for p in pipelines if p in PEERS and importlib.util.find_spec(PEERS[p]) is None]
+    if missing and args.pipelines != parser.get_default("pipelines"):
+        extra = "pip install -e '.[bench-peers]'"
+        parser.error(f"{', '.join(missing)}: needs the bench-peers extra: {extra}")
+    args.skipped = missing  # not installed, not asked for by name: left out
+    pipelines = [p for p in pipelines if p not in missing]
     args.counts = {
         (workload, pipeline): n_call_end if pipeline == "call_end" else n
         for workload in workloads
@@ -630,6 +692,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"schedule delay {SCHEDULE_DELAY_MS:.0f} ms",
         flush=True,
     )
+    if args.skipped:
+        print(f"left out (pip install -e '.[bench-peers]' adds them): {', '.join(args.skipped)}")
     ctx = multiprocessing.get_context("spawn")
     began = time.perf_counter()
     sink, port = _start_sink(ctx)

@@ -1,10 +1,12 @@
-"""The benchmark's openai workload replays what the real instrumentation recorded."""
+"""The benchmarks: the openai workload replays what the real instrumentation recorded, the
+instruction counts count the work they name, the peer pipelines run."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
-from pathlib import Path
+from importlib import metadata
 from typing import Any
 
 import pytest
@@ -12,7 +14,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+from .venvs import ROOT, requirements, venv_python
+
+BENCHMARKS = ROOT / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 from _workload import OPENAI_SPANS, OpenAIWorkload  # noqa: E402
@@ -75,11 +79,14 @@ def test_the_instruction_count_children_do_the_work_they_count(
         "encode_spans",
         lambda spans: encoded.append(len(spans)) or real_encode(spans),
     )
-    monkeypatch.setattr(
-        _call,
-        "calls_complete_body",
-        lambda calls: bodies.append(len(calls)) or real_body(calls),
-    )
+    named: set[bool] = set()
+
+    def body(calls: list[_call.WeaveCall]) -> bytes:
+        bodies.append(len(calls))
+        named.update(call.start.op_name.startswith("weave:///") for call in calls)
+        return real_body(calls)
+
+    monkeypatch.setattr(_call, "calls_complete_body", body)
 
     for workload in ("synthetic", "openai"):
         instructions.child("stock", workload, 20, 1)
@@ -87,6 +94,7 @@ def test_the_instruction_count_children_do_the_work_they_count(
 
     assert encoded == [20, 20, 20, 20]  # warm-up and one counted loop, per workload
     assert bodies == [20, 20, 20, 20]
+    assert named == {True}  # op refs, as in production
 
 
 def test_each_stage_child_does_the_work_it_counts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,3 +125,30 @@ def test_each_stage_child_does_the_work_it_counts(monkeypatch: pytest.MonkeyPatc
         setup = ["map"] * 20 + ["scrub"] * 20
         assert done[: len(setup)] == setup
         assert done[len(setup) :] == [stage] * 40
+
+
+def test_the_peer_pipelines_run_and_deliver_every_span() -> None:
+    python = venv_python("bench_peers")
+    command = [str(python), str(BENCHMARKS / "run.py"), "--quick", "--no-write", "--runs", "1"]
+    command += ["--spans", "520", "--memory-seconds", "0", "--pipelines", "otlp,langfuse,logfire"]
+    # run.py stops with an error when a pipeline does not deliver every span to its sink.
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    rows = [line for line in finished.stdout.splitlines() if line.startswith("peer: ")]
+    assert [row.split("  ")[0] for row in rows] == [
+        "peer: LangfuseSpanProcessor",
+        "peer: Logfire",
+    ] * 2  # each workload
+    assert "langfuse 5.2.0, logfire 5.4.0" in finished.stdout
+
+
+def test_the_peer_pins_are_the_bench_peers_extra() -> None:
+    extra = [
+        requirement.partition(";")[0].strip()
+        for requirement in metadata.requires("opentelemetry-exporter-weave") or []
+        if "bench-peers" in requirement.partition(";")[2]
+    ]
+    pinned = [line for line in requirements("bench_peers").read_text().splitlines() if "==" in line]
+    assert pinned
+    assert pinned == [requirement for requirement in extra if "==" in requirement]
