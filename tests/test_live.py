@@ -17,7 +17,8 @@ import textwrap
 import threading
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Tracer
 
 from opentelemetry.exporter.weave._call import WeaveCall
@@ -100,6 +101,28 @@ def test_an_ended_span_is_never_due() -> None:
     span.end()  # type: ignore[attr-defined]
     clock.advance(60)
     assert live.due() == []
+
+
+def test_a_span_not_sampled_is_never_due() -> None:
+    # Recorded (processors see it) but not sampled: never exported, so never shown running.
+    clock, counts = FakeClock(), Counts()
+    live = live_calls(RecordingPoster(), clock, counts)
+    provider = TracerProvider(sampler=_RecordOnly())
+    span = provider.get_tracer("test").start_span("recorded only")
+    sampled = open_span()[1]
+    for started in (span, sampled):
+        live.span_started(started)
+    clock.advance(60)
+    assert live.due() == [sampled]
+    assert live.due() == []  # and the other one not held on to
+
+
+class _RecordOnly(Sampler):
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY)
+
+    def get_description(self) -> str:
+        return "record only"
 
 
 def test_a_start_not_acknowledged_is_not_running() -> None:

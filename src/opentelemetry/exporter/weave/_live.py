@@ -91,13 +91,10 @@ class LiveCalls:
         self._routes = self._v2_routes
 
     def span_started(self, span: ReadableSpan) -> None:
+        # On the app's thread at every span's start: whether it is sampled is left to due(),
+        # on the worker (a third of the cost here).
         context = span.context
-        if (
-            not self.watching
-            or context is None
-            or not context.trace_flags.sampled
-            or len(self._open) >= _MAX_OPEN_SPANS
-        ):
+        if not self.watching or context is None or len(self._open) >= _MAX_OPEN_SPANS:
             return
         self._open[context.span_id] = (span, self._monotonic())
 
@@ -116,9 +113,10 @@ class LiveCalls:
         # list() of a dict copies it without running Python code: no app thread changes it
         # halfway.
         for span_id, (span, opened) in list(self._open.items()):
-            if span.end_time is not None:
-                # Ended: queued for the batched path, or dropped from a full queue; either
-                # way never due, and not to be held here.
+            context = span.context
+            if span.end_time is not None or context is None or not context.trace_flags.sampled:
+                # Ended (queued for the batched path, or dropped from a full queue), or not
+                # sampled (never exported): never due, and not to be held here.
                 self._open.pop(span_id, None)
             elif self._after is not None and now - opened >= self._after:
                 self._open.pop(span_id, None)
