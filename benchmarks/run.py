@@ -85,10 +85,13 @@ PEER_PACKAGES = ("langfuse", "logfire")
 
 
 def _clean_environment() -> None:
-    """No setting from this shell may change either pipeline."""
+    """No setting from this shell may change any pipeline, nor any package installed beside."""
     for name in list(os.environ):
         if name.startswith(("OTEL_", "WEAVE_", "WANDB_", "WF_")):
             del os.environ[name]
+    # Logfire installs a pydantic plugin: every process building a pydantic model (this
+    # package's settings) would import Logfire, 400 modules more for the collector to walk.
+    os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
 
 
 def build_processor(
