@@ -1,7 +1,7 @@
 """Benchmarks: this package's processor against the stock OTLP pipeline.
 
-    python benchmarks/run.py            # full run (about 7 minutes)
-    python benchmarks/run.py --quick    # short run (under 2 minutes)
+    python benchmarks/run.py            # full run (about 3 minutes)
+    python benchmarks/run.py --quick    # short run (about a minute)
 
 Every pipeline gets the same spans of two workloads (``_workload.py``: "synthetic" LLM-like
 traces, and "openai", real openai-v2 chat spans replayed from ``openai_spans.json``) and sends
@@ -9,7 +9,8 @@ them to the same loopback sink, which runs in a process of its own; every measur
 fresh process, and the runs take turns (A, B, C, D, then B, C, D, A, ...). Printed: a table per
 workload with ratios against the stock pipeline on the same spans, the garbage collector's
 time, whether each goal of issue 12 is met, and the machine. The figures are also written to
-``benchmarks/results.md``. Needs the ``bench`` extra: ``pip install -e '.[bench]'``.
+``benchmarks/results.md``. Needs the ``bench`` extra: ``pip install -e '.[bench]'``; the
+``bench-peers`` extra adds the peer rows (Langfuse's processor, Logfire), left out otherwise.
 """
 
 from __future__ import annotations
@@ -617,7 +618,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def _options(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short run (under 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="a short run (about a minute)")
     parser.add_argument("--spans", type=int, help="spans per run (a multiple of 10)")
     parser.add_argument(
         "--call-end-spans", type=int, help="spans per call_end run (2 requests per span: slow)"
