@@ -91,8 +91,8 @@ class LiveCalls:
         self._routes = self._v2_routes
 
     def span_started(self, span: ReadableSpan) -> None:
-        # On the app's thread at every span's start: whether it is sampled is left to due(),
-        # on the worker (a third of the cost here).
+        # On the app's thread at every span's start: whether it is sampled (three property
+        # reads) is left to due(), on the worker.
         context = span.context
         if not self.watching or context is None or len(self._open) >= _MAX_OPEN_SPANS:
             return
