@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -251,6 +253,37 @@ def test_another_applications_database_is_left_alone_and_the_spool_is_off(
 
     assert "another application" in caplog.text
     assert (tmp_path / SPOOL_FILE_NAME).read_bytes() == before
+
+
+def _open_when_released(directory: str, barrier: Any, opened: Any) -> None:
+    barrier.wait()
+    opened.put(open_spool(directory, MiB) is not None)
+
+
+def test_processes_opening_one_new_spool_at_once_all_get_it(tmp_path: Path) -> None:
+    # A file with our tables and not yet our id would be another application's: each opener
+    # must see the file before or after another one made it, never halfway.
+    fork = multiprocessing.get_context("fork")
+    for trial in range(20):
+        directory = str(tmp_path / f"spool-{trial}")
+        barrier, opened = fork.Barrier(4), fork.Queue()
+        openers = [
+            fork.Process(target=_open_when_released, args=(directory, barrier, opened))
+            for _ in range(4)
+        ]
+        for opener in openers:
+            opener.start()
+        results = [opened.get(timeout=30) for _ in openers]
+        for opener in openers:
+            opener.join(30)
+        assert results == [True] * 4, f"trial {trial}"
+
+
+def test_a_new_spool_file_is_in_wal_mode_and_gives_pages_back(tmp_path: Path) -> None:
+    store_in(tmp_path).put(make_calls(1))
+    with contextlib.closing(sqlite3.connect(tmp_path / SPOOL_FILE_NAME)) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert connection.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # incremental
 
 
 def test_an_unusable_directory_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:

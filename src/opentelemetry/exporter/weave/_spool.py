@@ -116,6 +116,16 @@ def open_spool(directory: str, max_bytes: int) -> SpoolStore | None:
         raise ConfigError(f"spool_dir: cannot use {directory!r} as a spool: {error}") from None
 
 
+def _identity(connection: sqlite3.Connection) -> tuple[int, int]:
+    """The file's application id, and how many schema objects it holds: read in one statement,
+    so from one state of the file (two reads could straddle another process's commit)."""
+    application_id, tables = connection.execute(
+        "SELECT (SELECT application_id FROM pragma_application_id),"
+        " (SELECT count(*) FROM sqlite_master)"
+    ).fetchone()
+    return application_id, tables
+
+
 def _key(call: WeaveCall) -> _CallKey:
     return (call.start.project_id, call.start.id)
 
@@ -164,20 +174,33 @@ class SpoolStore:
             check_same_thread=False,  # used under self._lock, by whichever worker exports
         )
         try:
-            application_id = connection.execute("PRAGMA application_id").fetchone()[0]
-            tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if application_id != _APPLICATION_ID and (application_id != 0 or tables):
+            application_id, tables = _identity(connection)
+            if application_id == 0 and not tables:  # a new file: made ours in one transaction
+                # So that a process opening it meanwhile sees no table, or the tables and our
+                # id, never the tables alone (which is another application's database).
+                # Before the file's first write: lets deleted calls' pages be given back.
+                connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                with contextlib.suppress(sqlite3.OperationalError):  # busy: another sets it
+                    connection.execute("PRAGMA journal_mode = WAL")  # not in a transaction
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    application_id, tables = _identity(connection)  # made meanwhile?
+                    if application_id == 0 and not tables:
+                        connection.execute(_SCHEMA)
+                        connection.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+                        application_id = _APPLICATION_ID
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+            # An existing spool is only read here: another process may be writing it.
+            if application_id != _APPLICATION_ID:
                 raise SpoolUnavailableError(
                     f"{self.path} is a SQLite database of another application; "
                     "it is left untouched and the spool is off"
                 )
             connection.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes
-            if not tables:  # a new spool (an existing one is only read: another may write)
-                # Must precede the first table; lets deleted calls' pages be given back.
-                connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.execute(_SCHEMA)
-                connection.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
             connection.execute("SELECT 1 FROM calls LIMIT 1").fetchone()
         except BaseException:
             connection.close()
