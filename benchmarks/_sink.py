@@ -39,17 +39,20 @@ from multiprocessing.connection import Connection
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
-_OK_JSON = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
-_OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n"
 
-
-def _ok(payload: bytes) -> bytes:
+def _ok(payload: bytes, content_type: bytes = b"application/json") -> bytes:
     return (
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        b"HTTP/1.1 200 OK\r\nContent-Type: "
+        + content_type
+        + b"\r\nContent-Length: "
         + str(len(payload)).encode()
         + b"\r\n\r\n"
         + payload
     )
+
+
+_OK_JSON = _ok(b"{}")
+_OK_EMPTY = _ok(b"", b"application/x-protobuf")
 
 
 OP_ANSWERS: dict[str, dict[str, Any]] = {

@@ -59,13 +59,11 @@ def child(pipeline: str, workload: str, spans_count: int, loops: int) -> None:
 
         pipeline_ = ExportPipeline(settings_for("http://127.0.0.1:9", "calls_complete"))
         # Op refs as at delivery, the op routes answered as run.py's sink answers them.
-        op_refs = OpRefs(_OpAnswers(), time.monotonic, lambda name, count: None)
+        op_refs = pipeline_._op_refs = OpRefs(_OpAnswers(), time.monotonic, lambda *_: None)
 
         def work() -> None:
             calls, _, _ = pipeline_._calls_for(spans)
             calls_complete_body(op_refs.apply(calls, time.monotonic() + 10))
-
-        pipeline_._op_refs = op_refs
     else:
         work = _stage(pipeline, spans, PROJECT_ID)
 

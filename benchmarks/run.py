@@ -43,7 +43,8 @@ STOCK = "otlp"
 WEAVE_MODES = ("call_end", "upsert_batch", "calls_complete")
 LANGFUSE, LOGFIRE = "langfuse", "logfire"
 PEERS = {LANGFUSE: "langfuse", LOGFIRE: "logfire"}
-"""Peer pipelines (the ``bench-peers`` extra), each run when its module is installed."""
+"""Peer pipelines (the ``bench-peers`` extra), each run when its module is installed; each
+module's distribution has its name, and is named with the machine."""
 PIPELINES = (STOCK, *WEAVE_MODES, *PEERS)
 LABELS = {
     STOCK: "stock: BatchSpanProcessor + OTLPSpanExporter",
@@ -78,8 +79,6 @@ PACKAGES = (
     "pydantic-core",
     "httpx",
 )
-PEER_PACKAGES = ("langfuse", "logfire")
-"""Named with the machine when installed."""
 
 
 # ---------------------------------------------------------------- the measured processes
@@ -420,7 +419,7 @@ def machine() -> str:
             versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{package} (not installed)")
-    for package in PEER_PACKAGES:
+    for package in PEERS.values():
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions.append(f"{package} {metadata.version(package)}")
     return (
