@@ -475,9 +475,10 @@ def calls_named(calls: Sequence[Mapping[str, Any]], *span_names: str) -> list[An
 
 
 def children_of(calls: Sequence[Mapping[str, Any]], parent: Mapping[str, Any]) -> list[Any]:
-    """The calls whose parent is ``parent``, in start order; calls started in the same tick of
-    a coarse clock (Node's SDK counts start times in milliseconds) in end order, which is
-    theirs when they ran one after the other."""
+    """The calls whose parent is ``parent``, in start order; calls started at the same time in
+    end order. Not the order they ran in when their starts fell in one tick of a coarse clock
+    (Node's SDK stamps starts in whole milliseconds, and an end as that start plus the
+    duration): a scenario run on such a clock spaces its steps out (tests/js)."""
     found = [c for c in calls if c["parent_id"] == parent["id"]]
     return sorted(found, key=lambda call: (str(call["started_at"]), str(call["ended_at"])))
 

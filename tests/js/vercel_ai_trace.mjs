@@ -46,36 +46,50 @@ const usage = (input, output) => ({
   totalTokens: input + output,
 });
 
+// Node's SDK stamps a span's start in whole milliseconds (its end is that start plus the
+// duration): each step takes a few, so that no two steps start in the same millisecond and
+// their order shows in their start times.
+const pause = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+const steps = [
+  {
+    content: [
+      {
+        type: "tool-call",
+        toolCallId: "call-weather-1",
+        toolName: "weather",
+        input: JSON.stringify({ city: "Paris" }),
+      },
+    ],
+    finishReason: "tool-calls",
+    usage: usage(31, 12),
+    warnings: [],
+  },
+  {
+    content: [{ type: "text", text: "It is 18°C and sunny in Paris." }],
+    finishReason: "stop",
+    usage: usage(58, 11),
+    warnings: [],
+  },
+];
+let step = 0;
+
 const model = new MockLanguageModelV2({
   provider: "mock-provider",
   modelId: MODEL_ID,
-  doGenerate: [
-    {
-      content: [
-        {
-          type: "tool-call",
-          toolCallId: "call-weather-1",
-          toolName: "weather",
-          input: JSON.stringify({ city: "Paris" }),
-        },
-      ],
-      finishReason: "tool-calls",
-      usage: usage(31, 12),
-      warnings: [],
-    },
-    {
-      content: [{ type: "text", text: "It is 18°C and sunny in Paris." }],
-      finishReason: "stop",
-      usage: usage(58, 11),
-      warnings: [],
-    },
-  ],
+  doGenerate: async () => {
+    await pause();
+    return steps[step++];
+  },
 });
 
 const weather = tool({
   description: "The current weather in a city",
   inputSchema: z.object({ city: z.string() }),
-  execute: async ({ city }) => ({ city, celsius: 18, sky: "sunny" }),
+  execute: async ({ city }) => {
+    await pause();
+    return { city, celsius: 18, sky: "sunny" };
+  },
 });
 
 const tracer = trace.getTracer("vercel-ai-gateway-test");
