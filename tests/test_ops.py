@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Tracer
 
-from opentelemetry.exporter.weave._call import WeaveCall
+from opentelemetry.exporter.weave._call import WeaveCall, _SealedCall
 from opentelemetry.exporter.weave._ops import (
     FILES_CREATE_ROUTE,
     OBJ_CREATE_ROUTE,
@@ -134,6 +134,30 @@ def test_once_a_name_has_its_ref_its_calls_are_named_before_they_are_encoded(
     ]
     stats = pipeline.stats()
     assert (stats.ops_created, stats.ops_fallback, stats.calls_exported) == (2, 0, 4)
+
+
+def test_calls_whose_names_have_refs_are_delivered_without_a_half_made_again(
+    receiver: LocalWeaveServer, record_spans: Record, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sealed call is one object for the garbage collector: its halves are made only when
+    # read. Delivery reads its name, id and JSON only; a half made per call would cost the
+    # objects sealing saves, for every call of every batch.
+    pipeline = ExportPipeline(settings_for(receiver.url, op_refs=True))
+    _export(pipeline, _spans(record_spans, "chat gpt-4o"))  # the ref is made here
+    halves_made: list[str] = []
+    for half in ("start", "end"):
+        read = getattr(_SealedCall, half)
+
+        def counted(call: _SealedCall, read: Any = read, half: str = half) -> Any:
+            halves_made.append(half)
+            return read.fget(call)
+
+        monkeypatch.setattr(_SealedCall, half, property(counted))
+    _export(pipeline, _spans(record_spans, "chat gpt-4o", "chat gpt-4o"))
+
+    assert halves_made == []
+    assert len(receiver.calls(PROJECT)) == 3
+    assert pipeline.stats().calls_exported == 3
 
 
 def test_an_existing_op_is_reused(receiver: LocalWeaveServer, record_spans: Record) -> None:

@@ -433,23 +433,27 @@ class WeaveCall:
             if field not in changes and encoded in cached:
                 kept[encoded] = cached[encoded]
 
+    @property
+    def project_id(self) -> str:
+        """The start's: read by delivery without the start (:class:`_SealedCall`)."""
+        return self.start.project_id
+
+    @property
+    def id(self) -> str:
+        """The start's (as :attr:`project_id`)."""
+        return self.start.id
+
+    @property
+    def op_name(self) -> str:
+        """The start's (as :attr:`project_id`)."""
+        return self.start.op_name
+
     def sealed(self) -> WeaveCall:
-        """This call, encoded, its large fields kept as their JSON only (decoded when read):
-        what waits for delivery. Its JSON, and every field's value, are this call's."""
+        """This call, encoded, as what waits for delivery: its fields and JSON, and nothing
+        more, in one object (:class:`_SealedCall`). Its JSON, and every field's value, are
+        this call's."""
         _ = self.encoded_size  # encoded now, not at delivery; the JSON made is the sealed call's
-        start, end = self.start, self.end
-        if type(start) is _SealedStart and type(end) is _SealedEnd:
-            return self
-        # This call's fields and JSON, its halves sealed: built as WeaveCall.of does, the halves
-        # sharing their trace id already (every call's do).
-        encoded = self.__dict__
-        sealed = object.__new__(WeaveCall)
-        sealed.__dict__.update(
-            encoded,
-            start=_SealedStart.of(start, encoded["inputs_json"], encoded["attributes_json"]),
-            end=_SealedEnd.of(end, encoded["output_json"]),
-        )
-        return sealed
+        return _SealedCall.of_encoded(self)
 
     @_encoded_once
     def inputs_json(self) -> bytes:
@@ -576,26 +580,199 @@ class WeaveCall:
     @_encoded_once
     def end_json(self) -> bytes:
         end = self.end
-        if end.started_at is None:
-            started_at = None
-        elif end.started_at == self.start.started_at:
-            started_at = self.started_at_text
+        return self._end_json(end.project_id, end.id, end.trace_id, end.started_at)
+
+    def _end_json(
+        self, project_id: str, call_id: str, trace_id: str | None, started_at: datetime | None
+    ) -> bytes:
+        """The end's JSON, of the fields it shares with the start given."""
+        if started_at is None:
+            started_text = None
+        elif started_at == self.start_started_at:
+            started_text = self.started_at_text
         else:
-            started_at = utc_iso(end.started_at)
+            started_text = utc_iso(started_at)
         shared = _small_json(
             {
-                "project_id": end.project_id,
-                "id": end.id,
-                "trace_id": end.trace_id,
-                "started_at": started_at,
+                "project_id": project_id,
+                "id": call_id,
+                "trace_id": trace_id,
+                "started_at": started_text,
             }
         )
         return _joined_objects(shared, self.end_only_json)
+
+    @property
+    def start_started_at(self) -> datetime:
+        """The start's ``started_at`` (as :attr:`project_id`)."""
+        return self.start.started_at
 
     @_encoded_once
     def encoded_size(self) -> int:
         """An upper bound of the bytes this call adds to a request of any write route."""
         return self._encode()["encoded_size"]  # type: ignore[no-any-return]
+
+
+class _SealedCall(WeaveCall):
+    """A call as it waits for delivery: each field of its halves, its facts' and each piece
+    of its JSON in a slot of its own. No container, so one object for the garbage collector
+    whatever the call holds: a batch of calls waiting for its request adds no collection, nor
+    anything to promote to the oldest generation, which a full collection walks with every
+    span still queued. A half is made when read (sealed: its large fields decoded when read
+    in turn); delivery reads :attr:`op_name`, :attr:`id` and the JSON, which need none."""
+
+    __slots__ = (
+        "attributes_json",
+        "complete_json",
+        "display_name",
+        "encoded_size",
+        "end_id",
+        "end_own_json",
+        "end_project_id",
+        "end_started_at",
+        "end_trace_id",
+        "ended_at",
+        "exception",
+        "id",
+        "inputs_json",
+        "kind",
+        "model",
+        "op_name",
+        "output_json",
+        "parent_id",
+        "project_id",
+        "response_id",
+        "start_head_json",
+        "started_at",
+        "started_at_text",
+        "thread_id",
+        "trace_id",
+        "turn_id",
+        "wb_run_id",
+        "wb_run_step",
+        "wb_run_step_end",
+    )
+    # The start's fields by their names (those of the properties too), the end's own
+    # prefixed, the facts', and the JSON each property of that name gives on any call.
+    project_id: str
+    id: str
+    op_name: str
+    trace_id: str
+    started_at: datetime
+    display_name: str | None
+    parent_id: str | None
+    thread_id: str | None
+    turn_id: str | None
+    wb_run_id: str | None
+    wb_run_step: int | None
+    end_project_id: str
+    end_id: str
+    ended_at: datetime
+    end_trace_id: str | None
+    exception: str | None
+    end_started_at: datetime | None
+    wb_run_step_end: int | None
+    kind: WeaveKind | None
+    model: str | None
+    response_id: str | None
+    inputs_json: bytes
+    attributes_json: bytes
+    output_json: bytes
+    started_at_text: str
+    start_head_json: bytes
+    end_own_json: bytes
+    complete_json: bytes
+    encoded_size: int
+    __hash__ = WeaveCall.__hash__  # none: equal to the plain call of the same fields
+
+    @classmethod
+    def of_encoded(cls, call: WeaveCall) -> WeaveCall:
+        """``call``, encoded already, sealed (itself if it is)."""
+        if type(call) is cls:
+            return call
+        start, end, facts, encoded = call.start, call.end, call.facts, call.__dict__
+        sealed = object.__new__(cls)
+        # Field by field (a test holds every field to the call's): a loop costs several times
+        # as much, for every call exported.
+        sealed.project_id = start.project_id
+        sealed.id = start.id
+        sealed.op_name = start.op_name
+        sealed.trace_id = start.trace_id
+        sealed.started_at = start.started_at
+        sealed.display_name = start.display_name
+        sealed.parent_id = start.parent_id
+        sealed.thread_id = start.thread_id
+        sealed.turn_id = start.turn_id
+        sealed.wb_run_id = start.wb_run_id
+        sealed.wb_run_step = start.wb_run_step
+        sealed.end_project_id = end.project_id
+        sealed.end_id = end.id
+        sealed.ended_at = end.ended_at
+        sealed.end_trace_id = end.trace_id
+        sealed.exception = end.exception
+        sealed.end_started_at = end.started_at
+        sealed.wb_run_step_end = end.wb_run_step_end
+        sealed.kind = facts.kind
+        sealed.model = facts.model
+        sealed.response_id = facts.response_id
+        sealed.inputs_json = encoded["inputs_json"]
+        sealed.attributes_json = encoded["attributes_json"]
+        sealed.output_json = encoded["output_json"]
+        sealed.started_at_text = encoded["started_at_text"]
+        sealed.start_head_json = encoded["start_head_json"]
+        sealed.end_own_json = encoded["end_own_json"]
+        sealed.complete_json = encoded["complete_json"]
+        sealed.encoded_size = encoded["encoded_size"]
+        return sealed
+
+    @property
+    def start(self) -> StartedCall:
+        return _SealedStart.of(self, self.inputs_json, self.attributes_json)  # type: ignore[arg-type]
+
+    @property
+    def end(self) -> EndedCall:
+        end = object.__new__(_SealedEnd)
+        end.project_id = self.end_project_id
+        end.id = self.end_id
+        end.ended_at = self.ended_at
+        # The summary as its JSON in the end's own, decoded when read: it is dicts.
+        end.summary = json.loads(self.end_own_json)["summary"]
+        end.trace_id = self.end_trace_id
+        end.exception = self.exception
+        end.started_at = self.end_started_at
+        end.wb_run_step_end = self.wb_run_step_end
+        end._output_json = self.output_json
+        return end
+
+    @property
+    def facts(self) -> CallFacts:
+        return CallFacts(self.kind, self.model, self.response_id)
+
+    @property
+    def start_started_at(self) -> datetime:
+        return self.started_at
+
+    @property
+    def end_json(self) -> bytes:
+        return self._end_json(
+            self.end_project_id, self.end_id, self.end_trace_id, self.end_started_at
+        )
+
+    def sealed(self) -> WeaveCall:
+        return self
+
+    def _keep_large_json(self, changed: WeaveCall, changes: Collection[str]) -> None:
+        kept = changed.__dict__
+        for field, encoded in _LARGE_FIELDS.items():
+            if field not in changes:
+                kept[encoded] = getattr(self, encoded)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WeaveCall) and (self.start, self.end, self.facts) == (
+            other.start,
+            other.end,
+            other.facts,
+        )
 
 
 # What an item adds around the halves' JSON at most: upsert_batch's

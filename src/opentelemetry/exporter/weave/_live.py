@@ -135,10 +135,10 @@ class LiveCalls:
         # answer 200 to an end without its start, and lose it. Any other is sent whole.
         if result.ok:
             self._count("calls_started_early", 1)
-            self._running[call.start.id] = span
+            self._running[call.id] = span
 
     def is_running(self, call: WeaveCall) -> bool:
-        return call.start.id in self._running
+        return call.id in self._running
 
     def running_spans(self) -> list[ReadableSpan]:
         """The spans of the running calls whose end has not been sent, latest start first
@@ -159,7 +159,7 @@ class LiveCalls:
         report = DeliveryReport()
         start_missing: list[WeaveCall] = []
         for call in calls:
-            self._running.pop(call.start.id, None)
+            self._running.pop(call.id, None)
             result = self._poster.post(end_route, call_end_body(call), deadline)
             if result.ok:
                 self._count("live_ends_matched", 1)

@@ -190,7 +190,7 @@ class OpRefs:
         A call named already (by :meth:`named_if_known`) is passed on as it is.
         """
         made = self._made
-        unnamed = [call for call in calls if call.start.op_name not in made]
+        unnamed = [call for call in calls if call.op_name not in made]
         if not unnamed:
             return list(calls)
         try:
@@ -201,10 +201,10 @@ class OpRefs:
         named: list[WeaveCall] = []
         plain = 0
         for call in calls:
-            if call.start.op_name in made:
+            if call.op_name in made:
                 named.append(call)
                 continue
-            ref = refs.get((call.start.project_id, call.start.op_name))
+            ref = refs.get((call.project_id, call.op_name))
             if ref is None:
                 plain += 1
                 named.append(call)
@@ -221,9 +221,9 @@ class OpRefs:
         """The ref of each ``(project_id, plain op_name)`` of ``calls`` that has one."""
         safe_names: dict[tuple[str, str], str] = {}
         for call in calls:
-            key = (call.start.project_id, call.start.op_name)
+            key = (call.project_id, call.op_name)
             if key not in safe_names:
-                safe_names[key] = safe_op_name(call.start.op_name)
+                safe_names[key] = safe_op_name(call.op_name)
         with self._lock:
             now = self._monotonic()
             budget_end = min(

@@ -395,8 +395,7 @@ def _log_failures(failures: tuple[CallFailure, ...]) -> None:
         groups.setdefault(key, []).append(failure)
     for (route, status_code, reason, kind), group in groups.items():
         spans = ", ".join(
-            f"{failure.call.start.op_name!r} ({failure.call.start.id})"
-            for failure in group[:_NAMED_CALLS]
+            f"{failure.call.op_name!r} ({failure.call.id})" for failure in group[:_NAMED_CALLS]
         )
         more = f" and {len(group) - _NAMED_CALLS} more" if len(group) > _NAMED_CALLS else ""
         answer = "no answer" if status_code is None else f"HTTP {status_code}"

@@ -127,7 +127,7 @@ def _identity(connection: sqlite3.Connection) -> tuple[int, int]:
 
 
 def _key(call: WeaveCall) -> _CallKey:
-    return (call.start.project_id, call.start.id)
+    return (call.project_id, call.id)
 
 
 class SpoolStore:
