@@ -684,6 +684,11 @@ class _SealedCall(WeaveCall):
     complete_json: bytes
     encoded_size: int
     __hash__ = WeaveCall.__hash__  # none: equal to the plain call of the same fields
+    # Set field by field once, when sealed: the frozen base's __setattr__ is a Python call
+    # per field. Both of the pair, or the type still dispatches to them through Python. Not
+    # to be changed in place, as the halves.
+    __setattr__ = object.__setattr__
+    __delattr__ = object.__delattr__
 
     @classmethod
     def of_encoded(cls, call: WeaveCall) -> WeaveCall:
