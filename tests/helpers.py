@@ -196,6 +196,7 @@ class FakeBatchExporter:
         self.clock = clock or FakeClock()
         self.batches: list[tuple[list[ReadableSpan], float]] = []
         self.started: list[ReadableSpan] = []
+        self.ended: list[ReadableSpan] = []
         self.live_checks = 0
         self.ended_open = 0
         self.block: threading.Event | None = None
@@ -206,6 +207,9 @@ class FakeBatchExporter:
 
     def span_started(self, span: ReadableSpan) -> None:
         self.started.append(span)
+
+    def span_ended(self, span: ReadableSpan) -> None:
+        self.ended.append(span)
 
     def send_live_starts(self, deadline: float) -> None:
         self.live_checks += 1

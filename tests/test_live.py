@@ -7,6 +7,7 @@ for an end without its start) or to scripted servers.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import weakref
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -191,6 +193,24 @@ def live_processor(url: str, project: str, **options: Any) -> Any:
 
 def new_project() -> str:
     return f"test-entity/live-{next(_projects)}"
+
+
+def test_an_ended_span_is_not_held_until_its_batch_is_exported(
+    receiver: LocalWeaveServer,
+) -> None:
+    # Watched from its start, given up at its end: else the live span (the app's, not the
+    # snapshot the queue holds) would wait with every span queued, for the collector to walk.
+    # No batch exported meanwhile; live calls on by default.
+    processor = make_processor(receiver.url, schedule_delay_millis=600_000)
+    provider, tracer = make_tracer(processor)
+    with tracer.start_as_current_span("step") as span:
+        watched = weakref.ref(span)
+    del span
+    gc.collect()
+
+    assert watched() is None
+    provider.shutdown()
+    assert [call["op_name"] for call in receiver.calls(PROJECT)][-1:] == ["step"]
 
 
 def test_a_long_span_shows_as_running_then_as_one_finished_call(

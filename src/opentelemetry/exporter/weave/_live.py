@@ -99,7 +99,7 @@ class LiveCalls:
         self._open[context.span_id] = (span, self._monotonic())
 
     def forget(self, span: ReadableSpan) -> None:
-        """The span ended and is being mapped: it is no longer a candidate."""
+        """The span ended (on the app's thread, at its end): it is no longer a candidate."""
         if span.context is not None:
             self._open.pop(span.context.span_id, None)
 

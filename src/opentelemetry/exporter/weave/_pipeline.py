@@ -163,6 +163,12 @@ class ExportPipeline:
         if self._live.watching:  # mostly not: no call on the app's thread for nothing
             self._live.span_started(span)
 
+    def span_ended(self, span: ReadableSpan) -> None:
+        # The open span given up at once: until its batch is mapped it would keep the live span
+        # (the app's, not the snapshot queued) and its entry for the garbage collector to walk.
+        if self._live.watching:
+            self._live.forget(span)
+
     def send_live_starts(self, deadline: float) -> None:
         """Show the spans open past the live threshold as running: send their starts."""
         for span in self._live.due():
@@ -214,8 +220,6 @@ class ExportPipeline:
     def _call_for(self, span: ReadableSpan) -> WeaveCall | None:
         """Select → map → redact → roll up; None for a span the filter leaves out."""
         thread = self._threads.take(span)
-        if self._live.watching:  # as in span_started: it holds no span otherwise
-            self._live.forget(span)
         content_events = self._log_join.take(span)
         parent_id = SPAN_PARENT if self._selection is None else self._selection.parent_of(span)
         if parent_id is LEFT_OUT:

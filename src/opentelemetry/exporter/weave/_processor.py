@@ -54,6 +54,10 @@ class BatchExporter(Protocol):
         """Note a span's start; runs on the app's thread: O(1), no lock, no I/O."""
         ...
 
+    def span_ended(self, span: ReadableSpan) -> None:
+        """Note a span's end, sampled or not (as :meth:`span_started`)."""
+        ...
+
     def send_live_starts(self, deadline: float) -> None:
         """Send the starts of the open spans due to show as running; never raises."""
         ...
@@ -223,6 +227,10 @@ class WeaveSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         # No lock: each step is one atomic operation on the deque or a tally, and the counts
         # stay exact whatever runs in between, another app thread or a signal handler.
+        try:
+            self._exporter.span_ended(span)
+        except Exception:
+            logger.debug("could not note a span's end", exc_info=True)
         if span.context is None or not span.context.trace_flags.sampled:
             return
         if self._shutdown_deadline is not None:
