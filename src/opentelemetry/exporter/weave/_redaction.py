@@ -94,7 +94,8 @@ MAX_JSON_TEXT_CHARS = 100_000
 _MAX_NESTING = 64
 
 # Keys repeat from call to call (attribute names, `role`, `content`): classify each once, but
-# only short ones, and so many: the cache stays under a few MiB whatever the keys.
+# only short ones, and so many: the cache stays under a few MiB whatever the keys. A longer
+# text is not looked up: its hash would cost as much as the scan that clears it.
 _CACHED_KEY_CHARS = 256
 _CACHED_KEYS = 4096
 _CACHED_TEXT_CHARS = 64
@@ -202,7 +203,9 @@ class Redactor:
                     # told here without a call (_passes' steps); a container is walked into.
                     kind = type(item)
                     if kind is str:
-                        if item in clear_texts or self._newly_clear(item):
+                        if (
+                            len(item) <= _CACHED_TEXT_CHARS and item in clear_texts
+                        ) or self._newly_clear(item):
                             continue
                     elif kind in _UNSCRUBBED_TYPES:
                         continue
@@ -224,7 +227,9 @@ class Redactor:
             for index, item in enumerate(value):
                 kind = type(item)  # as in a dict's items
                 if kind is str:
-                    if item in clear_texts or self._newly_clear(item):
+                    if (
+                        len(item) <= _CACHED_TEXT_CHARS and item in clear_texts
+                    ) or self._newly_clear(item):
                         continue
                 elif kind in _UNSCRUBBED_TYPES:
                     continue
@@ -254,7 +259,9 @@ class Redactor:
         models, kinds, resource values repeat from call to call)."""
         if type(item) is not str:  # exactly str: a subclass may hash and compare as it likes
             return type(item) in _UNSCRUBBED_TYPES
-        return item in self._clear_texts or self._newly_clear(item)
+        return (len(item) <= _CACHED_TEXT_CHARS and item in self._clear_texts) or self._newly_clear(
+            item
+        )
 
     def _newly_clear(self, text: str) -> bool:
         """Whether a text (exactly a str) not remembered is plainly clear; remembered if so
