@@ -90,8 +90,13 @@ def _is_blocks(value: Any) -> bool:
     )
 
 
+_encoded_text = json.JSONEncoder(ensure_ascii=False, default=str).encode
+"""``json.dumps(value, ensure_ascii=False, default=str)``, its encoder made once (json.dumps
+makes one per call with these options: half the cost of a tool call's arguments)."""
+
+
 def _json_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return value if isinstance(value, str) else _encoded_text(value)
 
 
 def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> tuple[str | None, Any]:
@@ -114,9 +119,9 @@ def _arguments_text(arguments: Any) -> str:
         try:
             json.loads(arguments)
         except (ValueError, RecursionError):  # deeper than the decoder goes: kept as text
-            return json.dumps(arguments, ensure_ascii=False)
+            return _encoded_text(arguments)
         return arguments
-    return json.dumps(arguments, ensure_ascii=False, default=str)
+    return _encoded_text(arguments)
 
 
 @dataclass
