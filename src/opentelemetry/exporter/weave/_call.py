@@ -190,6 +190,23 @@ _LARGE_FIELDS = {"inputs": "inputs_json", "attributes": "attributes_json", "outp
 _RENAMED_FIELDS = ("op_name", "display_name")
 
 
+def _copy_start_fields(sealed: Any, start: StartedCall | _SealedCall) -> None:
+    """A start's small fields onto a sealed start or call (every field: a test holds each to
+    the start's). Field by field: a loop of setattr calls costs several times as much, for
+    every call exported."""
+    sealed.project_id = start.project_id
+    sealed.id = start.id
+    sealed.op_name = start.op_name
+    sealed.trace_id = start.trace_id
+    sealed.started_at = start.started_at
+    sealed.display_name = start.display_name
+    sealed.parent_id = start.parent_id
+    sealed.thread_id = start.thread_id
+    sealed.turn_id = start.turn_id
+    sealed.wb_run_id = start.wb_run_id
+    sealed.wb_run_step = start.wb_run_step
+
+
 class _SealedStart(StartedCall):
     """A start whose inputs and attributes are kept as their JSON only, decoded when read.
 
@@ -204,21 +221,11 @@ class _SealedStart(StartedCall):
     __hash__ = StartedCall.__hash__  # none: equal to the plain start of the same fields
 
     @classmethod
-    def of(cls, start: StartedCall, inputs_json: bytes, attributes_json: bytes) -> _SealedStart:
-        # Field by field (a test holds every field to the start's): a loop of setattr calls
-        # costs several times as much, for every call exported.
+    def of(
+        cls, start: StartedCall | _SealedCall, inputs_json: bytes, attributes_json: bytes
+    ) -> _SealedStart:
         sealed = object.__new__(cls)
-        sealed.project_id = start.project_id
-        sealed.id = start.id
-        sealed.op_name = start.op_name
-        sealed.trace_id = start.trace_id
-        sealed.started_at = start.started_at
-        sealed.display_name = start.display_name
-        sealed.parent_id = start.parent_id
-        sealed.thread_id = start.thread_id
-        sealed.turn_id = start.turn_id
-        sealed.wb_run_id = start.wb_run_id
-        sealed.wb_run_step = start.wb_run_step
+        _copy_start_fields(sealed, start)
         sealed._inputs_json = inputs_json
         sealed._attributes_json = attributes_json
         return sealed
@@ -697,19 +704,8 @@ class _SealedCall(WeaveCall):
             return call
         start, end, facts, encoded = call.start, call.end, call.facts, call.__dict__
         sealed = object.__new__(cls)
-        # Field by field (a test holds every field to the call's): a loop costs several times
-        # as much, for every call exported.
-        sealed.project_id = start.project_id
-        sealed.id = start.id
-        sealed.op_name = start.op_name
-        sealed.trace_id = start.trace_id
-        sealed.started_at = start.started_at
-        sealed.display_name = start.display_name
-        sealed.parent_id = start.parent_id
-        sealed.thread_id = start.thread_id
-        sealed.turn_id = start.turn_id
-        sealed.wb_run_id = start.wb_run_id
-        sealed.wb_run_step = start.wb_run_step
+        _copy_start_fields(sealed, start)
+        # The rest field by field too (a test holds every field to the call's).
         sealed.end_project_id = end.project_id
         sealed.end_id = end.id
         sealed.ended_at = end.ended_at
@@ -732,7 +728,7 @@ class _SealedCall(WeaveCall):
 
     @property
     def start(self) -> StartedCall:
-        return _SealedStart.of(self, self.inputs_json, self.attributes_json)  # type: ignore[arg-type]
+        return _SealedStart.of(self, self.inputs_json, self.attributes_json)
 
     @property
     def end(self) -> EndedCall:
