@@ -254,15 +254,41 @@ class _SealedEnd(EndedCall):
 
     @classmethod
     def of(cls, end: EndedCall, output_json: bytes) -> _SealedEnd:
+        return cls.of_fields(
+            project_id=end.project_id,
+            call_id=end.id,
+            ended_at=end.ended_at,
+            summary=end.summary,
+            trace_id=end.trace_id,
+            exception=end.exception,
+            started_at=end.started_at,
+            wb_run_step_end=end.wb_run_step_end,
+            output_json=output_json,
+        )
+
+    @classmethod
+    def of_fields(
+        cls,
+        *,
+        project_id: str,
+        call_id: str,
+        ended_at: datetime,
+        summary: Summary,
+        trace_id: str | None,
+        exception: str | None,
+        started_at: datetime | None,
+        wb_run_step_end: int | None,
+        output_json: bytes,
+    ) -> _SealedEnd:
         sealed = object.__new__(cls)  # field by field, as _SealedStart.of
-        sealed.project_id = end.project_id
-        sealed.id = end.id
-        sealed.ended_at = end.ended_at
-        sealed.summary = end.summary
-        sealed.trace_id = end.trace_id
-        sealed.exception = end.exception
-        sealed.started_at = end.started_at
-        sealed.wb_run_step_end = end.wb_run_step_end
+        sealed.project_id = project_id
+        sealed.id = call_id
+        sealed.ended_at = ended_at
+        sealed.summary = summary
+        sealed.trace_id = trace_id
+        sealed.exception = exception
+        sealed.started_at = started_at
+        sealed.wb_run_step_end = wb_run_step_end
         sealed._output_json = output_json
         return sealed
 
@@ -699,9 +725,7 @@ class _SealedCall(WeaveCall):
 
     @classmethod
     def of_encoded(cls, call: WeaveCall) -> WeaveCall:
-        """``call``, encoded already, sealed (itself if it is)."""
-        if type(call) is cls:
-            return call
+        """``call``, encoded already (not sealed: a sealed call is its own), sealed."""
         start, end, facts, encoded = call.start, call.end, call.facts, call.__dict__
         sealed = object.__new__(cls)
         _copy_start_fields(sealed, start)
@@ -732,18 +756,18 @@ class _SealedCall(WeaveCall):
 
     @property
     def end(self) -> EndedCall:
-        end = object.__new__(_SealedEnd)
-        end.project_id = self.end_project_id
-        end.id = self.end_id
-        end.ended_at = self.ended_at
-        # The summary as its JSON in the end's own, decoded when read: it is dicts.
-        end.summary = json.loads(self.end_own_json)["summary"]
-        end.trace_id = self.end_trace_id
-        end.exception = self.exception
-        end.started_at = self.end_started_at
-        end.wb_run_step_end = self.wb_run_step_end
-        end._output_json = self.output_json
-        return end
+        return _SealedEnd.of_fields(
+            project_id=self.end_project_id,
+            call_id=self.end_id,
+            ended_at=self.ended_at,
+            # The summary as its JSON in the end's own, decoded when read: it is dicts.
+            summary=json.loads(self.end_own_json)["summary"],
+            trace_id=self.end_trace_id,
+            exception=self.exception,
+            started_at=self.end_started_at,
+            wb_run_step_end=self.wb_run_step_end,
+            output_json=self.output_json,
+        )
 
     @property
     def facts(self) -> CallFacts:
