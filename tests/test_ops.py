@@ -106,11 +106,19 @@ def test_refs_are_made_once_per_name_in_every_write_mode(
     assert stats.calls_exported == 5
 
 
+def _pipeline_with_ref_of(
+    receiver: LocalWeaveServer, record_spans: Record, name: str
+) -> ExportPipeline:
+    """A pipeline that has exported a call of ``name``: the name has its op's ref."""
+    pipeline = ExportPipeline(settings_for(receiver.url, op_refs=True))
+    _export(pipeline, _spans(record_spans, name))
+    return pipeline
+
+
 def test_once_a_name_has_its_ref_its_calls_are_named_before_they_are_encoded(
     receiver: LocalWeaveServer, record_spans: Record, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pipeline = ExportPipeline(settings_for(receiver.url, op_refs=True))
-    _export(pipeline, _spans(record_spans, "chat gpt-4o"))  # the ref is made here
+    pipeline = _pipeline_with_ref_of(receiver, record_spans, "chat gpt-4o")
     encoded: list[str] = []
     encode = WeaveCall._encode
 
@@ -142,8 +150,7 @@ def test_calls_whose_names_have_refs_are_delivered_without_a_half_made_again(
     # A sealed call is one object for the garbage collector: its halves are made only when
     # read. Delivery reads its name, id and JSON only; a half made per call would cost the
     # objects sealing saves, for every call of every batch.
-    pipeline = ExportPipeline(settings_for(receiver.url, op_refs=True))
-    _export(pipeline, _spans(record_spans, "chat gpt-4o"))  # the ref is made here
+    pipeline = _pipeline_with_ref_of(receiver, record_spans, "chat gpt-4o")
     halves_made: list[str] = []
     for half in ("start", "end"):
         read = getattr(_SealedCall, half)
