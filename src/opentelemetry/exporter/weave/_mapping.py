@@ -51,6 +51,7 @@ from opentelemetry.exporter.weave._conventions import (
     WEAVE,
     WeaveKind,
 )
+from opentelemetry.exporter.weave._conversation import ConversationMemo
 from opentelemetry.exporter.weave._models import OP_NAME_MAX_LENGTH, UNKNOWN_MODEL
 from opentelemetry.exporter.weave._sanitize import (
     MAX_DEPTH,
@@ -99,6 +100,7 @@ def span_to_call(
     *,
     thread: ThreadContext | None = None,
     content_events: Sequence[ContentEvent] = (),
+    conversations: ConversationMemo | None = None,
 ) -> WeaveCall:
     """Map one finished span. Never raises on anything the SDK lets a span hold: odd values
     and texts are sanitised, odd times clamped or filled in and marked (``_span_times``).
@@ -106,7 +108,8 @@ def span_to_call(
     ``parent_id`` overrides the span's parent (a span filter re-parents spans whose parent it
     left out). ``thread`` is what the span's start said about its thread (``ThreadTracker``),
     None when its start was not seen. ``content_events`` are log records that carried the
-    span's messages.
+    span's messages. ``conversations`` keeps the last chat input of each trace, for the
+    next one to convert only the messages it adds (the answer is the same without it).
     """
     reader = _SpanReader(span)
     layout = reader.layout
@@ -129,7 +132,13 @@ def span_to_call(
     if kind == "llm":
         response_id = reader.text(layout.response_id) if layout.response_id else None
         inputs, output = _llm_content(
-            reader, span, content_events, usage, model=model, response_id=response_id
+            reader,
+            span,
+            content_events,
+            usage,
+            model=model,
+            response_id=response_id,
+            conversation=(conversations, context.trace_id) if conversations and context else None,
         )
     else:
         inputs = _inputs(
@@ -341,20 +350,27 @@ class _SpanReader:
             return [safe_json_from(item) for item in value]
         return safe_json_from(value)
 
-    def take_messages_of(self, candidates: tuple[str, ...]) -> tuple[Any, list[Message] | None]:
+    def take_messages_of(
+        self,
+        candidates: tuple[str, ...],
+        conversation: tuple[ConversationMemo, int] | None = None,
+    ) -> tuple[Any, list[Message] | None]:
         """:meth:`take_content_of` and its ``chat_messages`` (None for no content)."""
-        content, messages = self.take_plain_messages_of(candidates)
+        content, messages = self.take_plain_messages_of(candidates, conversation)
         if messages is None and content is not None:
             messages = chat_messages(content)
         return content, messages
 
     def take_plain_messages_of(
-        self, candidates: tuple[str, ...]
+        self,
+        candidates: tuple[str, ...],
+        conversation: tuple[ConversationMemo, int] | None = None,
     ) -> tuple[Any, list[Message] | None]:
         """:meth:`take_content_of` and, when it is JSON text of messages the one-step
         conversions take, its ``plain_chat_messages`` (else None). A long conversation's
         nesting is told by the conversion's own checks, not by a walk over all its containers
-        first (:func:`safe_json_unwalked`)."""
+        first (:func:`safe_json_unwalked`). With a ``conversation`` (a memo and the span's
+        trace id), text that extends the trace's last is converted from where that ended."""
         if not candidates:
             return None, None
         found = self.first(candidates)
@@ -365,12 +381,18 @@ class _SpanReader:
         if type(value) is not str or isinstance(mime_type, str):
             return self.take_content_of(candidates), None  # what is rare: the general steps
         self.consumed.update(read_keys)
+        if conversation is not None:
+            memo, trace_id = conversation
+            if (extended := memo.extended(trace_id, value)) is not None:
+                return extended
         # Messages of the usual shape tell their own nesting: no bracket count of the text.
         content, whole = safe_json_unwalked(value, count_brackets=False)
         if not whole:
             if type(content) is list:
                 messages = plain_chat_messages(content, MAX_DEPTH)
                 if messages is not None:
+                    if conversation is not None:
+                        memo.remember(trace_id, value, content, messages)
                     return content, messages  # it nests within MAX_DEPTH: safe as it is
             if not nests_within(content, MAX_DEPTH):
                 content = json_safe(content)
@@ -786,11 +808,12 @@ def _llm_content(
     *,
     model: str | None,
     response_id: str | None,
+    conversation: tuple[ConversationMemo, int] | None,
 ) -> tuple[dict[str, Any], Any]:
     """A model call's inputs and output in the OpenAI chat shape Weave's chat view reads;
     content in no shape it knows stays as it came, by the rules of any other call."""
     layout = reader.layout
-    found_inputs, messages = reader.take_messages_of(layout.llm_inputs)
+    found_inputs, messages = reader.take_messages_of(layout.llm_inputs, conversation)
     # The reply's messages, when the one-step conversions took them: not converted again.
     output_messages = None
     found_output: Any = _vercel_reply(reader) if layout.vercel_reply else None

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from opentelemetry.exporter.weave._call import REQUEST_ENVELOPE_BYTES, WeaveCall, format_span_id
 from opentelemetry.exporter.weave._config import SpanSet, WeaveSettings
+from opentelemetry.exporter.weave._conversation import ConversationMemo
 from opentelemetry.exporter.weave._delivery import (
     CallFailure,
     CallSender,
@@ -94,12 +95,14 @@ class ExportPipeline:
         # Each span, in _call_for:
         #   SpanSelection  select: the span filter, and the parent a kept span hangs under
         #   LogRecordJoin  the content log records of the span (_logs.py), for the mapping
-        #   span_to_call   map: the pure mapping to a call
+        #   span_to_call   map: the pure mapping to a call (ConversationMemo: each
+        #                  trace's last chat input, for the next to convert what it adds)
         #   Redactor       redact: the secret scrubber, then the user's callback
         #   SummaryRollup  roll up: the subtree's usage and status counts into each call
         self._threads = ThreadTracker()
         self._app_busy_at = -_APP_BUSY_SECONDS  # when an app thread last started a span
         self._log_join = process_log_join()
+        self._conversations = ConversationMemo()
         self._selection = _selection_for(settings)
         self._redactor = Redactor(
             settings.redact, settings.redact_keys, settings.redaction_callback
@@ -233,6 +236,7 @@ class ExportPipeline:
             parent_id,
             thread=thread,
             content_events=content_events,
+            conversations=self._conversations,
         )
         call = self._redactor.apply(call)
         # A remote parent lives in another process: nothing here will ever end it.

@@ -100,6 +100,11 @@ _CACHED_KEY_CHARS = 256
 _CACHED_KEYS = 4096
 _CACHED_TEXT_CHARS = 64
 _CACHED_TEXTS = 4096
+# A longer text left unchanged is remembered by identity instead (no hash to work out): the
+# same text object comes again when a conversation's messages are reused (ConversationMemo).
+# Kept alive by the cache, so no other text can take its id; so many, so many characters.
+_KEPT_LONG_TEXTS = 4096
+_KEPT_LONG_TEXT_CHARS = 2_000_000
 # What a container's items are, when the scrubber has nothing to look at in them.
 _UNSCRUBBED_TYPES = frozenset({int, float, bool, type(None)})
 
@@ -132,6 +137,11 @@ class Redactor:
         self._clear_keys: set[str] = set()
         """The keys of ``_key_cache`` that name no secret."""
         self._clear_texts: set[str] = set()
+        self._unchanged_long_texts: dict[int, str] = {}
+        """Texts longer than ``_CACHED_TEXT_CHARS`` the scrubber returned as they were, by
+        ``id``, wherever they lay (how deep a text lies changes only how JSON text is
+        scrubbed, and such texts are not kept)."""
+        self._unchanged_long_chars = 0
         self._callback = callback
         self._callback_failed_types: set[type[BaseException]] = set()
 
@@ -250,6 +260,8 @@ class Redactor:
                 and (self._extra_key_words is not None or _holds_name_stem(lowered))
             ):
                 return self._scrub_text(value, depth, holds_value)
+            if len(value) > _CACHED_TEXT_CHARS and type(value) is str:
+                self._keep_unchanged_long(value)
             return value  # most strings
         return value
 
@@ -264,16 +276,36 @@ class Redactor:
         )
 
     def _newly_clear(self, text: str) -> bool:
-        """Whether a text (exactly a str) not remembered is plainly clear; remembered if so
-        and short."""
-        if not _plainly_clear(text):
-            return False
+        """Whether a text (exactly a str) not remembered as short is plainly clear, or long
+        and remembered unchanged; remembered if plainly clear."""
         if len(text) <= _CACHED_TEXT_CHARS:
+            if not _plainly_clear(text):
+                return False
             clear_texts = self._clear_texts
             if len(clear_texts) >= _CACHED_TEXTS:
                 clear_texts.clear()
             clear_texts.add(text)
+            return True
+        if self._unchanged_long_texts.get(id(text)) is text:
+            return True
+        if not _plainly_clear(text):
+            return False
+        self._keep_unchanged_long(text)
         return True
+
+    def _keep_unchanged_long(self, text: str) -> None:
+        """Remember a text longer than ``_CACHED_TEXT_CHARS`` the scrubber leaves unchanged."""
+        kept = self._unchanged_long_texts
+        if (
+            len(kept) >= _KEPT_LONG_TEXTS
+            or self._unchanged_long_chars + len(text) > _KEPT_LONG_TEXT_CHARS
+        ):
+            kept.clear()
+            self._unchanged_long_chars = 0
+            if len(text) > _KEPT_LONG_TEXT_CHARS:
+                return
+        kept[id(text)] = text
+        self._unchanged_long_chars += len(text)
 
     def _redact_all(self, value: Any, depth: int) -> Any:
         """What a secret key holds: every scalar replaced, objects scrubbed by their keys.
