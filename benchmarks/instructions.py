@@ -16,11 +16,13 @@ Neither sends anything: HTTP is ``run.py``'s to measure. Each figure is the diff
 runs of a child process (the work done twice, and not at all) over ``--spans`` spans.
 
 With ``--stages``, each of the pipeline's main stages is also counted on its own, over the same
-spans, its input made before the counted work: mapping (``span_to_call``), the secret scrubber
-(``Redactor.apply`` of the mapped calls, the same ones in every loop: their texts' hashes are
-then known), roll-up (a fresh ``SummaryRollup`` per loop), and encoding and sealing
-(``sealed()`` of fresh copies of the scrubbed calls, ``WeaveCall.of``, which costs a little
-itself). What the stages leave of ``weave`` is the rest: threads, log join, the loop, the body.
+spans, its input made before the counted work: mapping (``span_to_call``, with a fresh
+``ConversationMemo`` per loop, as the pipeline maps), the secret scrubber (``Redactor.apply`` of
+the mapped calls, the same ones in every loop: their texts' hashes are then known; the objects
+it remembers as scrubbed forgotten after each loop, as after each batch), roll-up (a fresh
+``SummaryRollup`` per loop), and encoding and sealing (``sealed()`` of fresh copies of the
+scrubbed calls, ``WeaveCall.of``, which costs a little itself). What the stages leave of
+``weave`` is the rest: threads, log join, the loop, the body.
 """
 
 from __future__ import annotations
@@ -89,18 +91,24 @@ def _stage(stage: str, spans: list[Any], project_id: str) -> Callable[[], None]:
     """The work of one stage of the pipeline over ``spans``, its input made now."""
     from opentelemetry.exporter.weave import _mapping, _redaction, _rollup
     from opentelemetry.exporter.weave._call import WeaveCall
+    from opentelemetry.exporter.weave._conversation import ConversationMemo
 
-    mapped = [_mapping.span_to_call(span, project_id) for span in spans]
+    conversations = ConversationMemo()
+    mapped = [
+        _mapping.span_to_call(span, project_id, conversations=conversations) for span in spans
+    ]
     redactor = _redaction.Redactor()
     scrubbed = [redactor.apply(call) for call in mapped]
 
     def map_spans() -> None:
+        conversations = ConversationMemo()  # as the pipeline maps: each trace's last input
         for span in spans:
-            _mapping.span_to_call(span, project_id)
+            _mapping.span_to_call(span, project_id, conversations=conversations)
 
     def scrub() -> None:
         for call in mapped:
             redactor.apply(call)
+        redactor.forget_items()  # as the pipeline does after each batch
 
     def roll_up() -> None:
         rollup = _rollup.SummaryRollup(len(scrubbed), 3600.0)

@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanContext
 from opentelemetry.exporter.weave import _mapping, _sanitize
 from opentelemetry.exporter.weave._conversation import ConversationMemo
 from opentelemetry.exporter.weave._mapping import span_to_call
+from opentelemetry.exporter.weave._redaction import Redactor
 
 
 def text_message(role: str, text: str) -> dict[str, Any]:
@@ -199,3 +200,36 @@ def test_the_memo_keeps_so_many_traces_and_so_many_characters() -> None:
     small = ConversationMemo(max_chars=len(huge) - 1)
     small.remember(1, huge, json.loads(huge), [{"role": "user", "content": ""}])
     assert small.extended(1, huge[:-1] + ", " + json.dumps(text_message("user", "y")) + "]") is None
+
+
+_SECRETIVE_TEXT = st.sampled_from(
+    ["hello", "ok: fine", "sk-abcdefghijklmnopqrstu", "password=hunter2", '{"api_key": "x"}']
+)
+
+
+@st.composite
+def secretive_conversations(draw: st.DrawFn) -> list[str]:
+    """A trace's growing chat inputs whose messages now and then hold a secret."""
+    messages: list[Any] = []
+    texts = []
+    for _ in range(draw(st.integers(1, 5))):
+        roles = st.sampled_from(["user", "assistant", "system"])
+        added = st.builds(text_message, roles, _SECRETIVE_TEXT)
+        messages += draw(st.lists(added, min_size=1, max_size=3))
+        texts.append(json.dumps(messages))
+    return texts
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=secretive_conversations())
+def test_a_trace_s_calls_scrubbed_by_one_redactor_are_those_a_fresh_one_makes(
+    texts: list[str],
+) -> None:
+    # The memo hands a call the message objects of the trace's last one; the scrubber
+    # remembers those it left as they were, and walks the rest (a secret's message) again.
+    memo, redactor = ConversationMemo(), Redactor()
+    for text in texts:
+        span = chat_span(text)
+        scrubbed = redactor.apply(span_to_call(span, "e/p", conversations=memo))
+        assert scrubbed == Redactor().apply(span_to_call(span, "e/p"))
+        assert "hunter2" not in json.dumps(scrubbed.start.inputs)

@@ -104,37 +104,32 @@ def test_ordinary_llm_text_without_a_colon_or_equals_sign_takes_the_fast_path() 
         assert Redactor().scrub(text) is text
 
 
-def test_a_long_text_left_as_it_is_is_passed_by_identity_when_it_comes_again() -> None:
-    plain = "The order ships in three days. " * 4
-    noted = "Note: the order ships in three days. " * 4  # a `:`, so not plainly clear
-    secret = "Note: the key is sk-" + "a" * 40 + ". " * 40
+def test_a_list_s_object_left_as_it_was_is_not_walked_again_until_forgotten() -> None:
+    plain = {"role": "user", "content": "Note: the order ships in three days."}
+    secret = {"role": "user", "content": "Note: the key is sk-" + "a" * 40}
     redactor = Redactor()
-    value = {"messages": [{"content": plain}, {"content": noted}, {"content": secret}]}
-    first = redactor.scrub(value)
+    first = redactor.scrub({"messages": [plain, secret]})
+    added = {"role": "assistant", "content": "Noted: three days."}
     with mock.patch.object(_redaction, "_plainly_clear", wraps=_plainly_clear) as scans:
-        assert redactor.scrub(value) == first
-        # Only the text with a secret is looked at (by the item's check, then the text's own).
-        assert {call.args[0] for call in scans.call_args_list} == {secret}
-        # An equal text of another object is looked at anew.
+        again = redactor.scrub({"messages": [plain, secret, added]})
+        # The message left as it was is passed; the one with a secret is scrubbed again.
+        looked_at = {call.args[0] for call in scans.call_args_list}
+        assert plain["content"] not in looked_at
+        assert {secret["content"], added["content"]} <= looked_at
+        assert again["messages"][:2] == first["messages"]
+        assert "sk-" not in again["messages"][1]["content"]
+        for elsewhere in ([[{"messages": [plain]}]], [plain, [plain]]):
+            scans.reset_mock()
+            redactor.scrub(elsewhere)  # deeper: JSON text in it may be decoded otherwise
+            assert plain["content"] in {call.args[0] for call in scans.call_args_list}
+        redactor.forget_items()
         scans.reset_mock()
-        assert redactor.scrub({"content": "".join(noted)}) == {"content": noted}
-        assert {call.args[0] for call in scans.call_args_list} == {noted}
-    assert first["messages"][2]["content"] != secret  # a secret is never remembered as clear
-    assert redactor.scrub(value)["messages"][2]["content"] == first["messages"][2]["content"]
+        redactor.scrub({"messages": [plain]})
+        assert plain["content"] in {call.args[0] for call in scans.call_args_list}
 
 
-def test_the_long_texts_remembered_stay_within_their_bounds() -> None:
+def test_the_objects_remembered_as_scrubbed_stay_within_their_bound() -> None:
     redactor = Redactor()
-    texts = [f"{n:06d} " + "x" * 100 for n in range(_redaction._KEPT_LONG_TEXTS + 10)]
-    for text in texts:
-        redactor.scrub([text])
-    assert 0 < len(redactor._unchanged_long_texts) <= _redaction._KEPT_LONG_TEXTS
-    huge = "y" * (_redaction._KEPT_LONG_TEXT_CHARS // 3)
-    for copy in range(4):
-        redactor.scrub([huge + str(copy)])
-        assert redactor._unchanged_long_chars <= _redaction._KEPT_LONG_TEXT_CHARS
-        kept = redactor._unchanged_long_texts.values()
-        assert sum(map(len, kept)) == redactor._unchanged_long_chars
-    too_long = "z" * (_redaction._KEPT_LONG_TEXT_CHARS + 1)
-    assert redactor.scrub([too_long]) == [too_long]
-    assert redactor._unchanged_long_chars == 0
+    messages = [{"content": f"message {n}"} for n in range(_redaction._CACHED_ITEMS + 10)]
+    redactor.scrub({"messages": messages})
+    assert 0 < len(redactor._clear_items) <= _redaction._CACHED_ITEMS

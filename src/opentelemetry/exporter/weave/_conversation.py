@@ -17,14 +17,9 @@ from opentelemetry.exporter.weave._sanitize import MAX_DEPTH, MAX_NODES, decode_
 __all__ = ["ConversationMemo"]
 
 
-class _Remembered:
-    __slots__ = ("content", "messages", "open_text")
-
-    def __init__(self, open_text: str, content: list[Any], messages: list[Message]) -> None:
-        self.open_text = open_text
-        """The text without its closing ``]``."""
-        self.content = content
-        self.messages = messages
+_Remembered = tuple[str, list[Any], list[Message]]
+"""A chat input's text (ending with its list's ``]``), the list and its messages; a plain
+tuple: one is made for each model call."""
 
 
 class ConversationMemo:
@@ -58,12 +53,12 @@ class ConversationMemo:
         known = self._traces.get(trace_id)
         if known is None:
             return None
-        open_text = known.open_text
-        cut = len(open_text)
+        known_text, known_content, known_messages = known
+        cut = len(known_text) - 1
         if (
             len(text) <= MAX_NODES
             and text[cut : cut + 1] == ","
-            and text.startswith(open_text)
+            and text.startswith(known_text[:cut])  # copied only for a likely extension
             and (added := "[" + text[cut + 1 :]).isascii()
             and ("\\" not in added or "\\u" not in added)
         ):
@@ -72,8 +67,8 @@ class ConversationMemo:
                 # None for no message: `[a,b,]` is no JSON, though `[]` is.
                 new_messages = plain_chat_messages(new_content, MAX_DEPTH)
                 if new_messages is not None:
-                    content = known.content + new_content
-                    messages = known.messages + new_messages
+                    content = known_content + new_content
+                    messages = known_messages + new_messages
                     self.remember(trace_id, text, content, messages)
                     return content, messages
         return None
@@ -89,9 +84,9 @@ class ConversationMemo:
         traces = self._traces
         previous = traces.pop(trace_id, None)
         if previous is not None:
-            self._chars -= len(previous.open_text)
-        traces[trace_id] = _Remembered(text[:-1], content, messages)
-        self._chars += len(text) - 1
+            self._chars -= len(previous[0])
+        traces[trace_id] = (text, content, messages)
+        self._chars += len(text)
         while len(traces) > self._max_traces or self._chars > self._max_chars:
             oldest = next(iter(traces))
-            self._chars -= len(traces.pop(oldest).open_text)
+            self._chars -= len(traces.pop(oldest)[0])

@@ -97,7 +97,8 @@ class ExportPipeline:
         #   LogRecordJoin  the content log records of the span (_logs.py), for the mapping
         #   span_to_call   map: the pure mapping to a call (ConversationMemo: each
         #                  trace's last chat input, for the next to convert what it adds)
-        #   Redactor       redact: the secret scrubber, then the user's callback
+        #   Redactor       redact: the secret scrubber (a batch's messages scrubbed once,
+        #                  however many calls hold them), then the user's callback
         #   SummaryRollup  roll up: the subtree's usage and status counts into each call
         self._threads = ThreadTracker()
         self._app_busy_at = -_APP_BUSY_SECONDS  # when an app thread last started a span
@@ -277,7 +278,11 @@ class ExportPipeline:
 
     def _calls_for(self, spans: Sequence[ReadableSpan]) -> tuple[list[WeaveCall], int, int]:
         with self._mapping:
-            return self._calls_for_unlocked(spans)
+            try:
+                return self._calls_for_unlocked(spans)
+            finally:
+                # What the scrubber remembers of a batch lives no longer than the batch's spans.
+                self._redactor.forget_items()
 
     def _calls_for_unlocked(
         self, spans: Sequence[ReadableSpan]

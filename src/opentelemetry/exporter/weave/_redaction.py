@@ -100,11 +100,9 @@ _CACHED_KEY_CHARS = 256
 _CACHED_KEYS = 4096
 _CACHED_TEXT_CHARS = 64
 _CACHED_TEXTS = 4096
-# A longer text left unchanged is remembered by identity instead (no hash to work out): the
-# same text object comes again when a conversation's messages are reused (ConversationMemo).
-# Kept alive by the cache, so no other text can take its id; so many, so many characters.
-_KEPT_LONG_TEXTS = 4096
-_KEPT_LONG_TEXT_CHARS = 2_000_000
+# A list's objects (chat messages) scrubbed and left as they were are remembered by identity,
+# kept alive until the batch they came in is mapped (forget_items) or there are so many.
+_CACHED_ITEMS = 4096
 # What a container's items are, when the scrubber has nothing to look at in them.
 _UNSCRUBBED_TYPES = frozenset({int, float, bool, type(None)})
 
@@ -137,11 +135,12 @@ class Redactor:
         self._clear_keys: set[str] = set()
         """The keys of ``_key_cache`` that name no secret."""
         self._clear_texts: set[str] = set()
-        self._unchanged_long_texts: dict[int, str] = {}
-        """Texts longer than ``_CACHED_TEXT_CHARS`` the scrubber returned as they were, by
-        ``id``, wherever they lay (how deep a text lies changes only how JSON text is
-        scrubbed, and such texts are not kept)."""
-        self._unchanged_long_chars = 0
+        self._clear_items: dict[int, tuple[dict[Any, Any], int]] = {}
+        """The objects in lists (chat messages) scrubbed and left as they were, by ``id``, with
+        how deep they lay (which tells how deep JSON text in them is decoded). Calls are not
+        changed in place, and a conversation's next call holds the same message objects
+        (ConversationMemo): each is scrubbed once. Kept alive here, so that no other object
+        takes its ``id`` meanwhile."""
         self._callback = callback
         self._callback_failed_types: set[type[BaseException]] = set()
 
@@ -195,6 +194,10 @@ class Redactor:
             inputs=inputs, attributes=attributes, output=output, exception=exception
         )
 
+    def forget_items(self) -> None:
+        """Let the objects remembered as scrubbed go: the mapping of a batch is done."""
+        self._clear_items.clear()
+
     def scrub(self, value: Any) -> Any:
         """``value`` with secret-looking keys' values and secret-looking substrings redacted.
 
@@ -233,7 +236,7 @@ class Redactor:
             return value if scrubbed is None else scrubbed
         if isinstance(value, (list, tuple)):
             items: list[Any] | None = None
-            clear_texts = self._clear_texts
+            clear_texts, clear_items = self._clear_texts, self._clear_items
             for index, item in enumerate(value):
                 kind = type(item)  # as in a dict's items
                 if kind is str:
@@ -243,8 +246,16 @@ class Redactor:
                         continue
                 elif kind in _UNSCRUBBED_TYPES:
                     continue
+                elif kind is dict:
+                    known = clear_items.get(id(item))
+                    if known is not None and known[0] is item and known[1] == depth:
+                        continue
                 clean = self._scrub(item, depth + 1)
-                if clean is not item:
+                if clean is item and kind is dict:
+                    if len(clear_items) >= _CACHED_ITEMS:
+                        clear_items.clear()
+                    clear_items[id(item)] = (item, depth)
+                elif clean is not item:
                     if items is None:
                         items = list(value)
                     items[index] = clean
@@ -260,8 +271,6 @@ class Redactor:
                 and (self._extra_key_words is not None or _holds_name_stem(lowered))
             ):
                 return self._scrub_text(value, depth, holds_value)
-            if len(value) > _CACHED_TEXT_CHARS and type(value) is str:
-                self._keep_unchanged_long(value)
             return value  # most strings
         return value
 
@@ -276,36 +285,16 @@ class Redactor:
         )
 
     def _newly_clear(self, text: str) -> bool:
-        """Whether a text (exactly a str) not remembered as short is plainly clear, or long
-        and remembered unchanged; remembered if plainly clear."""
+        """Whether a text (exactly a str) not remembered is plainly clear; remembered if so
+        and short."""
+        if not _plainly_clear(text):
+            return False
         if len(text) <= _CACHED_TEXT_CHARS:
-            if not _plainly_clear(text):
-                return False
             clear_texts = self._clear_texts
             if len(clear_texts) >= _CACHED_TEXTS:
                 clear_texts.clear()
             clear_texts.add(text)
-            return True
-        if self._unchanged_long_texts.get(id(text)) is text:
-            return True
-        if not _plainly_clear(text):
-            return False
-        self._keep_unchanged_long(text)
         return True
-
-    def _keep_unchanged_long(self, text: str) -> None:
-        """Remember a text longer than ``_CACHED_TEXT_CHARS`` the scrubber leaves unchanged."""
-        kept = self._unchanged_long_texts
-        if (
-            len(kept) >= _KEPT_LONG_TEXTS
-            or self._unchanged_long_chars + len(text) > _KEPT_LONG_TEXT_CHARS
-        ):
-            kept.clear()
-            self._unchanged_long_chars = 0
-            if len(text) > _KEPT_LONG_TEXT_CHARS:
-                return
-        kept[id(text)] = text
-        self._unchanged_long_chars += len(text)
 
     def _redact_all(self, value: Any, depth: int) -> Any:
         """What a secret key holds: every scalar replaced, objects scrubbed by their keys.
