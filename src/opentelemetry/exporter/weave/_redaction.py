@@ -101,8 +101,10 @@ _CACHED_KEYS = 4096
 _CACHED_TEXT_CHARS = 64
 _CACHED_TEXTS = 4096
 # A list's objects (chat messages) scrubbed and left as they were are remembered by identity,
-# kept alive until the batch they came in is mapped (forget_items) or there are so many.
-_CACHED_ITEMS = 4096
+# kept alive until the batch they came in is mapped (forget_items) or there are so many: few,
+# as objects kept alive count towards the garbage collector's next run (4,096 made it run five
+# times as often on calls of no conversation); a trace's next call comes soon after its last.
+_CACHED_ITEMS = 256
 # What a container's items are, when the scrubber has nothing to look at in them.
 _UNSCRUBBED_TYPES = frozenset({int, float, bool, type(None)})
 
