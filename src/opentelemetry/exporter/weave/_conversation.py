@@ -9,26 +9,26 @@ what is kept is checked equal, character for character, never assumed.
 
 from __future__ import annotations
 
-from typing import Any
-
 from opentelemetry.exporter.weave._chat import Message, plain_chat_messages
 from opentelemetry.exporter.weave._sanitize import MAX_DEPTH, MAX_NODES, decode_json_text
 
 __all__ = ["ConversationMemo"]
 
 
-_Remembered = tuple[str, list[Any], list[Message]]
-"""A chat input's text (ending with its list's ``]``), the list and its messages; a plain
-tuple: one is made for each model call."""
+_Remembered = tuple[str, list[Message]]
+"""A chat input's text (ending with its list's ``]``) and its messages; a plain tuple: one is
+made for each model call."""
 
 
 class ConversationMemo:
-    """The chat input of the last model call of each of the most recent traces: its JSON text,
-    the list it decodes to and that list's ``plain_chat_messages``.
+    """The chat input of the last model call of each of the most recent traces: its JSON text
+    and the ``plain_chat_messages`` of the list it decodes to. Not the list itself: the objects
+    kept alive count towards the garbage collector's next run, and a decoded message is
+    several (a part list, each part) where its converted one is mostly one.
 
-    Bounded in traces and in characters of text kept (what it decodes to is a few times as
-    much): a trace past either bound is forgotten, and its next call converted in full. Used
-    by one mapping at a time (the pipeline's mapping lock).
+    Bounded in traces and in characters of text kept (the messages are about as much): a trace
+    past either bound is forgotten, and its next call converted in full. Used by one mapping at
+    a time (the pipeline's mapping lock).
     """
 
     def __init__(self, max_traces: int = 128, max_chars: int = 2_000_000) -> None:
@@ -37,10 +37,10 @@ class ConversationMemo:
         self._chars = 0
         self._traces: dict[int, _Remembered] = {}
 
-    def extended(self, trace_id: int, text: str) -> tuple[list[Any], list[Message]] | None:
-        """What ``safe_json_unwalked(text)`` decodes and ``plain_chat_messages`` converts
-        ``text`` to, when both would and ``text`` is the trace's last text with messages
-        added; None otherwise (nothing said about ``text``).
+    def extended(self, trace_id: int, text: str) -> list[Message] | None:
+        """What ``plain_chat_messages`` converts ``safe_json_unwalked(text)`` to, when it
+        would and ``text`` is the trace's last text with messages added; None otherwise
+        (nothing said about ``text``).
 
         With the last text ``[a,b]`` and ``text`` ``[a,b,c,d]``: ``[c,d]`` decoded and
         converted, appended to what ``[a,b]`` became. ``[a,b`` ends after a whole value, so
@@ -53,7 +53,7 @@ class ConversationMemo:
         known = self._traces.get(trace_id)
         if known is None:
             return None
-        known_text, known_content, known_messages = known
+        known_text, known_messages = known
         cut = len(known_text) - 1
         if (
             len(text) <= MAX_NODES
@@ -67,17 +67,14 @@ class ConversationMemo:
                 # None for no message: `[a,b,]` is no JSON, though `[]` is.
                 new_messages = plain_chat_messages(new_content, MAX_DEPTH)
                 if new_messages is not None:
-                    content = known_content + new_content
                     messages = known_messages + new_messages
-                    self.remember(trace_id, text, content, messages)
-                    return content, messages
+                    self.remember(trace_id, text, messages)
+                    return messages
         return None
 
-    def remember(
-        self, trace_id: int, text: str, content: list[Any], messages: list[Message]
-    ) -> None:
-        """Keep ``text``, the list it decoded to and its messages, as the trace's last."""
-        if not (text[:1] == "[" and text[-1:] == "]" and content and messages):
+    def remember(self, trace_id: int, text: str, messages: list[Message]) -> None:
+        """Keep ``text`` and its messages as the trace's last chat input."""
+        if not (text[:1] == "[" and text[-1:] == "]" and messages):
             return  # no list written plainly, or one whose `]` has nothing before it to extend
         if len(text) > self._max_chars:
             return
@@ -85,7 +82,7 @@ class ConversationMemo:
         previous = traces.pop(trace_id, None)
         if previous is not None:
             self._chars -= len(previous[0])
-        traces[trace_id] = (text, content, messages)
+        traces[trace_id] = (text, messages)
         self._chars += len(text)
         while len(traces) > self._max_traces or self._chars > self._max_chars:
             oldest = next(iter(traces))

@@ -370,7 +370,9 @@ class _SpanReader:
         conversions take, its ``plain_chat_messages`` (else None). A long conversation's
         nesting is told by the conversion's own checks, not by a walk over all its containers
         first (:func:`safe_json_unwalked`). With a ``conversation`` (a memo and the span's
-        trace id), text that extends the trace's last is converted from where that ended."""
+        trace id), text that extends the trace's last is converted from where that ended; the
+        content is then None (the memo keeps messages only: content is what a caller reads when
+        there are none)."""
         if not candidates:
             return None, None
         found = self.first(candidates)
@@ -384,7 +386,7 @@ class _SpanReader:
         if conversation is not None:
             memo, trace_id = conversation
             if (extended := memo.extended(trace_id, value)) is not None:
-                return extended
+                return None, extended
         # Messages of the usual shape tell their own nesting: no bracket count of the text.
         content, whole = safe_json_unwalked(value, count_brackets=False)
         if not whole:
@@ -392,7 +394,7 @@ class _SpanReader:
                 messages = plain_chat_messages(content, MAX_DEPTH)
                 if messages is not None:
                     if conversation is not None:
-                        memo.remember(trace_id, value, content, messages)
+                        memo.remember(trace_id, value, messages)
                     return content, messages  # it nests within MAX_DEPTH: safe as it is
             if not nests_within(content, MAX_DEPTH):
                 content = json_safe(content)
