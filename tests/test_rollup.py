@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -61,8 +62,11 @@ def test_an_agent_total_stands_in_when_no_descendant_reported_usage() -> None:
 def test_a_model_less_total_takes_the_single_model_of_its_descendants() -> None:
     rollup = SummaryRollup(max_pending=10, max_age_seconds=60)
     rollup.roll_up(call(2, parent=1, facts=CallFacts(kind="llm", model="gpt-4o")))
-    agent = rollup.roll_up(call(1, tokens=5, facts=AGENT, model="unknown"))
+    total = call(1, tokens=5, facts=AGENT, model="unknown")
+    own_summary = copy.deepcopy(total.end.summary)
+    agent = rollup.roll_up(total)
     assert set(summary_of(agent)["usage"]) == {"gpt-4o"}
+    assert total.end.summary == own_summary  # moved in the rolled-up copy only
 
 
 def test_a_model_less_total_stays_unknown_when_descendants_used_several_models() -> None:

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from opentelemetry.exporter.weave._call import WeaveCall
+from opentelemetry.exporter.weave._call import CallFacts, WeaveCall
 from opentelemetry.exporter.weave._models import UNKNOWN_MODEL
 
 __all__ = ["SummaryRollup"]
@@ -94,23 +94,24 @@ class SummaryRollup:
 
         With ``into_parent``, the totals also wait here for the call's parent.
         """
-        own = call.end.summary
+        start, own, facts = call.start, call.end.summary, call.facts
+        model = facts.model
+        status_counts = own.get("status_counts") or {}
         now = self._clock()
         with self._lock:
-            children = self._pending.pop(call.start.id, None)
-            counted = self._own_usage(call, children)
-            model = call.facts.model
-            status_counts = own.get("status_counts") or {}
+            pending = self._pending
+            children = pending.pop(start.id, None)
+            counted = self._own_usage(own.get("usage"), facts, start.trace_id, children)
             subtree = children  # most calls have no children: their own totals are the subtree's
             if children is not None:
                 subtree = _SubtreeTotals(now)
                 subtree.add(counted, status_counts, model)
                 subtree.add_subtree(children)
-            parent_id = call.start.parent_id
+            parent_id = start.parent_id
             if into_parent and parent_id is not None:
-                parent = self._pending.get(parent_id)
+                parent = pending.get(parent_id)
                 if parent is None:
-                    parent = self._pending[parent_id] = _SubtreeTotals(now)
+                    parent = pending[parent_id] = _SubtreeTotals(now)
                 if subtree is None:
                     parent.add(counted, status_counts, model)
                 else:
@@ -128,28 +129,37 @@ class SummaryRollup:
         summary["status_counts"] = subtree.status_counts
         return call.replace(summary=summary)
 
-    def _own_usage(self, call: WeaveCall, children: _SubtreeTotals | None) -> _Usage:
-        """The call's own usage as its subtree's totals count it, by the module's rules."""
-        counts = _usage_counts(call.end.summary.get("usage"))
-        if not counts:
-            return counts
-        facts = call.facts
+    def _own_usage(
+        self,
+        usage: _Usage | None,
+        facts: CallFacts,
+        trace_id: str | None,
+        children: _SubtreeTotals | None,
+    ) -> _Usage:
+        """A call's own usage (its summary's) as its subtree's totals count it, by the
+        module's rules. Only read: the summary's own dicts are returned as they are, unless
+        a count moves to another model."""
+        if not usage:
+            return _NO_USAGE
         if facts.kind == "llm":
             if facts.response_id is None:
-                return counts
-            response = (call.start.trace_id or "", facts.response_id)
-            if response in self._responses:
-                return _SEEN_RESPONSE
-            self._responses[response] = None
-            if len(self._responses) > self._max_pending:
-                self._responses.popitem(last=False)
-            return counts
+                return usage
+            response = (trace_id or "", facts.response_id)
+            responses = self._responses
+            if response in responses:
+                return _NO_USAGE  # a repeat of a counted response adds nothing
+            responses[response] = None
+            if len(responses) > self._max_pending:
+                responses.popitem(last=False)
+            return usage
         if children is not None and children.usage:
-            return {}  # the descendants' own reports, not the run's totals again
-        if UNKNOWN_MODEL in counts and children is not None and len(children.models) == 1:
+            return _NO_USAGE  # the descendants' own reports, not the run's totals again
+        if UNKNOWN_MODEL in usage and children is not None and len(children.models) == 1:
             (model,) = children.models
+            counts = dict(usage)
             counts[model] = counts.pop(UNKNOWN_MODEL)
-        return counts
+            return counts
+        return usage
 
     def _evict(self, now: float) -> int:
         evicted = 0
@@ -162,11 +172,5 @@ class SummaryRollup:
         return evicted
 
 
-_SEEN_RESPONSE: _Usage = {}
-"""The usage a repeat of a counted response adds (an identity marker: compare with ``is``)."""
-
-
-def _usage_counts(usage: _Usage | None) -> _Usage:
-    """The counts by model, to add up (only whole numbers are: ``_add_counts``), in a dict of
-    their own: the summary's own stays as it is."""
-    return dict(usage) if usage else {}
+_NO_USAGE: _Usage = {}
+"""The usage a call adds to its subtree's when it adds none (shared: only read)."""
