@@ -28,6 +28,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -190,6 +191,25 @@ def _status_kib(field: str) -> int:
     return 0
 
 
+def _other_threads_cpu() -> float | None:
+    """CPU seconds used so far by this process's threads but the calling one (Linux only:
+    ``/proc/self/task``); threads that have exited are not counted."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return None
+    own, ticks, total = threading.get_native_id(), os.sysconf("SC_CLK_TCK"), 0
+    for task in tasks.iterdir():
+        if int(task.name) == own:
+            continue
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 class _GcTimer:
     """A ``gc.callbacks`` entry: time spent in collections (any thread's), and full ones."""
 
@@ -221,6 +241,7 @@ def throughput_child(workload: str, pipeline: str, port: int, n: int, conn: Conn
     gc.callbacks.append(gc_timer)
 
     started = time.monotonic()
+    others0 = _other_threads_cpu()
     wall0, thread0, process0 = time.perf_counter(), time.thread_time(), time.process_time()
     emit(n)
     wall1, thread1, process1 = time.perf_counter(), time.thread_time(), time.process_time()
@@ -228,6 +249,7 @@ def throughput_child(workload: str, pipeline: str, port: int, n: int, conn: Conn
     flushed = processor.force_flush(int(EXPORT_TIMEOUT_MS))
     sink = control(port, "GET", "/_wait?timeout=300")
     process2 = time.process_time()
+    others2 = _other_threads_cpu()
     gc.callbacks.remove(gc_timer)
 
     result: dict[str, Any] = {
@@ -238,6 +260,8 @@ def throughput_child(workload: str, pipeline: str, port: int, n: int, conn: Conn
         "emit_thread_cpu": thread1 - thread0,
         "emit_process_cpu": process1 - process0,
         "total_process_cpu": process2 - process0,
+        # The pipeline's own threads (its worker, its HTTP client's), not the app's.
+        "worker_cpu": None if others0 is None or others2 is None else others2 - others0,
         "gc_seconds": gc_timer.seconds,
         "full_collections": gc_timer.full_collections,
         "delivered_after": (sink["done_at"] - started) if sink["done_at"] else None,
@@ -461,6 +485,12 @@ def _per_span(summary: Summary, key: str) -> float:
     return summary.median(key) / summary.n
 
 
+def _worker_cpu(summary: Summary) -> str:
+    if any(run.get("worker_cpu") is None for run in summary.runs):
+        return "-"
+    return f"{_per_span(summary, 'worker_cpu') * 1e6:.0f}"
+
+
 def throughput_rows(summaries: dict[Entry, Summary], workload: str) -> list[list[str]]:
     stock = summaries.get((workload, STOCK))
     rows = []
@@ -491,6 +521,7 @@ def throughput_rows(summaries: dict[Entry, Summary], workload: str) -> list[list
                 f"{n / delivery:,.0f}",
                 f"{_per_span(summary, 'total_process_cpu') * 1e6:.0f}",
                 cpu_ratio,
+                _worker_cpu(summary),
                 _ms(summary.median("gc_seconds")),
                 f"{summary.median('full_collections'):g}",
                 f"{summary.median('requests'):,.0f}",
@@ -512,6 +543,7 @@ THROUGHPUT_HEADER = [
     "spans/s delivered",
     "CPU µs/span",
     "CPU vs stock",
+    "worker threads CPU µs/span",
     "GC ms",
     "full (gen 2) GCs",
     "HTTP requests",
@@ -788,7 +820,9 @@ def _markdown(
         "(`time.perf_counter`; *vs stock* per span); *all delivered after* runs from the first "
         "span to the sink having counted every span (every call's end, for Weave); *CPU "
         "µs/span* is the measured process's CPU time (all threads) from the first span to the "
-        "last delivery, per span; *GC ms* the time spent in garbage collections in that "
+        "last delivery, per span, and *worker threads* the part of it the pipeline's own "
+        "threads used (all but the app's: `/proc/self/task`); *GC ms* the time spent in "
+        "garbage collections in that "
         "process meanwhile (`gc.callbacks`), *full GCs* how many of them were of generation 2.",
         "",
     ]
