@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Tracer
 
 from opentelemetry.exporter.weave._call import WeaveCall, _SealedCall
+from opentelemetry.exporter.weave._mapping import span_to_call
 from opentelemetry.exporter.weave._ops import (
     FILES_CREATE_ROUTE,
     OBJ_CREATE_ROUTE,
@@ -19,6 +20,7 @@ from opentelemetry.exporter.weave._ops import (
     PLACEHOLDER_FILE_DIGEST,
     PLACEHOLDER_OP_DIGEST,
     PLACEHOLDER_OP_SOURCE,
+    _named,
     bytes_digest,
     object_digest,
     op_val,
@@ -316,3 +318,32 @@ def test_the_receiver_refuses_a_name_holding_another_type(receiver: LocalWeaveSe
         assert unknown_key.status_code == 422
         no_file = client.post(FILES_CREATE_ROUTE, data={"project_id": PROJECT})
         assert no_file.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("span_name", "attributes"),
+    [
+        ("chat gpt-4o", {}),
+        ("chat gpt-4o", {"wandb.display_name": "Support chat"}),
+        ("", {}),
+        ("ünïcode name 🙂", {}),
+        ("long " * 60, {}),
+    ],
+)
+def test_a_call_mapped_under_a_known_ref_is_the_call_named_at_delivery(
+    record_spans: Record, span_name: str, attributes: dict[str, str]
+) -> None:
+    (span,) = record_spans(lambda tracer: tracer.start_span(span_name, attributes=attributes).end())
+    plain = span_to_call(span, PROJECT)
+    ref = f"{REF_PREFIX}an_op:{PLACEHOLDER_OP_DIGEST}"
+    asked: list[str] = []
+
+    def known(op_name: str) -> str:
+        asked.append(op_name)
+        return ref
+
+    named = span_to_call(span, PROJECT, op_ref=known)
+    assert asked == [plain.op_name]  # the ref is looked up by the plain op name
+    assert named == _named(plain, ref)
+    assert named.complete_json == _named(plain, ref).complete_json
+    assert span_to_call(span, PROJECT, op_ref=lambda op_name: None) == plain

@@ -8,7 +8,7 @@ import math
 import operator
 import re
 from collections import ChainMap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Literal, NamedTuple, SupportsIndex, get_args
@@ -101,6 +101,7 @@ def span_to_call(
     thread: ThreadContext | None = None,
     content_events: Sequence[ContentEvent] = (),
     conversations: ConversationMemo | None = None,
+    op_ref: Callable[[str], str | None] | None = None,
 ) -> WeaveCall:
     """Map one finished span. Never raises on anything the SDK lets a span hold: odd values
     and texts are sanitised, odd times clamped or filled in and marked (``_span_times``).
@@ -110,6 +111,8 @@ def span_to_call(
     None when its start was not seen. ``content_events`` are log records that carried the
     span's messages. ``conversations`` keeps the last chat input of each trace, for the
     next one to convert only the messages it adds (the answer is the same without it).
+    ``op_ref`` gives the ref of an op name's op where one is known already: the call is then
+    named by it, its plain name shown as its display name (as op refs name it at delivery).
     """
     reader = _SpanReader(span)
     layout = reader.layout
@@ -154,6 +157,8 @@ def span_to_call(
     else:
         op_name, name_text = op_name_for(name), _as_str(name)
     display_name = _display_name(reader, kind) or name_text
+    if op_ref is not None and (ref := op_ref(op_name)) is not None:
+        op_name, display_name = ref, display_name or op_name
     thread_id, turn_id = (
         _thread_and_turn(reader, span_id, thread, is_root=call_parent is None)
         if layout.thread or thread is not None

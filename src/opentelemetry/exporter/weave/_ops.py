@@ -73,7 +73,7 @@ _OPS_MAX_SECONDS = 5.0
 _OPS_SHARE_OF_DEADLINE = 0.25
 # Names per /objs/query: the answer (read up to 64 KiB) must hold them all.
 _QUERY_MAX_NAMES = 50
-# Plain names whose ref named_if_known gives; past this many (names made of ids), it starts
+# Plain names whose ref known_ref gives; past this many (names made of ids), it starts
 # over: a name not among them is named at delivery, as the first calls of every name are.
 _NAMED_MAX = 4096
 
@@ -163,7 +163,7 @@ class OpRefs:
         # When a name (or a whole project, after its routes failed) may be tried again.
         self._failed_names: dict[tuple[str, str], float] = {}
         self._failed_projects: dict[str, float] = {}
-        # What named_if_known reads without the lock (a dict's get is atomic under the GIL):
+        # What known_ref reads without the lock (a dict's get is atomic under the GIL):
         # the ref given to each (project id, plain op name) at delivery; and every ref made.
         self._named: dict[tuple[str, str], str] = {}
         self._made: set[str] = set()
@@ -172,22 +172,19 @@ class OpRefs:
         """A lock held by another thread at the fork would never be released in the child."""
         self._lock = threading.Lock()
 
-    def named_if_known(self, call: WeaveCall) -> WeaveCall:
-        """``call`` with the ref :meth:`apply` gave its name before, if it did; no request.
+    def known_ref(self, project_id: str, op_name: str) -> str | None:
+        """The ref :meth:`apply` gave ``op_name``'s calls before, if it did; no request.
 
-        The pipeline names each call so before encoding it: a call is then encoded once, and
-        only the first calls of a name wait for :meth:`apply` at delivery to be named.
+        The pipeline maps each call named by it (``span_to_call``'s ``op_ref``): a call is
+        then made and encoded once, and only the first calls of a name wait for :meth:`apply`
+        at delivery to be named.
         """
-        start = call.start
-        ref = self._named.get((start.project_id, start.op_name))
-        if ref is None:
-            return call
-        return _named(call, ref)
+        return self._named.get((project_id, op_name))
 
     def apply(self, calls: Sequence[WeaveCall], deadline: float) -> list[WeaveCall]:
         """``calls`` with op refs where they could be had; plain names, counted, elsewhere.
 
-        A call named already (by :meth:`named_if_known`) is passed on as it is.
+        A call named already (by :meth:`known_ref`'s ref) is passed on as it is.
         """
         made = self._made
         unnamed = [call for call in calls if call.op_name not in made]

@@ -96,7 +96,8 @@ class ExportPipeline:
         #   SpanSelection  select: the span filter, and the parent a kept span hangs under
         #   LogRecordJoin  the content log records of the span (_logs.py), for the mapping
         #   span_to_call   map: the pure mapping to a call (ConversationMemo: each
-        #                  trace's last chat input, for the next to convert what it adds)
+        #                  trace's last chat input, for the next to convert what it adds;
+        #                  named by its op's ref where op refs know it already)
         #   Redactor       redact: the secret scrubber (a batch's messages scrubbed once,
         #                  however many calls hold them), then the user's callback
         #   SummaryRollup  roll up: the subtree's usage and status counts into each call
@@ -238,10 +239,17 @@ class ExportPipeline:
             thread=thread,
             content_events=content_events,
             conversations=self._conversations,
+            # Named by its op's ref when that is known already, so that it is made and encoded
+            # once: at delivery, op refs would change a call already encoded.
+            op_ref=None if self._op_refs is None else self._known_op_ref,
         )
         call = self._redactor.apply(call)
         # A remote parent lives in another process: nothing here will ever end it.
         return self._rollup.roll_up(call, into_parent=not (span.parent and span.parent.is_remote))
+
+    def _known_op_ref(self, op_name: str) -> str | None:
+        op_refs = self._op_refs
+        return None if op_refs is None else op_refs.known_ref(self.settings.project_id, op_name)
 
     def export_batch(self, spans: Sequence[ReadableSpan], deadline: float) -> BatchReport:
         """Map and deliver ``spans`` by ``deadline`` (the clock's ``monotonic()``).
@@ -306,10 +314,6 @@ class ExportPipeline:
             try:
                 call = self._call_for(span)
                 if call is not None:
-                    # Named by its op's ref when that is known already, so that it is encoded
-                    # once: at delivery, op refs would change a call already encoded.
-                    if self._op_refs is not None:
-                        call = self._op_refs.named_if_known(call)
                     # Encoded here, not at delivery: a call that cannot be encoded then costs
                     # only its own span, not the batch it would have been sent in. Sealed, it
                     # waits for the request as its JSON, not as objects the GC walks.
