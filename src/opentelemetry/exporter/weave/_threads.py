@@ -54,6 +54,16 @@ def _thread_key(attributes: Any) -> str | None:
     return None
 
 
+def _is_marked(attributes: Any) -> bool:
+    """Whether the attributes mark a turn (``wandb.is_turn``): a loop, not ``any()`` of a
+    generator, as it runs on the app's thread at every span's start."""
+    for key in KEYS.is_turn:
+        value = attributes.get(key)
+        if value is not None and is_marked_turn(value):
+            return True
+    return False
+
+
 class ThreadTracker:
     """What each open span's start said about its thread, for its descendants to inherit.
 
@@ -76,9 +86,10 @@ class ThreadTracker:
         context = span.context
         if context is None:
             return
+        span_id = context.span_id
         parent = span.parent
         if parent is None or parent.is_remote:
-            self._roots[context.trace_id] = context.span_id
+            self._roots[context.trace_id] = span_id
             inherited = None
         else:
             inherited = self._open.get(parent.span_id)
@@ -86,11 +97,10 @@ class ThreadTracker:
         thread_id = _thread_key(attributes) or (inherited[0] if inherited else None)
         if thread_id is None:
             return
-        marked = any(is_marked_turn(attributes.get(key)) for key in KEYS.is_turn)
-        if inherited is not None and inherited[0] == thread_id and not marked:
-            self._open[context.span_id] = inherited
+        if inherited is not None and inherited[0] == thread_id and not _is_marked(attributes):
+            self._open[span_id] = inherited
         else:
-            self._open[context.span_id] = (thread_id, format_span_id(context.span_id))
+            self._open[span_id] = (thread_id, format_span_id(span_id))
 
     def peek(self, span: ReadableSpan) -> ThreadContext | None:
         """What the start of ``span`` (still open) left, kept."""
