@@ -220,6 +220,31 @@ def test_a_loss_in_a_batch_taken_before_the_flush_does_not_fail_it(
     assert setup.exporter.exported_names() == ["early-0", "early-1", "late"]
 
 
+@pytest.mark.parametrize("lost", [False, True])
+def test_a_flush_during_shutdown_waits_for_its_export_and_tells_its_losses(
+    rig: Callable[..., Rig], lost: bool
+) -> None:
+    # As from a signal handler that interrupted shutdown(): the queue is still being exported.
+    setup = rig()
+    release = setup.hold_exports()
+    setup.exporter.fail_next = lost
+    setup.emit("last")
+    shutting_down = threading.Thread(target=setup.processor.shutdown)
+    shutting_down.start()
+    setup.wait_for_hand_over()  # shutdown's export of the span has begun, and is held
+    results: list[bool] = []
+    flushing = threading.Thread(target=lambda: results.append(setup.processor.force_flush(5_000)))
+    flushing.start()
+    flushing.join(0.2)
+    assert flushing.is_alive()  # waiting for the shutdown's export, not answering at once
+    release.set()
+    flushing.join()
+    shutting_down.join()
+    assert results == [not lost]
+    assert setup.exporter.exported_names() == ["last"]
+    assert setup.processor.force_flush(5_000) is True  # nothing queued any more
+
+
 def test_force_flush_stops_waiting_at_its_timeout_but_not_the_export(
     rig: Callable[..., Rig],
 ) -> None:

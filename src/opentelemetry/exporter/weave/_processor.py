@@ -14,6 +14,7 @@ import os
 import queue
 import signal
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -118,6 +119,8 @@ class _Tally:
 
 _WAKE_UP = None
 """What ``on_end`` puts in the worker's inbox when a batch is full."""
+_SHUTDOWN_POLL_SECONDS = 0.001
+"""How often a flush during shutdown looks whether the worker is done."""
 
 
 class WeaveSpanProcessor(SpanProcessor):
@@ -167,6 +170,11 @@ class WeaveSpanProcessor(SpanProcessor):
         self._shutdown_calls = itertools.count()
         self._shutdown_deadline: float | None = None
         self._worker_done = False
+        self._worker_finished = False
+        """Set last by the worker, when it has nothing left to do (a lock-free flag)."""
+        self._shutdown_losses = 0
+        """Batches not all delivered once shutdown began, and spans left at its end (counted
+        by the worker; a flush waiting for the shutdown to end compares them)."""
         self._loss_reporter = LossReporter(self.stats, self.settings.on_drop)
         self._flush_requests: list[_FlushRequest] = []
         """The worker's: the flushes received and not finished yet."""
@@ -263,7 +271,9 @@ class WeaveSpanProcessor(SpanProcessor):
         True only if it was all delivered within the timeout; False if the timeout passed or
         a span of a batch exported meanwhile was lost (the counters in :meth:`stats` say how).
         """
-        if self._shutdown_deadline is not None or not self._worker.is_alive():
+        if self._shutdown_deadline is not None:
+            return self._flush_while_shutting_down(timeout_millis / 1000)
+        if not self._worker.is_alive():
             return not self._queue
         request = _FlushRequest(deadline=self._clock.monotonic() + timeout_millis / 1000)
         self._inbox.put(request)
@@ -272,6 +282,24 @@ class WeaveSpanProcessor(SpanProcessor):
         except queue.Empty:
             return False
         return not request.failed
+
+    def _flush_while_shutting_down(self, timeout: float) -> bool:
+        """After shutdown began, the worker exports what is queued by the shutdown's deadline
+        and takes no more flush requests: waited for, its losses meanwhile told. Polled, not
+        joined: the shutdown this flush may interrupt (from a signal handler) can be inside
+        ``join()`` itself, holding the lock that a join waits for."""
+        worker = self._worker
+        if worker is threading.current_thread() or not worker.is_alive():
+            return not self._queue
+        losses = self._shutdown_losses
+        self._inbox.put(_WAKE_UP)  # the shutdown interrupted may not have woken it yet
+        give_up = time.monotonic() + timeout
+        while not self._worker_finished and worker.is_alive():
+            left = give_up - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(left, _SHUTDOWN_POLL_SECONDS))
+        return not self._queue and self._shutdown_losses == losses
 
     def shutdown(self) -> None:
         """Export what is queued, within the export timeout, then release connections."""
@@ -305,8 +333,11 @@ class WeaveSpanProcessor(SpanProcessor):
             self._exporter.end_open_calls(self._export_deadline())
         except Exception:
             logger.exception("Weave could not end the calls still running")
-        self._worker_done = True
-        self._spill(self._take_queued())
+        try:
+            self._worker_done = True
+            self._spill(self._take_queued())
+        finally:
+            self._worker_finished = True
 
     def _export_next_batch(self) -> bool:
         """Wait for a batch (or the schedule delay), export it; True once shut down and empty."""
@@ -331,6 +362,8 @@ class WeaveSpanProcessor(SpanProcessor):
         except Exception:  # the worker must outlive any bug of ours
             logger.exception("Weave export worker failed on a batch of %d spans", len(batch))
         finally:
+            if not delivered and self._shutdown_deadline is not None:
+                self._shutdown_losses += 1
             for request in waiting:
                 request.failed = request.failed or not delivered
             for request in finished:
@@ -374,6 +407,7 @@ class WeaveSpanProcessor(SpanProcessor):
         """Spans shutdown had no time to export: spooled if there is a spool, else dropped."""
         kept = 0
         if spans:
+            self._shutdown_losses += 1
             try:
                 kept = self._exporter.spill(spans)
             except Exception:  # never raises into shutdown()
