@@ -336,14 +336,14 @@ def test_a_call_mapped_under_a_known_ref_is_the_call_named_at_delivery(
     (span,) = record_spans(lambda tracer: tracer.start_span(span_name, attributes=attributes).end())
     plain = span_to_call(span, PROJECT)
     ref = f"{REF_PREFIX}an_op:{PLACEHOLDER_OP_DIGEST}"
-    asked: list[str] = []
+    asked: list[tuple[str, str]] = []
 
-    def known(op_name: str) -> str:
-        asked.append(op_name)
+    def known(project_id: str, op_name: str) -> str:
+        asked.append((project_id, op_name))
         return ref
 
     named = span_to_call(span, PROJECT, op_ref=known)
-    assert asked == [plain.op_name]  # the ref is looked up by the plain op name
+    assert asked == [(PROJECT, plain.op_name)]  # looked up by the project and plain op name
     assert named == _named(plain, ref)
     assert named.complete_json == _named(plain, ref).complete_json
-    assert span_to_call(span, PROJECT, op_ref=lambda op_name: None) == plain
+    assert span_to_call(span, PROJECT, op_ref=lambda project_id, op_name: None) == plain

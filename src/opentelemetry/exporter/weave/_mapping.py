@@ -101,7 +101,7 @@ def span_to_call(
     thread: ThreadContext | None = None,
     content_events: Sequence[ContentEvent] = (),
     conversations: ConversationMemo | None = None,
-    op_ref: Callable[[str], str | None] | None = None,
+    op_ref: Callable[[str, str], str | None] | None = None,
 ) -> WeaveCall:
     """Map one finished span. Never raises on anything the SDK lets a span hold: odd values
     and texts are sanitised, odd times clamped or filled in and marked (``_span_times``).
@@ -111,8 +111,9 @@ def span_to_call(
     None when its start was not seen. ``content_events`` are log records that carried the
     span's messages. ``conversations`` keeps the last chat input of each trace, for the
     next one to convert only the messages it adds (the answer is the same without it).
-    ``op_ref`` gives the ref of an op name's op where one is known already: the call is then
-    named by it, its plain name shown as its display name (as op refs name it at delivery).
+    ``op_ref`` gives the ref of a project's op name's op where one is known already: the
+    call is then named by it, its plain name shown as its display name (as op refs name it
+    at delivery).
     """
     reader = _SpanReader(span)
     layout = reader.layout
@@ -157,7 +158,7 @@ def span_to_call(
     else:
         op_name, name_text = op_name_for(name), _as_str(name)
     display_name = _display_name(reader, kind) or name_text
-    if op_ref is not None and (ref := op_ref(op_name)) is not None:
+    if op_ref is not None and (ref := op_ref(project_id, op_name)) is not None:
         op_name, display_name = ref, display_name or op_name
     thread_id, turn_id = (
         _thread_and_turn(reader, span_id, thread, is_root=call_parent is None)

@@ -241,15 +241,11 @@ class ExportPipeline:
             conversations=self._conversations,
             # Named by its op's ref when that is known already, so that it is made and encoded
             # once: at delivery, op refs would change a call already encoded.
-            op_ref=None if self._op_refs is None else self._known_op_ref,
+            op_ref=None if self._op_refs is None else self._op_refs.known_ref,
         )
         call = self._redactor.apply(call)
         # A remote parent lives in another process: nothing here will ever end it.
         return self._rollup.roll_up(call, into_parent=not (span.parent and span.parent.is_remote))
-
-    def _known_op_ref(self, op_name: str) -> str | None:
-        op_refs = self._op_refs
-        return None if op_refs is None else op_refs.known_ref(self.settings.project_id, op_name)
 
     def export_batch(self, spans: Sequence[ReadableSpan], deadline: float) -> BatchReport:
         """Map and deliver ``spans`` by ``deadline`` (the clock's ``monotonic()``).

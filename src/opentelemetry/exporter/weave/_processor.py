@@ -333,8 +333,8 @@ class WeaveSpanProcessor(SpanProcessor):
             self._exporter.end_open_calls(self._export_deadline())
         except Exception:
             logger.exception("Weave could not end the calls still running")
+        self._worker_done = True
         try:
-            self._worker_done = True
             self._spill(self._take_queued())
         finally:
             self._worker_finished = True
