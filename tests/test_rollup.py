@@ -182,6 +182,29 @@ def test_pending_parents_are_bounded_by_age() -> None:
     assert summary_of(rollup.roll_up(fresh))["status_counts"] == {"success": 2, "error": 0}
 
 
+def test_after_the_oldest_totals_expire_the_next_expire_on_their_own_time() -> None:
+    clock = FakeClock()
+    evicted: list[int] = []
+    rollup = SummaryRollup(
+        max_pending=1000, max_age_seconds=10, on_evict=evicted.append, clock=clock.monotonic
+    )
+    rollup.roll_up(call(100, parent=0))  # totals for parent 0, made at 0 s
+    clock.advance(5)
+    rollup.roll_up(call(101, parent=1))  # for parent 1, at 5 s
+    clock.advance(5.1)
+    rollup.roll_up(call(102, parent=2))  # for parent 2, at 10.1 s: parent 0's expire
+    assert (len(rollup), evicted) == (2, [1])
+    clock.advance(4.8)
+    rollup.roll_up(call(103, parent=3))  # at 14.9 s: parent 1's are not 10 s old yet
+    assert (len(rollup), evicted) == (3, [1])
+    clock.advance(0.2)
+    rollup.roll_up(call(104, parent=4))  # at 15.1 s they are, the later ones not
+    assert (len(rollup), evicted) == (3, [1, 1])
+    parent_1, parent_2 = call(1), call(2)
+    assert rollup.roll_up(parent_1) is parent_1
+    assert summary_of(rollup.roll_up(parent_2))["status_counts"] == {"success": 2, "error": 0}
+
+
 def test_a_call_under_a_remote_parent_leaves_nothing_waiting() -> None:
     rollup = SummaryRollup(max_pending=10, max_age_seconds=60)
     rollup.roll_up(call(2, parent=1, tokens=2))

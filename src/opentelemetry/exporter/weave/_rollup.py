@@ -14,6 +14,7 @@ tokens on itself, but adds none to its ancestors.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -83,6 +84,10 @@ class SummaryRollup:
         self._clock = clock
         self._lock = threading.Lock()
         self._pending: OrderedDict[str, _SubtreeTotals] = OrderedDict()
+        self._oldest_seen = -math.inf
+        """When the first totals pending were created, as :meth:`_evict` last found them (-inf:
+        to be looked at). Totals are added newest last, at the (monotonic) clock's time, so
+        whatever is first later is no older: while these have not expired, none has."""
         # (trace id, response id) of the model calls counted, to count a response once.
         self._responses: OrderedDict[tuple[str, str], None] = OrderedDict()
 
@@ -162,12 +167,16 @@ class SummaryRollup:
         return usage
 
     def _evict(self, now: float) -> int:
+        pending = self._pending
+        if len(pending) <= self._max_pending and now - self._oldest_seen < self._max_age:
+            return 0  # most calls: what the loop below finds, without the look
         evicted = 0
-        while self._pending:
-            oldest = next(iter(self._pending.values()))
-            if len(self._pending) <= self._max_pending and now - oldest.created_at < self._max_age:
+        while pending:
+            oldest = next(iter(pending.values()))
+            if len(pending) <= self._max_pending and now - oldest.created_at < self._max_age:
+                self._oldest_seen = oldest.created_at
                 break
-            self._pending.popitem(last=False)
+            pending.popitem(last=False)
             evicted += 1
         return evicted
 
