@@ -171,37 +171,37 @@ def span_to_call(
         wb_run_step = reader.take_int(KEYS.wb_run_step)
         wb_run_step_end = reader.take_int(KEYS.wb_run_step_end)
     trace_id = format_trace_id(context.trace_id) if context else "0" * 32
+    # After every field that reads attributes: the rest of them become the call's attributes.
+    attributes = _call_attributes(span, reader, times, kind, status)
+    # The halves' fields in their order, not by keyword: a dataclass's __init__ called with
+    # keywords costs three times as much (0.6 µs, not 0.2, for a start).
     start = StartedCall(
-        project_id=project_id,
-        id=span_id,
-        op_name=op_name,
-        display_name=display_name,
-        trace_id=trace_id,
-        parent_id=call_parent,
-        thread_id=thread_id,
-        turn_id=turn_id,
-        started_at=times.started_at,
-        inputs=inputs,
-        wb_run_id=wb_run_id,
-        wb_run_step=wb_run_step,
-        attributes=_call_attributes(span, reader, times, kind, status),
+        project_id,
+        span_id,  # id
+        op_name,
+        trace_id,
+        times.started_at,
+        attributes,
+        inputs,
+        display_name,
+        call_parent,  # parent_id
+        thread_id,
+        turn_id,
+        wb_run_id,
+        wb_run_step,
     )
     end = EndedCall(
-        project_id=project_id,
-        id=span_id,
-        trace_id=trace_id,
-        started_at=times.started_at,
-        ended_at=times.ended_at,
-        exception=exception,
-        output=output,
-        summary=_summary(usage, is_error),
-        wb_run_step_end=wb_run_step_end,
+        project_id,
+        span_id,  # id
+        times.ended_at,
+        _summary(usage, is_error),
+        trace_id,
+        exception,
+        output,
+        times.started_at,
+        wb_run_step_end,
     )
-    facts = (
-        CallFacts(kind=kind, model=model, response_id=response_id)
-        if kind == "llm"
-        else _KIND_FACTS[kind]
-    )
+    facts = CallFacts(kind, model, response_id) if kind == "llm" else _KIND_FACTS[kind]
     return WeaveCall.of(start, end, facts)
 
 
