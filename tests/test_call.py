@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, fields, replace
+from dataclasses import FrozenInstanceError, asdict, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -19,6 +19,7 @@ from opentelemetry.exporter.weave import WeaveSpanExporter, WriteMode
 from opentelemetry.exporter.weave._call import (
     END_ONLY_FIELDS,
     REQUEST_ENVELOPE_BYTES,
+    CallFacts,
     EndedCall,
     StartedCall,
     WeaveCall,
@@ -428,6 +429,19 @@ def test_weave_call_of_is_the_constructor(same_trace: bool) -> None:
     assert made == constructed
     assert made.end.trace_id == made.start.trace_id  # the start's, as the constructor makes it
     assert (made.start_json, made.end_json) == (constructed.start_json, constructed.end_json)
+
+
+@pytest.mark.parametrize(
+    "values", [("llm", "gpt-4o", "chatcmpl-1"), ("tool", None, None), (None, None, None)]
+)
+def test_call_facts_of_is_the_constructor(values: tuple[Any, Any, Any]) -> None:
+    made, constructed = CallFacts.of(*values), CallFacts(*values)
+
+    assert made == constructed
+    assert hash(made) == hash(constructed)
+    assert vars(made) == vars(constructed)  # every field, a new one too
+    with pytest.raises(FrozenInstanceError):
+        made.model = "other"  # type: ignore[misc]
 
 
 def test_a_sealed_half_copies_each_field_from_its_own() -> None:

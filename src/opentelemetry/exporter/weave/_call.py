@@ -355,6 +355,18 @@ class CallFacts:
     response_id: str | None = None
     """The provider's id of the response: two spans of one request share it."""
 
+    @classmethod
+    def of(cls, kind: WeaveKind | None, model: str | None, response_id: str | None) -> CallFacts:
+        """``CallFacts(kind, model, response_id)`` without the frozen constructor's field by
+        field ``object.__setattr__`` (as :meth:`WeaveCall.of`): a model call's are new each
+        time."""
+        facts = object.__new__(cls)
+        fields = facts.__dict__
+        fields["kind"] = kind
+        fields["model"] = model
+        fields["response_id"] = response_id
+        return facts
+
 
 _T = TypeVar("_T")
 _H = TypeVar("_H", StartedCall, EndedCall)

@@ -201,7 +201,7 @@ def span_to_call(
         times.started_at,
         wb_run_step_end,
     )
-    facts = CallFacts(kind, model, response_id) if kind == "llm" else _KIND_FACTS[kind]
+    facts = CallFacts.of(kind, model, response_id) if kind == "llm" else _KIND_FACTS[kind]
     return WeaveCall.of(start, end, facts)
 
 
