@@ -20,7 +20,9 @@ from opentelemetry.exporter.weave._call import (
     calls_complete_route,
     upsert_batch_body,
 )
+from opentelemetry.exporter.weave._config import SETTINGS
 from opentelemetry.exporter.weave._delivery import (
+    _SLOW_CALL_SECONDS,
     AutoUpgrade,
     CallEndWriter,
     CallFailure,
@@ -192,7 +194,8 @@ def test_calls_go_out_concurrently_up_to_max_concurrency(
     all_started = threading.Event()
 
     def monotonic() -> float:
-        # The writer reads its clock to wait for its senders, once it has started them all.
+        # The writer reads its clock to wait for its senders, once it has started the first;
+        # the others start while the first posts are held (each a slow call).
         all_started.set()
         return NOW
 
@@ -218,6 +221,68 @@ def test_calls_go_out_concurrently_up_to_max_concurrency(
     assert report.delivered == 10
     assert peak == width
     assert len(senders) == width
+
+
+def test_a_service_that_answers_at_once_is_served_by_one_sender() -> None:
+    calls = make_calls(10)
+    senders: set[threading.Thread] = set()
+    looked = threading.Semaphore(0)
+
+    def frozen_clock() -> float:  # no call is ever on its way for any time
+        if threading.current_thread() is threading.main_thread():
+            looked.release()  # the writer looked whether to start another sender
+        return NOW
+
+    def answer(path: str, body: bytes) -> PostResult:
+        senders.add(threading.current_thread())
+        if ids_in(path, body) == [calls[0].start.id] and path == CALL_START_ROUTE:
+            for _ in range(3):  # the writer looks three times while this call is on its way
+                assert looked.acquire(timeout=10)
+        return PostResult(200)
+
+    writer = CallEndWriter(RecordingPoster(answer), 4, FakeClock().monotonic, wall=frozen_clock)
+    report = writer.send(calls, DEADLINE)
+
+    assert report.delivered == 10
+    assert len(senders) == 1
+
+
+def test_the_setting_documents_when_another_sender_starts() -> None:
+    (setting,) = [setting for setting in SETTINGS if setting.name == "max_concurrency"]
+    assert f"on its way for {_SLOW_CALL_SECONDS * 1000:g} ms" in setting.doc
+
+
+def test_another_sender_starts_beside_a_call_that_is_slow() -> None:
+    calls = make_calls(6)
+    wall = [NOW]
+    held, release = threading.Event(), threading.Event()
+    senders: dict[str, threading.Thread] = {}
+
+    def answer(path: str, body: bytes) -> PostResult:
+        (call_id,) = ids_in(path, body)
+        senders[call_id] = threading.current_thread()
+        if call_id == calls[0].start.id and path == CALL_START_ROUTE:
+            held.set()
+            release.wait(10)  # slow: until the other calls have gone out beside it
+        elif len(senders) == len(calls):
+            release.set()
+        return PostResult(200)
+
+    def slow_clock() -> float:
+        if held.is_set():  # the first call has been on its way long enough for a second sender
+            wall[0] = NOW + 0.01
+        return wall[0]
+
+    writer = CallEndWriter(RecordingPoster(answer), 2, FakeClock().monotonic, wall=slow_clock)
+    try:
+        report = writer.send(calls, DEADLINE)
+    finally:
+        release.set()
+
+    assert report.delivered == 6
+    first = senders[calls[0].start.id]
+    assert {senders[call.start.id] for call in calls[1:]} == {senders[calls[1].start.id]}
+    assert senders[calls[1].start.id] is not first  # the rest went beside the slow call
 
 
 def test_a_bug_costs_only_the_call_it_hit() -> None:

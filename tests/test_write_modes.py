@@ -19,7 +19,7 @@ from opentelemetry.util.types import AttributeValue
 from opentelemetry.exporter.weave import WeaveSpanExporter, WeaveSpanProcessor, WriteMode
 from opentelemetry.exporter.weave.testing import LocalWeaveServer
 
-from .fault_server import ScriptedServer
+from .fault_server import Reply, ScriptedServer
 from .helpers import (
     API_KEY,
     NO_WAIT_RETRIES,
@@ -162,6 +162,28 @@ def test_upsert_batch_sends_starts_before_ends(
     (request,) = server.seen
     modes = [item["mode"] for item in request.json()["batch"]]
     assert modes == ["start"] * 3 + ["end"] * 3
+
+
+def test_call_end_sends_beside_slow_answers_up_to_max_concurrency(
+    record_spans: Record, exporters: Callable[..., WeaveSpanExporter]
+) -> None:
+    answer_seconds = 0.05
+
+    def emit(tracer: Tracer) -> None:
+        for number in range(12):
+            tracer.start_span(f"step {number}").end()
+
+    spans = record_spans(emit)
+    with ScriptedServer() as server:
+        server.responder = lambda seen: Reply(delay_seconds=answer_seconds)
+        exporter = exporters(server.url, write_mode="call_end", max_concurrency=4)
+        exporter.export(spans)
+    assert exporter.stats().calls_exported == 12
+    starts = sorted(seen.at for seen in server.seen if seen.path == "/call/start")
+    # Each answer takes 50 ms, each call two of them: the starts that came within 50 ms of one
+    # another were on their way together, and one sender's never do.
+    together = max(sum(1 for at in starts if last - answer_seconds < at <= last) for last in starts)
+    assert together == 4
 
 
 def test_auto_upgrades_once_and_loses_nothing(caplog: pytest.LogCaptureFixture) -> None:

@@ -626,7 +626,9 @@ class WeaveSettings:
         metadata=_setting(
             env="WEAVE_OTEL_MAX_CONCURRENCY",
             parse=Bounds(1, 256, integer=True),
-            doc="Calls of a batch sent at the same time (and the connection pool size).",
+            doc="`call_end` mode: the most calls of a batch on their way at once (and the "
+            "connection pool size); one sender starts, another whenever a call has been on its "
+            "way for 2 ms.",
         ),
     )
     schedule_delay_millis: float = field(
