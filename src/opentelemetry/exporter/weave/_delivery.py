@@ -4,7 +4,7 @@ Each stage is a :class:`CallSender` that wraps the next, so each can be tested a
 fake inner sender. The write modes are made of them (``write_mode_for``):
 
 - ``call_end``: :class:`CallEndWriter`, ``POST /call/start`` then, once it succeeded,
-  ``POST /call/end``, per call, calls of a batch concurrently.
+  ``POST /call/end``, per call, calls of a batch concurrently as the service's latency asks.
 - ``upsert_batch`` and ``calls_complete``: :class:`Packing` into requests under the size limit,
   each sent by :class:`SplitOnRefusal`, which halves a request refused with 413 (too large) or
   422 (a bad item) so that only a call still refused alone is lost.
