@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -283,6 +284,55 @@ def test_another_sender_starts_beside_a_call_that_is_slow() -> None:
     first = senders[calls[0].start.id]
     assert {senders[call.start.id] for call in calls[1:]} == {senders[calls[1].start.id]}
     assert senders[calls[1].start.id] is not first  # the rest went beside the slow call
+
+
+@pytest.mark.parametrize("first_ends_first", [False, True])
+def test_a_sender_that_cannot_start_leaves_the_calls_to_those_running(
+    monkeypatch: pytest.MonkeyPatch, first_ends_first: bool
+) -> None:
+    calls = make_calls(4)
+    held, release = threading.Event(), threading.Event()
+    running: list[threading.Thread] = []
+    refused_at: list[float] = []
+    clock_reads_after = [0]
+
+    class OneThreadOnly(threading.Thread):
+        def start(self) -> None:
+            if not running:
+                running.append(self)
+                super().start()
+                return
+            release.set()  # the first sender goes on with every call
+            if first_ends_first:  # and is done before this start fails
+                running[0].join(10)
+            refused_at.append(time.monotonic())
+            raise RuntimeError("can't start new thread")
+
+    def answer(path: str, body: bytes) -> PostResult:
+        if ids_in(path, body) == [calls[0].start.id]:
+            held.set()
+            release.wait(10)  # slow: the writer tries to start another sender beside it
+        return PostResult(200)
+
+    def monotonic() -> float:
+        if not refused_at:
+            return NOW
+        clock_reads_after[0] += 1
+        # Waiting on for no sender would end only here, 3 s on, reading the clock each 2 ms.
+        return DEADLINE + 1 if time.monotonic() - refused_at[0] > 3 else NOW
+
+    monkeypatch.setattr(threading, "Thread", OneThreadOnly)
+    writer = CallEndWriter(
+        RecordingPoster(answer), 3, monotonic, wall=lambda: NOW + 1 if held.is_set() else NOW
+    )
+    try:
+        report = writer.send(calls, DEADLINE)
+    finally:
+        release.set()
+
+    assert len(refused_at) == 1  # tried once, then no more
+    assert (report.delivered, report.failures) == (4, ())
+    assert clock_reads_after[0] < 100  # done when the first sender was, not at the deadline
 
 
 def test_a_bug_costs_only_the_call_it_hit() -> None:

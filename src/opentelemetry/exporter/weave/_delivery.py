@@ -137,55 +137,25 @@ class CallEndWriter:
         self._wall = wall
 
     def send(self, calls: Sequence[WeaveCall], deadline: float) -> DeliveryReport:
-        pending = deque(enumerate(calls))
-        reports: dict[int, DeliveryReport] = {}
-        under_way: dict[int, float] = {}  # sender → when the call it is sending began
-        started = running = 0  # senders started, and not finished yet (under `lock`)
-        lock = threading.Lock()
-        all_sent = threading.Event()
-
-        def drain(sender: int) -> None:
-            nonlocal running
-            try:
-                while True:
-                    try:
-                        index, call = pending.popleft()
-                    except IndexError:
-                        return
-                    under_way[sender] = self._wall()
-                    reports[index] = self._send_guarded(call, deadline)
-                    del under_way[sender]
-            finally:
-                with lock:
-                    running -= 1
-                    if not running:
-                        all_sent.set()
-
-        def start_sender() -> None:
-            nonlocal started, running
-            with lock:  # counted before it runs, so that it cannot end uncounted
-                running += 1
-                started += 1
-            thread = threading.Thread(target=drain, args=(started,), name="weave-export")
-            thread.daemon = True
-            thread.start()
-
+        senders = _Senders(calls, lambda call: self._send_guarded(call, deadline), self._wall)
         width = min(self._max_concurrency, len(calls))
         if width:
-            start_sender()
+            senders.start()  # if even one cannot start, nothing is sent: the caller reports it
         while width:
             left = deadline - self._monotonic()
-            if left <= 0 or all_sent.wait(min(left, _SLOW_CALL_SECONDS)):
+            if left <= 0 or senders.all_sent.wait(min(left, _SLOW_CALL_SECONDS)):
                 break
-            if started < width and pending:
-                now = self._wall()
-                # A copy made in C: the senders change the dict meanwhile.
-                if any(now - began >= _SLOW_CALL_SECONDS for began in list(under_way.values())):
-                    start_sender()
+            if senders.started < width and senders.pending and senders.one_is_slow():
+                try:
+                    senders.start()
+                except RuntimeError:
+                    width = senders.started - 1  # those running send the rest
         total = DeliveryReport()
         late = PostResult(None, "export deadline reached", attempts=0)
         for index, call in enumerate(calls):
-            total += reports.get(index) or DeliveryReport.failed([call], CALL_START_ROUTE, late)
+            total += senders.reports.get(index) or DeliveryReport.failed(
+                [call], CALL_START_ROUTE, late
+            )
         return total
 
     def _send_guarded(self, call: WeaveCall, deadline: float) -> DeliveryReport:
@@ -205,6 +175,67 @@ class CallEndWriter:
                 retries=_retries(started)
             )
         return DeliveryReport(delivered=1, retries=_retries(started) + _retries(ended))
+
+
+class _Senders:
+    """The sender threads of one batch, started one at a time, each sending calls of the batch
+    until none is left; ``all_sent`` is set once every sender started has ended."""
+
+    def __init__(
+        self,
+        calls: Sequence[WeaveCall],
+        send_one: Callable[[WeaveCall], DeliveryReport],
+        wall: Callable[[], float],
+    ) -> None:
+        self.pending = deque(enumerate(calls))
+        self.reports: dict[int, DeliveryReport] = {}
+        self.started = 0
+        self.all_sent = threading.Event()
+        self._send_one = send_one
+        self._wall = wall
+        self._under_way: dict[int, float] = {}
+        """Sender → when the call it is sending began."""
+        self._running = 0  # under _lock
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """One more sender; ``RuntimeError`` if no thread can be had (the interpreter exiting,
+        a limit)."""
+        with self._lock:  # counted before it runs, so that it cannot end uncounted
+            self._running += 1
+            self.started += 1
+        thread = threading.Thread(target=self._drain, args=(self.started,), name="weave-export")
+        thread.daemon = True
+        try:
+            thread.start()
+        except RuntimeError:
+            self._ended()
+            raise
+
+    def one_is_slow(self) -> bool:
+        """Whether a call has been on its way for ``_SLOW_CALL_SECONDS``."""
+        now = self._wall()
+        # A copy made in C: the senders change the dict meanwhile.
+        return any(now - began >= _SLOW_CALL_SECONDS for began in list(self._under_way.values()))
+
+    def _drain(self, sender: int) -> None:
+        try:
+            while True:
+                try:
+                    index, call = self.pending.popleft()
+                except IndexError:
+                    return
+                self._under_way[sender] = self._wall()
+                self.reports[index] = self._send_one(call)
+                del self._under_way[sender]
+        finally:
+            self._ended()
+
+    def _ended(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if not self._running:
+                self.all_sent.set()
 
 
 class SplitOnRefusal:
