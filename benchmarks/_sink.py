@@ -21,7 +21,8 @@ processes on one machine).
 
 Control routes, for the driver and the measured process:
 
-- ``POST /_reset`` with ``{"expected": N}``: zero the counters;
+- ``POST /_reset`` with ``{"expected": N}``: zero the counters; with ``"answer_after_ms": D``
+  too, answer every request D ms after it came (a service across a network), else at once;
 - ``GET /_wait?timeout=S``: answer once ``N`` items were counted (or ``S`` seconds passed),
   with the counters as JSON;
 - ``GET /_stats``: the counters now.
@@ -204,6 +205,7 @@ class _Connection(asyncio.Protocol):
 class _Sink:
     def __init__(self) -> None:
         self.counters = _Counters()
+        self.answer_after_seconds = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def answer(self, transport: asyncio.Transport, request: _Request) -> None:
@@ -218,12 +220,12 @@ class _Sink:
             task.add_done_callback(self._tasks.discard)
             return
         # Answer first, then decode to count: the client never waits for our counting.
-        if url.path.endswith("/v1/traces"):
-            transport.write(_OK_EMPTY)
+        reply = _OK_EMPTY if url.path.endswith("/v1/traces") else _REPLIES.get(url.path, _OK_JSON)
+        if self.answer_after_seconds:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.answer_after_seconds, _send, transport, reply, close)
         else:
-            transport.write(_REPLIES.get(url.path, _OK_JSON))
-        if close:
-            transport.close()
+            _send(transport, reply, close)
         if method == "POST":
             self.counters.record(received_at, url.path, body, gzipped)
 
@@ -231,7 +233,9 @@ class _Sink:
         self, transport: asyncio.Transport, method: str, path: str, query: str, body: bytes
     ) -> None:
         if path == "/_reset" and method == "POST":
-            self.counters.reset(int(json.loads(body)["expected"]))
+            settings = json.loads(body)
+            self.counters.reset(int(settings["expected"]))
+            self.answer_after_seconds = float(settings.get("answer_after_ms", 0)) / 1000
         elif path == "/_wait":
             timeout = float(parse_qs(query).get("timeout", ["60"])[0])
             with contextlib.suppress(asyncio.TimeoutError):
@@ -241,6 +245,14 @@ class _Sink:
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
             b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
         )
+        transport.close()
+
+
+def _send(transport: asyncio.Transport, reply: bytes, close: bool) -> None:
+    if transport.is_closing():  # the client gave up meanwhile
+        return
+    transport.write(reply)
+    if close:
         transport.close()
 
 

@@ -370,28 +370,45 @@ def whole_exports(spans: list[Any], base_url: str, port: int) -> None:
     from opentelemetry.exporter.weave import WeaveSpanExporter
 
     section("Whole export per batch of 512 (wall, and process CPU), µs per span")
-    variants: list[tuple[str, str, dict[str, Any]]] = [
-        ("calls_complete", "calls_complete", {}),
-        ("calls_complete, redact=False", "calls_complete", {"redact": False}),
-        ("upsert_batch", "upsert_batch", {}),
-        ("call_end", "call_end", {}),
-        ("call_end, max_concurrency=1", "call_end", {"max_concurrency": 1}),
+    variants: list[tuple[str, str, dict[str, Any], int]] = [
+        ("calls_complete", "calls_complete", {}, 0),
+        ("calls_complete, redact=False", "calls_complete", {"redact": False}, 0),
+        ("upsert_batch", "upsert_batch", {}, 0),
+        ("call_end", "call_end", {}, 0),
+        ("call_end, max_concurrency=1", "call_end", {"max_concurrency": 1}, 0),
+        # A service across a network: each answer 20 ms after its request (64 calls).
+        ("call_end, 20 ms away", "call_end", {}, _LATENCY_MS),
+        ("call_end, 20 ms away, 1 sender", "call_end", {"max_concurrency": 1}, _LATENCY_MS),
     ]
-    for label, mode, extra in variants:
+    for label, mode, extra, answer_after_ms in variants:
 
-        def export(label: str = label, mode: str = mode, extra: dict[str, Any] = extra) -> None:
+        def export(
+            label: str = label,
+            mode: str = mode,
+            extra: dict[str, Any] = extra,
+            answer_after_ms: int = answer_after_ms,
+        ) -> None:
             chosen = spans if mode != "call_end" else spans[: 2 * BATCH]
+            if answer_after_ms:
+                chosen = spans[:_LATENCY_CALLS]  # 2 answers per call, one after the other
             exporter = WeaveSpanExporter(settings_for(base_url, mode, **extra))
-            control(port, "POST", "/_reset", {"expected": 0})
+            settings = {"expected": 0, "answer_after_ms": answer_after_ms}
+            control(port, "POST", "/_reset", settings)
             micros, cpu = timed(
                 lambda b: exporter._pipeline.export_batch(b, time.monotonic() + 600),
                 batches(chosen),
                 2,
             )
-            row(f"ExportPipeline.export_batch, {label}", micros / BATCH, f"CPU {cpu / BATCH:.0f}")
+            size = min(BATCH, len(chosen))
+            row(f"ExportPipeline.export_batch, {label}", micros / size, f"CPU {cpu / size:.0f}")
             exporter.shutdown()
 
         attempt(f"ExportPipeline.export_batch, {label}", export)
+    control(port, "POST", "/_reset", {"expected": 0})
+
+
+_LATENCY_MS = 20
+_LATENCY_CALLS = 64
 
 
 # ---------------------------------------------------------------- the app thread

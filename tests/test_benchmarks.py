@@ -3,9 +3,12 @@ instruction counts count the work they name, the peer pipelines run."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import multiprocessing
 import subprocess
 import sys
+import time
 from importlib import metadata
 from typing import Any
 
@@ -19,6 +22,7 @@ from .venvs import ROOT, requirements, venv_python
 BENCHMARKS = ROOT / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+from _sink import control, serve  # noqa: E402
 from _workload import OPENAI_SPANS, OpenAIWorkload  # noqa: E402
 
 
@@ -152,3 +156,30 @@ def test_the_peer_pins_are_the_bench_peers_extra() -> None:
     pinned = [line for line in requirements("bench_peers").read_text().splitlines() if "==" in line]
     assert pinned
     assert pinned == [requirement for requirement in extra if "==" in requirement]
+
+
+def test_the_sink_answers_as_late_as_it_is_told() -> None:
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    sink = context.Process(target=serve, args=(sender,), daemon=True)
+    sink.start()
+    sender.close()
+    try:
+        port = receiver.recv()
+
+        def answered_after(path: str) -> float:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            began = time.perf_counter()
+            connection.request("POST", path, body=b'{"end": {}}')
+            assert connection.getresponse().status == 200
+            connection.close()
+            return time.perf_counter() - began
+
+        control(port, "POST", "/_reset", {"expected": 0, "answer_after_ms": 300})
+        assert answered_after("/call/end") >= 0.3
+        control(port, "POST", "/_reset", {"expected": 1})
+        assert answered_after("/call/end") < 0.3  # at once again: no delay unless told
+        assert control(port, "GET", "/_stats")["delivered"] == 1
+    finally:
+        sink.terminate()
+        sink.join()

@@ -143,9 +143,13 @@ class CallEndWriter:
             senders.start()  # if even one cannot start, nothing is sent: the caller reports it
         while width:
             left = deadline - self._monotonic()
-            if left <= 0 or senders.all_sent.wait(min(left, _SLOW_CALL_SECONDS)):
+            may_grow = senders.started < width and senders.pending
+            # Once no sender is to start, the senders are waited for in one wait, not looked at.
+            if left <= 0 or senders.all_sent.wait(
+                min(left, _SLOW_CALL_SECONDS) if may_grow else left
+            ):
                 break
-            if senders.started < width and senders.pending and senders.one_is_slow():
+            if may_grow and senders.one_is_slow():
                 try:
                     senders.start()
                 except RuntimeError:
