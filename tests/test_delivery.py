@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -293,8 +292,7 @@ def test_a_sender_that_cannot_start_leaves_the_calls_to_those_running(
     calls = make_calls(4)
     held, release = threading.Event(), threading.Event()
     running: list[threading.Thread] = []
-    refused_at: list[float] = []
-    clock_reads_after = [0]
+    refused: list[threading.Thread] = []
 
     class OneThreadOnly(threading.Thread):
         def start(self) -> None:
@@ -302,10 +300,10 @@ def test_a_sender_that_cannot_start_leaves_the_calls_to_those_running(
                 running.append(self)
                 super().start()
                 return
+            refused.append(self)
             release.set()  # the first sender goes on with every call
             if first_ends_first:  # and is done before this start fails
                 running[0].join(10)
-            refused_at.append(time.monotonic())
             raise RuntimeError("can't start new thread")
 
     def answer(path: str, body: bytes) -> PostResult:
@@ -314,25 +312,28 @@ def test_a_sender_that_cannot_start_leaves_the_calls_to_those_running(
             release.wait(10)  # slow: the writer tries to start another sender beside it
         return PostResult(200)
 
-    def monotonic() -> float:
-        if not refused_at:
-            return NOW
-        clock_reads_after[0] += 1
-        # Waiting on for no sender would end only here, 3 s on, reading the clock each 2 ms.
-        return DEADLINE + 1 if time.monotonic() - refused_at[0] > 3 else NOW
-
-    monkeypatch.setattr(threading, "Thread", OneThreadOnly)
     writer = CallEndWriter(
-        RecordingPoster(answer), 3, monotonic, wall=lambda: NOW + 1 if held.is_set() else NOW
+        RecordingPoster(answer),
+        3,
+        FakeClock().monotonic,
+        wall=lambda: NOW + 1 if held.is_set() else NOW,
     )
+    reports: list[DeliveryReport] = []
+    # Made before the patch; the clock never reaches the deadline: a writer left waiting for
+    # a sender that never started would wait on.
+    sending = threading.Thread(target=lambda: reports.append(writer.send(calls, DEADLINE)))
+    sending.daemon = True
+    monkeypatch.setattr(threading, "Thread", OneThreadOnly)
     try:
-        report = writer.send(calls, DEADLINE)
+        sending.start()
+        sending.join(10)
     finally:
         release.set()
 
-    assert len(refused_at) == 1  # tried once, then no more
+    assert not sending.is_alive()  # done once the first sender was
+    assert len(refused) == 1  # tried once, then no more
+    (report,) = reports
     assert (report.delivered, report.failures) == (4, ())
-    assert clock_reads_after[0] < 100  # done when the first sender was, not at the deadline
 
 
 def test_a_bug_costs_only_the_call_it_hit() -> None:
