@@ -133,3 +133,60 @@ def test_the_objects_remembered_as_scrubbed_stay_within_their_bound() -> None:
     messages = [{"content": f"message {n}"} for n in range(_redaction._CACHED_ITEMS + 10)]
     redactor.scrub({"messages": messages})
     assert 0 < len(redactor._clear_items) <= _redaction._CACHED_ITEMS
+
+
+_MESSAGES = st.dictionaries(TEXTS, _SCALARS | _JSON_TEXTS, min_size=1, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_MESSAGES, min_size=_redaction._LONG_LIST, max_size=12),
+    st.lists(_MESSAGES, max_size=4),
+    st.integers(min_value=-1, max_value=11),
+    _MESSAGES,
+)
+def test_a_conversation_s_next_list_is_scrubbed_as_the_full_scrubber_scrubs_it(
+    earlier: list[Any], added: list[Any], swapped: int, stranger: Any
+) -> None:
+    redactor = Redactor()
+    redactor.scrub({"messages": earlier})
+    later = earlier + added
+    if 0 <= swapped < len(earlier):
+        later[swapped] = stranger  # another object in a place the last list held: looked at
+    assert redactor.scrub({"messages": later}) == full_scrub(Redactor(), {"messages": later})
+
+
+def test_a_long_list_that_goes_on_from_a_clear_one_is_looked_at_from_where_that_ended() -> None:
+    conversation = [
+        {"role": "user", "content": f"Message {n}: the order ships in three days."}
+        for n in range(_redaction._LONG_LIST)
+    ]
+    redactor = Redactor()
+    assert redactor.scrub({"messages": conversation}) == {"messages": conversation}
+    secret = {"role": "assistant", "content": "Note: the key is sk-" + "a" * 40}
+    added = {"role": "user", "content": "Noted: three days."}
+    with mock.patch.object(_redaction, "_plainly_clear", wraps=_plainly_clear) as scans:
+
+        def looked_at(value: Any) -> set[str]:
+            # Not the objects remembered one by one: what is passed here, the list passed.
+            redactor._clear_items.clear()
+            scans.reset_mock()
+            scrubbed = redactor.scrub(value)
+            assert "sk-" not in json.dumps(scrubbed)
+            return {call.args[0] for call in scans.call_args_list}
+
+        later = looked_at({"messages": [*conversation, secret, added]})
+        assert not later & {message["content"] for message in conversation}
+        assert {secret["content"], added["content"]} <= later
+        # Deeper (JSON text in it may be decoded otherwise): all of it again.
+        assert conversation[0]["content"] in looked_at([{"messages": [*conversation, added]}])
+        # The same place, another object (equal, or with a secret): the whole list again.
+        for stranger in ({**conversation[3]}, {**secret}):
+            changed = [*conversation[:3], stranger, *conversation[4:], added]
+            assert conversation[0]["content"] in looked_at({"messages": changed})
+        # Forgotten with the batch: all of it again.
+        contents = {message["content"] for message in conversation}
+        looked_at({"messages": [*conversation, added]})
+        assert not looked_at({"messages": [*conversation, added, added]}) & contents
+        redactor.forget_items()
+        assert contents <= looked_at({"messages": [*conversation, added, added]})

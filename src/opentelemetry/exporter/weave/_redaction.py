@@ -18,7 +18,8 @@ import heapq
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from operator import is_
 from typing import Any
 
 from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall
@@ -105,6 +106,10 @@ _CACHED_TEXTS = 4096
 # as objects kept alive count towards the garbage collector's next run (4,096 made it run five
 # times as often on calls of no conversation); a trace's next call comes soon after its last.
 _CACHED_ITEMS = 256
+# A list of objects this long is remembered whole as well (a conversation's messages): the
+# next call's holds the same objects and more, and is looked at from where this one ended,
+# at an identity test per object; a shorter one costs more to remember than it saves.
+_LONG_LIST = 8
 # What a container's items are, when the scrubber has nothing to look at in them.
 _UNSCRUBBED_TYPES = frozenset({int, float, bool, type(None)})
 
@@ -143,6 +148,10 @@ class Redactor:
         changed in place, and a conversation's next call holds the same message objects
         (ConversationMemo): each is scrubbed once. Kept alive here, so that no other object
         takes its ``id`` meanwhile."""
+        self._clear_lists: dict[int, tuple[Sequence[Any], int]] = {}
+        """The long lists of objects scrubbed and left as they were (``_LONG_LIST``), by the
+        ``id`` of their first object, with how deep they lay; kept and forgotten as
+        ``_clear_items``."""
         self._callback = callback
         self._callback_failed_types: set[type[BaseException]] = set()
 
@@ -199,6 +208,7 @@ class Redactor:
     def forget_items(self) -> None:
         """Let the objects remembered as scrubbed go: the mapping of a batch is done."""
         self._clear_items.clear()
+        self._clear_lists.clear()
 
     def scrub(self, value: Any) -> Any:
         """``value`` with secret-looking keys' values and secret-looking substrings redacted.
@@ -239,7 +249,9 @@ class Redactor:
         if isinstance(value, (list, tuple)):
             items: list[Any] | None = None
             clear_texts, clear_items = self._clear_texts, self._clear_items
-            for index, item in enumerate(value):
+            first = value[0] if len(value) >= _LONG_LIST and type(value) is list else None
+            kept = self._clear_start(value, depth) if type(first) is dict else 0
+            for index, item in enumerate(value[kept:] if kept else value, kept):
                 kind = type(item)  # as in a dict's items
                 if kind is str:
                     if (
@@ -261,20 +273,46 @@ class Redactor:
                     if items is None:
                         items = list(value)
                     items[index] = clean
+            if items is None and type(first) is dict:
+                self._remember_clear_list(value, depth)
             return value if items is None else items
         if isinstance(value, str):
-            if _plainly_clear(value):
-                return value  # most strings, at a few single-character scans
-            lowered = value.lower()
-            holds_value = _might_hold_secret(lowered)
-            # A secret's name is followed by `=` or `:` (a JSON key too).
-            if holds_value or (
-                ("=" in value or ":" in value)
-                and (self._extra_key_words is not None or _holds_name_stem(lowered))
-            ):
-                return self._scrub_text(value, depth, holds_value)
-            return value  # most strings
+            return self._scrub_str(value, depth)
         return value
+
+    def _scrub_str(self, value: str, depth: int) -> str:
+        if _plainly_clear(value):
+            return value  # most strings, at a few single-character scans
+        lowered = value.lower()
+        holds_value = _might_hold_secret(lowered)
+        # A secret's name is followed by `=` or `:` (a JSON key too).
+        if holds_value or (
+            ("=" in value or ":" in value)
+            and (self._extra_key_words is not None or _holds_name_stem(lowered))
+        ):
+            return self._scrub_text(value, depth, holds_value)
+        return value  # most strings
+
+    def _clear_start(self, value: Sequence[Any], depth: int) -> int:
+        """How many of a long list's first items are, the very same objects, a clear list's
+        that lay as deep: none of them needs a look."""
+        known = self._clear_lists.get(id(value[0]))
+        if known is None or known[1] != depth:
+            return 0
+        known_list = known[0]
+        if (
+            known_list[0] is value[0]
+            and len(known_list) <= len(value)
+            and all(map(is_, known_list, value))
+        ):
+            return len(known_list)
+        return 0
+
+    def _remember_clear_list(self, value: Sequence[Any], depth: int) -> None:
+        clear_lists = self._clear_lists
+        if len(clear_lists) >= _CACHED_ITEMS:
+            clear_lists.clear()
+        clear_lists[id(value[0])] = (value, depth)
 
     def _passes(self, item: object) -> bool:
         """Whether an item of a container is plainly left as it is, without a walk into it: a
