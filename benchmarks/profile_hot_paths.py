@@ -200,6 +200,70 @@ def pipeline_stages(spans: list[Any]) -> None:
     row("  (the timers themselves)", timed_total - untimed)
 
 
+def conversation_lengths() -> None:
+    """``_calls_for`` per span as an agent's conversation grows: traces of an app span and
+    ``turns`` chat spans, the k-th sending the conversation so far (2 + 2k messages)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind
+
+    from opentelemetry.exporter.weave._pipeline import ExportPipeline
+
+    def message(role: str, text: str) -> dict[str, Any]:
+        return {"role": role, "parts": [{"type": "text", "content": text}]}
+
+    def compact(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"))
+
+    section("A growing conversation: µs per span of _calls_for (traces of 4,096 spans)")
+    for turns in (5, 10, 20, 40):
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        tracer = provider.get_tracer("opentelemetry.util.genai.handler", "1.1b0")
+        for trace in range(4096 // (turns + 1)):
+            conversation = [
+                message("system", "You are the support assistant of an online shop."),
+                message("user", "Hello, my order 48213 has said 'label created' for days."),
+            ]
+            with tracer.start_as_current_span("app"):
+                for turn in range(turns):
+                    reply = [{**message("assistant", f"Answer {turn}."), "finish_reason": "stop"}]
+                    attributes = {
+                        "gen_ai.operation.name": "chat",
+                        "gen_ai.request.model": "gpt-4o-mini",
+                        "gen_ai.provider.name": "openai",
+                        "gen_ai.input.messages": compact(conversation),
+                        "gen_ai.output.messages": compact(reply),
+                        "gen_ai.usage.input_tokens": 20 + 10 * turn,
+                        "gen_ai.usage.output_tokens": 5,
+                        "gen_ai.response.id": f"chatcmpl-{trace}-{turn}",
+                    }
+                    with tracer.start_as_current_span(
+                        "chat gpt-4o-mini", kind=SpanKind.CLIENT, attributes=attributes
+                    ):
+                        pass
+                    conversation += [
+                        message("assistant", f"Answer {turn}."),
+                        message("user", f"And what about point {turn}?"),
+                    ]
+        spans = list(memory.get_finished_spans())
+
+        def one_pass(spans: list[Any] = spans) -> float:
+            pipeline = ExportPipeline(settings_for("http://127.0.0.1:9", "calls_complete"))
+            pipeline._op_refs = None
+            start = time.perf_counter_ns()
+            for batch in batches(spans):
+                pipeline._calls_for(batch)
+            return (time.perf_counter_ns() - start) / 1e3 / len(spans)
+
+        row(
+            f"{turns} chat calls per trace (up to {2 * turns} messages)",
+            min(one_pass() for _ in range(3)),
+        )
+
+
 def _json_loads(spans: list[Any]) -> None:
     def decode(span: Any) -> None:
         json.loads(span.attributes["gen_ai.input.messages"])
@@ -622,6 +686,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         spans = make_spans(n, args.workload)
         worker_steps(spans, base_url)
         pipeline_stages(spans)
+        conversation_lengths()
         stock_steps(spans, base_url)
         whole_exports(spans, base_url, port)
         app_thread(n, base_url)
