@@ -249,9 +249,9 @@ class Redactor:
         if isinstance(value, (list, tuple)):
             items: list[Any] | None = None
             clear_texts, clear_items = self._clear_texts, self._clear_items
-            first = value[0] if len(value) >= _LONG_LIST and type(value) is list else None
-            kept = self._clear_start(value, depth) if type(first) is dict else 0
-            for index, item in enumerate(value[kept:] if kept else value, kept):
+            long = len(value) >= _LONG_LIST and type(value) is list and type(value[0]) is dict
+            kept = self._clear_start(value, depth) if long else 0
+            for index, item in enumerate(value[kept:], kept) if kept else enumerate(value):
                 kind = type(item)  # as in a dict's items
                 if kind is str:
                     if (
@@ -273,7 +273,7 @@ class Redactor:
                     if items is None:
                         items = list(value)
                     items[index] = clean
-            if items is None and type(first) is dict:
+            if long and items is None:
                 self._remember_clear_list(value, depth)
             return value if items is None else items
         if isinstance(value, str):
