@@ -151,21 +151,9 @@ def pipeline_stages(spans: list[Any]) -> None:
     passes with and without them, is shown apart.
     """
     from opentelemetry.exporter.weave import _call, _pipeline
-    from opentelemetry.exporter.weave._pipeline import ExportPipeline
-
-    def one_pass(pipeline: Any) -> float:
-        start = time.perf_counter_ns()
-        for batch in batches(spans):
-            pipeline._calls_for(batch)
-        return (time.perf_counter_ns() - start) / 1e3 / len(spans)
-
-    def fresh() -> Any:
-        pipeline = ExportPipeline(settings_for("http://127.0.0.1:9", "calls_complete"))
-        pipeline._op_refs = None
-        return pipeline
 
     section(f"In the pipeline: µs per span of each stage of _calls_for ({len(spans)} spans)")
-    untimed = min(one_pass(fresh()) for _ in range(3))
+    untimed = min(_calls_for_pass(_fresh_pipeline(), spans) for _ in range(3))
     spent: dict[str, int] = dict.fromkeys(
         ("threads", "content log records", "map", "redact", "roll up", "encode and seal"), 0
     )
@@ -180,7 +168,7 @@ def pipeline_stages(spans: list[Any]) -> None:
 
         return timed_step
 
-    pipeline = fresh()
+    pipeline = _fresh_pipeline()
     pipeline._threads.take = timer("threads", pipeline._threads.take)
     pipeline._log_join.take = timer("content log records", pipeline._log_join.take)
     pipeline._redactor.apply = timer("redact", pipeline._redactor.apply)
@@ -189,7 +177,7 @@ def pipeline_stages(spans: list[Any]) -> None:
     _pipeline.span_to_call = timer("map", span_to_call)  # type: ignore[assignment]
     _call.WeaveCall.sealed = timer("encode and seal", sealed)  # type: ignore[method-assign]
     try:
-        timed_total = one_pass(pipeline)
+        timed_total = _calls_for_pass(pipeline, spans)
     finally:
         _pipeline.span_to_call, _call.WeaveCall.sealed = span_to_call, sealed  # type: ignore[method-assign]
     row("_calls_for, whole (no timers)", untimed)
@@ -207,8 +195,6 @@ def conversation_lengths() -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
     from opentelemetry.trace import SpanKind
-
-    from opentelemetry.exporter.weave._pipeline import ExportPipeline
 
     def message(role: str, text: str) -> dict[str, Any]:
         return {"role": role, "parts": [{"type": "text", "content": text}]}
@@ -249,19 +235,27 @@ def conversation_lengths() -> None:
                         message("user", f"And what about point {turn}?"),
                     ]
         spans = list(memory.get_finished_spans())
-
-        def one_pass(spans: list[Any] = spans) -> float:
-            pipeline = ExportPipeline(settings_for("http://127.0.0.1:9", "calls_complete"))
-            pipeline._op_refs = None
-            start = time.perf_counter_ns()
-            for batch in batches(spans):
-                pipeline._calls_for(batch)
-            return (time.perf_counter_ns() - start) / 1e3 / len(spans)
-
         row(
             f"{turns} chat calls per trace (up to {2 * turns} messages)",
-            min(one_pass() for _ in range(3)),
+            min(_calls_for_pass(_fresh_pipeline(), spans) for _ in range(3)),
         )
+
+
+def _fresh_pipeline() -> Any:
+    """A pipeline with nothing remembered, op refs left out (they need the op routes)."""
+    from opentelemetry.exporter.weave._pipeline import ExportPipeline
+
+    pipeline = ExportPipeline(settings_for("http://127.0.0.1:9", "calls_complete"))
+    pipeline._op_refs = None
+    return pipeline
+
+
+def _calls_for_pass(pipeline: Any, spans: list[Any]) -> float:
+    """µs per span of one pass of ``pipeline._calls_for`` over ``spans``, batch by batch."""
+    start = time.perf_counter_ns()
+    for batch in batches(spans):
+        pipeline._calls_for(batch)
+    return (time.perf_counter_ns() - start) / 1e3 / len(spans)
 
 
 def _json_loads(spans: list[Any]) -> None:
