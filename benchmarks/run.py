@@ -28,7 +28,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -191,25 +190,6 @@ def _status_kib(field: str) -> int:
     return 0
 
 
-def _other_threads_cpu() -> float | None:
-    """CPU seconds used so far by this process's threads but the calling one (Linux only:
-    ``/proc/self/task``); threads that have exited are not counted."""
-    tasks = Path("/proc/self/task")
-    if not tasks.is_dir():
-        return None
-    own, ticks, total = threading.get_native_id(), os.sysconf("SC_CLK_TCK"), 0
-    for task in tasks.iterdir():
-        if int(task.name) == own:
-            continue
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:  # exited meanwhile
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
 class _GcTimer:
     """A ``gc.callbacks`` entry: time spent in collections (any thread's), and full ones."""
 
@@ -241,15 +221,13 @@ def throughput_child(workload: str, pipeline: str, port: int, n: int, conn: Conn
     gc.callbacks.append(gc_timer)
 
     started = time.monotonic()
-    others0 = _other_threads_cpu()
     wall0, thread0, process0 = time.perf_counter(), time.thread_time(), time.process_time()
     emit(n)
     wall1, thread1, process1 = time.perf_counter(), time.thread_time(), time.process_time()
     # What an exiting app does: send what is left (with n a multiple of the batch size, little).
     flushed = processor.force_flush(int(EXPORT_TIMEOUT_MS))
     sink = control(port, "GET", "/_wait?timeout=300")
-    process2 = time.process_time()
-    others2 = _other_threads_cpu()
+    process2, thread2 = time.process_time(), time.thread_time()
     gc.callbacks.remove(gc_timer)
 
     result: dict[str, Any] = {
@@ -260,8 +238,9 @@ def throughput_child(workload: str, pipeline: str, port: int, n: int, conn: Conn
         "emit_thread_cpu": thread1 - thread0,
         "emit_process_cpu": process1 - process0,
         "total_process_cpu": process2 - process0,
-        # The pipeline's own threads (its worker, its HTTP client's), not the app's.
-        "worker_cpu": None if others0 is None or others2 is None else others2 - others0,
+        # The pipeline's own threads (its worker, call_end's senders, ended ones too): all
+        # the process's CPU but the app thread's.
+        "worker_cpu": (process2 - process0) - (thread2 - thread0),
         "gc_seconds": gc_timer.seconds,
         "full_collections": gc_timer.full_collections,
         "delivered_after": (sink["done_at"] - started) if sink["done_at"] else None,
@@ -486,8 +465,6 @@ def _per_span(summary: Summary, key: str) -> float:
 
 
 def _worker_cpu(summary: Summary) -> str:
-    if any(run.get("worker_cpu") is None for run in summary.runs):
-        return "-"
     return f"{_per_span(summary, 'worker_cpu') * 1e6:.0f}"
 
 
@@ -821,7 +798,8 @@ def _markdown(
         "span to the sink having counted every span (every call's end, for Weave); *CPU "
         "µs/span* is the measured process's CPU time (all threads) from the first span to the "
         "last delivery, per span, and *worker threads* the part of it the pipeline's own "
-        "threads used (all but the app's: `/proc/self/task`); *GC ms* the time spent in "
+        "threads used (all but the app's, ended ones too: the process's CPU less the app "
+        "thread's `time.thread_time`); *GC ms* the time spent in "
         "garbage collections in that "
         "process meanwhile (`gc.callbacks`), *full GCs* how many of them were of generation 2.",
         "",
