@@ -14,6 +14,7 @@ import sys
 from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -584,3 +585,82 @@ def test_a_span_names_op_and_display_names_are_those_of_the_general_steps(name: 
     start = _mapping.span_to_call(span, "e/p").start
     assert start.op_name == _mapping.op_name_for(name)
     assert start.display_name == _mapping._as_str(name)
+
+
+def test_spans_alike_share_one_otel_context_which_is_what_each_would_get_alone() -> None:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    from opentelemetry.exporter.weave._call import is_shared
+
+    scope, resource = InstrumentationScope("caf\u00e9", "1.0"), Resource({"service.name": "s"})
+    usual: dict[str, Any] = {
+        "kind": SpanKind.CLIENT,
+        "status": Status(StatusCode.OK),
+        "instrumentation_scope": scope,
+        "resource": resource,
+        "start_time": 1_000,
+        "end_time": 2_000,
+    }
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
+
+    def context_of(attributes: dict[str, Any] = chat, **fields: Any) -> Any:
+        span = ReadableSpan(
+            name="s", context=SpanContext(1, 2, False), attributes=attributes, **{**usual, **fields}
+        )
+        return _mapping.span_to_call(span, "e/p").start.attributes["otel"]
+
+    shared = context_of()
+    assert is_shared(shared)
+    assert context_of() is shared
+    assert shared == {
+        "span_kind": "CLIENT",
+        "llm_span_kind": "chat",
+        "llm_provider": "openai",
+        "status": {"code": "OK", "description": None},
+        "scope": {"name": "caf\u00e9", "version": "1.0"},
+        "resource": {"service.name": "s"},
+        "events": [],
+    }
+    # Each fact of its own: another context, shared by the spans of that fact.
+    others = [
+        context_of(kind=SpanKind.INTERNAL),
+        context_of({**chat, "gen_ai.operation.name": "embeddings"}),
+        context_of({**chat, "gen_ai.provider.name": "anthropic"}),
+        context_of(status=Status(StatusCode.UNSET)),
+        context_of(instrumentation_scope=InstrumentationScope("caf\u00e9", "1.0")),
+        context_of(resource=Resource({"service.name": "s"})),
+    ]
+    assert len({id(context) for context in [shared, *others]}) == 7
+    assert all(is_shared(context) for context in others)
+    assert others[0]["span_kind"] == "INTERNAL"
+    assert others[3]["status"]["code"] == "UNSET"
+    assert others[4] == others[5] == shared
+    # What only some spans have: a context of their own, not shared.
+    own = [
+        context_of(status=Status(StatusCode.ERROR, "boom")),
+        context_of(events=[Event("e", {"a": 1}, timestamp=5)]),
+        context_of(end_time=-1),  # a time out of range: clamped, and marked
+        context_of({**chat, "otel": "displaced"}),
+        context_of(instrumentation_scope=mock.Mock(name="scope", version=None)),
+    ]
+    assert not any(is_shared(context) for context in own)
+    assert own[0]["status"] == {"code": "ERROR", "description": "boom"}
+    assert own[1]["events"][0]["name"] == "e"
+    assert "adjusted_times" in own[2]
+    assert own[3]["span_attributes"] == {"otel": "displaced"}
+
+
+def test_the_weave_kind_is_one_shared_dict_per_kind() -> None:
+    from opentelemetry.exporter.weave._call import is_shared
+
+    def kind_of(attributes: dict[str, Any]) -> Any:
+        span = ReadableSpan(name="s", context=SpanContext(1, 2, False), attributes=attributes)
+        return _mapping.span_to_call(span, "e/p").start.attributes["weave"]
+
+    llm = kind_of({"gen_ai.operation.name": "chat"})
+    assert llm == {"kind": "llm"}
+    assert is_shared(llm)
+    assert kind_of({"gen_ai.operation.name": "chat", "a": 1}) is llm
+    assert kind_of({"gen_ai.operation.name": "execute_tool"}) == {"kind": "tool"}

@@ -50,6 +50,8 @@ __all__ = [
     "calls_complete_route",
     "format_span_id",
     "format_trace_id",
+    "is_shared",
+    "shared",
     "to_json",
     "upsert_batch_body",
     "utc_datetime",
@@ -74,6 +76,26 @@ OTEL_ATTRIBUTES_KEY = "otel"
 
 WEAVE_ATTRIBUTES_KEY = "weave"
 """The attribute Weave's UI reads a call's kind from (``{"kind": "llm"}``)."""
+
+
+def shared(value: dict[str, Any]) -> dict[str, Any]:
+    """``value``, from now on held by many calls as it is (the OTel context of the spans of
+    one scope, resource, kind and status; a Weave kind), and so never to be changed in place:
+    what is found out about it once (that it holds no secret) holds for each of them."""
+    if len(_shared) >= _SHARED_KEPT:
+        _shared.clear()
+    _shared[id(value)] = value
+    return value
+
+
+def is_shared(value: object) -> bool:
+    """Whether ``value`` is a dict :func:`shared` (lately: so many are kept)."""
+    return _shared.get(id(value)) is value
+
+
+_shared: dict[int, dict[str, Any]] = {}
+_SHARED_KEPT = 1024
+
 
 _NANOS_PER_MICROSECOND = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

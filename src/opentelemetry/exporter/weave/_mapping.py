@@ -28,6 +28,7 @@ from opentelemetry.exporter.weave._call import (
     WeaveCall,
     format_span_id,
     format_trace_id,
+    shared,
     utc_datetime,
 )
 from opentelemetry.exporter.weave._chat import (
@@ -1160,31 +1161,87 @@ def _call_attributes(
         else None
     )
     scope, span_kind, events = span.instrumentation_scope, span.kind, reader.events
-    code = status.status_code
+    code, description, resource = status.status_code, status.description, span.resource
     layout = reader.layout
-    context: dict[str, Any] = {
+    facts: _ContextFacts = (
         # A member's `name` is a Python-level property, its `_name_` what that gives.
-        "span_kind": span_kind._name_ if type(span_kind) is SpanKind else span_kind.name,
-        "llm_span_kind": reader.text(layout.span_kind) if layout.span_kind else None,
-        "llm_provider": reader.text(layout.provider) if layout.provider else None,
+        span_kind._name_ if type(span_kind) is SpanKind else span_kind.name,
+        reader.text(layout.span_kind) if layout.span_kind else None,
+        reader.text(layout.provider) if layout.provider else None,
+        code._name_ if type(code) is StatusCode else code.name,
+        id(scope),
+        id(resource),
+    )
+    if (
+        description is None
+        and not (events or times.adjusted or displaced)
+        and (scope is None or type(scope) is InstrumentationScope)
+    ):
+        # Most spans: the context of many others, shared.
+        call_attributes[OTEL_ATTRIBUTES_KEY] = _shared_context(facts, scope, resource)
+    else:
+        context = _otel_context(facts, description, scope, resource)
+        if events:
+            context["events"] = [_event_json(event, times.started_at) for event in events]
+        if times.adjusted:
+            context["adjusted_times"] = times.adjusted
+        if displaced:
+            context["span_attributes"] = displaced
+        call_attributes[OTEL_ATTRIBUTES_KEY] = context
+    if kind is not None:
+        call_attributes[WEAVE_ATTRIBUTES_KEY] = _WEAVE_KINDS[kind]
+    return call_attributes
+
+
+_ContextFacts = tuple[str, str | None, str | None, str, int, int]
+"""What a span's OTel context is made of but its status description, events and adjusted
+times: span kind, LLM span kind, provider, status code, and the ``id`` of its scope and of
+its resource (a process has few). A plain tuple: one is made for each span."""
+
+
+def _otel_context(
+    facts: _ContextFacts,
+    description: object,
+    scope: InstrumentationScope | None,
+    resource: Resource | None,
+) -> dict[str, Any]:
+    span_kind, llm_span_kind, provider, status_code, _, _ = facts
+    return {
+        "span_kind": span_kind,
+        "llm_span_kind": llm_span_kind,
+        "llm_provider": provider,
         "status": {
-            "code": code._name_ if type(code) is StatusCode else code.name,
-            "description": None
-            if (description := status.description) is None
-            else _as_str(description),
+            "code": status_code,
+            "description": None if description is None else _as_str(description),
         },
         "scope": _scope_json(scope),
-        "resource": _resource_attributes(span.resource),
-        "events": [_event_json(event, times.started_at) for event in events] if events else [],
+        "resource": _resource_attributes(resource),
+        "events": [],
     }
-    if times.adjusted:
-        context["adjusted_times"] = times.adjusted
-    if displaced:
-        context["span_attributes"] = displaced
-    call_attributes[OTEL_ATTRIBUTES_KEY] = context
-    if kind is not None:
-        call_attributes[WEAVE_ATTRIBUTES_KEY] = {"kind": kind}
-    return call_attributes
+
+
+_shared_contexts: dict[
+    _ContextFacts, tuple[InstrumentationScope | None, Resource | None, dict[str, Any]]
+] = {}
+_SHARED_CONTEXTS_KEPT = 256
+
+
+def _shared_context(
+    facts: _ContextFacts, scope: InstrumentationScope | None, resource: Resource | None
+) -> dict[str, Any]:
+    """The OTel context of spans of these facts with no status description, event or
+    adjusted time: one dict for them all, kept with the very scope and resource it shows."""
+    cached = _shared_contexts.get(facts)
+    if cached is not None and cached[0] is scope and cached[1] is resource:
+        return cached[2]
+    context = shared(_otel_context(facts, None, scope, resource))
+    if len(_shared_contexts) >= _SHARED_CONTEXTS_KEPT:
+        _shared_contexts.clear()
+    _shared_contexts[facts] = (scope, resource, context)
+    return context
+
+
+_WEAVE_KINDS = {kind: shared({"kind": kind}) for kind in get_args(WeaveKind)}
 
 
 _scope_texts: dict[int, tuple[InstrumentationScope, str | None, str | None]] = {}

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from operator import is_
 from typing import Any
 
-from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall
+from opentelemetry.exporter.weave._call import OTEL_ATTRIBUTES_KEY, WeaveCall, is_shared
 from opentelemetry.exporter.weave._config import RedactionCallback
 from opentelemetry.exporter.weave._sanitize import clean_str, json_safe
 
@@ -110,6 +110,10 @@ _CACHED_ITEMS = 256
 # next call's holds the same objects and more, and is looked at from where this one ended,
 # at an identity test per object; a shorter one costs more to remember than it saves.
 _LONG_LIST = 8
+# The shared dicts (OTel contexts) remembered as clear: a process has a few scopes, resources
+# and kinds of span. Looked for in the fields of a call only (inputs, output, attributes), where
+# the mapping puts them.
+_CACHED_SHARED = 256
 # What a container's items are, when the scrubber has nothing to look at in them.
 _UNSCRUBBED_TYPES = frozenset({int, float, bool, type(None)})
 
@@ -152,6 +156,9 @@ class Redactor:
         """The long lists of objects scrubbed and left as they were (``_LONG_LIST``), by the
         ``id`` of their first object, with how deep they lay; kept and forgotten as
         ``_clear_items``."""
+        self._clear_shared: dict[int, dict[Any, Any]] = {}
+        """The shared dicts (``is_shared``: never changed) in a call's fields scrubbed and left
+        as they were, by ``id``: kept across batches, as the mapping keeps them."""
         self._callback = callback
         self._callback_failed_types: set[type[BaseException]] = set()
 
@@ -234,7 +241,11 @@ class Redactor:
                             continue
                     elif kind in _UNSCRUBBED_TYPES:
                         continue
-                    clean = self._scrub(item, depth + 1)
+                    clean = (
+                        self._scrub_top_dict(item)
+                        if depth == 0 and kind is dict
+                        else self._scrub(item, depth + 1)
+                    )
                 elif self._is_secret_key(key):
                     clean = self._redact_all(item, depth)
                 elif self._passes(item):
@@ -313,6 +324,20 @@ class Redactor:
         if len(clear_lists) >= _CACHED_ITEMS:
             clear_lists.clear()
         clear_lists[id(value[0])] = (value, depth)
+
+    def _scrub_top_dict(self, value: dict[Any, Any]) -> Any:
+        """A dict in a field of a call (depth 1) under a key known not secret, scrubbed; one
+        that many calls share (``is_shared``: the OTel context, the kind) looked at once while
+        remembered clear."""
+        clear_shared = self._clear_shared
+        if clear_shared.get(id(value)) is value:
+            return value
+        clean = self._scrub(value, 1)
+        if clean is value and is_shared(value):
+            if len(clear_shared) >= _CACHED_SHARED:
+                clear_shared.clear()
+            clear_shared[id(value)] = value
+        return clean
 
     def _passes(self, item: object) -> bool:
         """Whether an item of a container is plainly left as it is, without a walk into it: a
