@@ -7,8 +7,9 @@ Every pipeline gets the same spans of two workloads (``_workload.py``: "syntheti
 traces, and "openai", real openai-v2 chat spans replayed from ``openai_spans.json``) and sends
 them to the same loopback sink, which runs in a process of its own; every measured run is a
 fresh process, and the runs take turns (A, B, C, D, then B, C, D, A, ...). Printed: a table per
-workload with ratios against the stock pipeline on the same spans, the garbage collector's
-time, whether each goal of issue 12 is met, and the machine. The figures are also written to
+workload with ratios against the stock pipeline on the same spans (the median of each round's
+ratio), the garbage collector's time, whether each goal of issue 12 is met, and the machine.
+The figures are also written to
 ``benchmarks/results.md``. Needs the ``bench`` extra: ``pip install -e '.[bench]'``; the
 ``bench-peers`` extra adds the peer rows (Langfuse's processor, Logfire), left out otherwise.
 """
@@ -456,12 +457,20 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:,.0f}"
 
 
-def _ratio(value: float, stock: float | None) -> str:
-    return f"{value / stock:.2f}x" if stock else "-"
-
-
 def _per_span(summary: Summary, key: str) -> float:
     return summary.median(key) / summary.n
+
+
+def paired_ratio(summary: Summary, stock: Summary, key: str) -> float:
+    """The median over rounds of each round's ratio of ``key`` per span to stock's: runs of
+    one round are seconds apart, and a shared machine's speed drifts over minutes, which a
+    ratio of the two medians (of runs minutes apart) takes for the pipelines' difference."""
+    return float(
+        statistics.median(
+            (run[key] / summary.n) / (stock_run[key] / stock.n)
+            for run, stock_run in zip(summary.runs, stock.runs, strict=True)
+        )
+    )
 
 
 def _worker_cpu(summary: Summary) -> str:
@@ -480,12 +489,10 @@ def throughput_rows(summaries: dict[Entry, Summary], workload: str) -> list[list
         emit_ratio = delivery_ratio = cpu_ratio = "-"
         if stock is not None:
             # Per-span figures compare across span counts; delivery time only at equal ones.
-            emit_ratio = _ratio(_per_span(summary, "emit_wall"), _per_span(stock, "emit_wall"))
-            cpu_ratio = _ratio(
-                _per_span(summary, "total_process_cpu"), _per_span(stock, "total_process_cpu")
-            )
+            emit_ratio = f"{paired_ratio(summary, stock, 'emit_wall'):.2f}x"
+            cpu_ratio = f"{paired_ratio(summary, stock, 'total_process_cpu'):.2f}x"
             if n == stock.n:
-                delivery_ratio = _ratio(delivery, stock.median("delivered_after"))
+                delivery_ratio = f"{paired_ratio(summary, stock, 'delivered_after'):.2f}x"
         rows.append(
             [
                 LABELS[pipeline],
@@ -570,12 +577,12 @@ def goal_rows(
         if stock is None or mode is None:
             continue
         on = f"({GOAL_MODE}, {workload} spans)"
-        emit = _per_span(mode, "emit_wall") / _per_span(stock, "emit_wall")
+        emit = paired_ratio(mode, stock, "emit_wall")
         rows.append(_goal_row(f"app-thread emit ≤ {EMIT_GOAL}x stock {on}", emit, EMIT_GOAL))
         if mode.n == stock.n:
-            delivery = mode.median("delivered_after") / stock.median("delivered_after")
+            delivery = paired_ratio(mode, stock, "delivered_after")
             rows.append(_goal_row(f"all delivered ≤ {cost_goal}x stock {on}", delivery, cost_goal))
-        cpu = _per_span(mode, "total_process_cpu") / _per_span(stock, "total_process_cpu")
+        cpu = paired_ratio(mode, stock, "total_process_cpu")
         rows.append(_goal_row(f"process CPU per span ≤ {cost_goal}x stock {on}", cpu, cost_goal))
     for (workload, pipeline), summary in summaries.items():
         if pipeline != "call_end":
@@ -791,7 +798,8 @@ def _markdown(
         f"{n:,} spans per run{call_end_note}, sent to the same loopback sink (a separate "
         "process); each run in a fresh process, runs of every workload and pipeline taking "
         f"turns, median of {runs} runs (± half the range); ratios are to the stock pipeline on "
-        f"the same spans. Every pipeline: batch {BATCH_SIZE}, queue = spans (nothing dropped), "
+        "the same spans, the median of each round's ratio (runs seconds apart, not minutes). "
+        f"Every pipeline: batch {BATCH_SIZE}, queue = spans (nothing dropped), "
         f"schedule delay {SCHEDULE_DELAY_MS:.0f} ms, `force_flush()` after the last span. "
         "*Emit* is the app thread's wall time to create and end all spans "
         "(`time.perf_counter`; *vs stock* per span); *all delivered after* runs from the first "

@@ -24,6 +24,14 @@ sys.path.insert(0, str(BENCHMARKS))
 
 from _sink import control, serve  # noqa: E402
 from _workload import OPENAI_SPANS, OpenAIWorkload  # noqa: E402
+from run import (  # noqa: E402
+    LABELS,
+    THROUGHPUT_HEADER,
+    Summary,
+    goal_rows,
+    paired_ratio,
+    throughput_rows,
+)
 
 
 def as_recorded(value: Any) -> Any:
@@ -183,3 +191,30 @@ def test_the_sink_answers_as_late_as_it_is_told() -> None:
     finally:
         sink.terminate()
         sink.join()
+
+
+def test_ratios_to_stock_are_the_median_of_each_rounds_ratio() -> None:
+    def summary(pipeline: str, n: int, cpu_seconds: list[float]) -> Any:
+        figures = ("emit_wall", "emit_thread_cpu", "delivered_after", "worker_cpu")
+        counts = ("gc_seconds", "full_collections", "requests", "body_bytes", "rss_peak_kib")
+        runs = [
+            {**dict.fromkeys(figures, 1.0), **dict.fromkeys(counts, 1), "total_process_cpu": cpu}
+            for cpu in cpu_seconds
+        ]
+        return Summary("synthetic", pipeline, n, runs)
+
+    # Round by round 1.5x, 1.1x and 1.0x stock's CPU per span; the two medians are equal.
+    stock = summary("otlp", 10, [100.0, 300.0, 200.0])
+    weave = summary("calls_complete", 10, [150.0, 330.0, 200.0])
+    assert paired_ratio(weave, stock, "total_process_cpu") == pytest.approx(1.1)
+    # Per span: a run of half the spans at half the CPU costs as much per span.
+    half_runs = summary("call_end", 5, [75.0, 165.0, 100.0])
+    assert paired_ratio(half_runs, stock, "total_process_cpu") == pytest.approx(1.1)
+
+    summaries = {("synthetic", "otlp"): stock, ("synthetic", "calls_complete"): weave}
+    cpu_goal = next(row for row in goal_rows(summaries, {}) if row[0].startswith("process CPU"))
+    assert cpu_goal[1:] == ["1.10x", "met"]
+    (weave_row,) = (
+        row for row in throughput_rows(summaries, "synthetic") if row[0] == LABELS["calls_complete"]
+    )
+    assert weave_row[THROUGHPUT_HEADER.index("CPU vs stock")] == "1.10x"
