@@ -664,3 +664,31 @@ def test_the_weave_kind_is_one_shared_dict_per_kind() -> None:
     assert is_shared(llm)
     assert kind_of({"gen_ai.operation.name": "chat", "a": 1}) is llm
     assert kind_of({"gen_ai.operation.name": "execute_tool"}) == {"kind": "tool"}
+
+
+def test_more_contexts_than_are_kept_leave_the_kinds_and_the_kept_contexts_shared() -> None:
+    from opentelemetry.sdk.resources import Resource
+
+    from opentelemetry.exporter.weave import _call
+
+    def attributes_of(resource: Resource) -> Any:
+        span = ReadableSpan(
+            name="s",
+            context=SpanContext(1, 2, False),
+            attributes={"gen_ai.operation.name": "chat"},
+            resource=resource,
+            start_time=1_000,
+            end_time=2_000,
+        )
+        return _mapping.span_to_call(span, "e/p").start.attributes
+
+    # A new resource for each span (each a context of its own): many times what is kept.
+    resources = [Resource({"service.name": f"s{index}"}) for index in range(5_000)]
+    contexts = [attributes_of(resource)["otel"] for resource in resources]
+
+    assert _call.is_shared(attributes_of(resources[-1])["weave"])
+    assert _call.is_shared(contexts[-1])
+    assert attributes_of(resources[-1])["otel"] is contexts[-1]
+    # The contexts no longer kept are forgotten as shared, and no longer kept alive.
+    assert not _call.is_shared(contexts[0])
+    assert len(_call._shared) <= _mapping._SHARED_CONTEXTS_KEPT + len(_mapping._WEAVE_KINDS)

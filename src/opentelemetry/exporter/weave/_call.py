@@ -53,6 +53,7 @@ __all__ = [
     "is_shared",
     "shared",
     "to_json",
+    "unshared",
     "upsert_batch_body",
     "utc_datetime",
     "utc_iso",
@@ -81,20 +82,29 @@ WEAVE_ATTRIBUTES_KEY = "weave"
 def shared(value: dict[str, Any]) -> dict[str, Any]:
     """``value``, from now on held by many calls as it is (the OTel context of the spans of
     one scope, resource, kind and status; a Weave kind), and so never to be changed in place:
-    what is found out about it once (that it holds no secret) holds for each of them."""
-    if len(_shared) >= _SHARED_KEPT:
+    what is found out about it once (that it holds no secret) holds for each of them. Kept
+    (alive) until :func:`unshared`: the caller bounds how many it shares."""
+    if len(_shared) >= _SHARED_BACKSTOP:
         _shared.clear()
     _shared[id(value)] = value
     return value
 
 
+def unshared(value: dict[str, Any]) -> None:
+    """Forget a dict :func:`shared` that no new call will hold (it is still never changed)."""
+    if _shared.get(id(value)) is value:
+        _shared.pop(id(value), None)
+
+
 def is_shared(value: object) -> bool:
-    """Whether ``value`` is a dict :func:`shared` (lately: so many are kept)."""
+    """Whether ``value`` is a dict :func:`shared` and not :func:`unshared` since."""
     return _shared.get(id(value)) is value
 
 
 _shared: dict[int, dict[str, Any]] = {}
-_SHARED_KEPT = 1024
+_SHARED_BACKSTOP = 4096
+"""Never reached but by mappings racing in several pipelines' workers, each race leaving one
+context shared that no cache holds: then all are forgotten (the scrubber walks them again)."""
 
 
 _NANOS_PER_MICROSECOND = 1000

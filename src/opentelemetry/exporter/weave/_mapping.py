@@ -29,6 +29,7 @@ from opentelemetry.exporter.weave._call import (
     format_span_id,
     format_trace_id,
     shared,
+    unshared,
     utc_datetime,
 )
 from opentelemetry.exporter.weave._chat import (
@@ -1236,7 +1237,12 @@ def _shared_context(
         return cached[2]
     context = shared(_otel_context(facts, None, scope, resource))
     if len(_shared_contexts) >= _SHARED_CONTEXTS_KEPT:
+        # Copied at C speed first: another pipeline's worker may map meanwhile.
+        for _, _, dropped in list(_shared_contexts.values()):
+            unshared(dropped)
         _shared_contexts.clear()
+    elif cached is not None:  # the same facts, another scope or resource at that address
+        unshared(cached[2])
     _shared_contexts[facts] = (scope, resource, context)
     return context
 
