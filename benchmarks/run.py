@@ -565,7 +565,8 @@ def memory_rows(memory: dict[str, dict[str, Any]]) -> list[list[str]]:
 
 
 def _goal_row(goal: str, ratio: float, limit: float) -> list[str]:
-    return [goal, f"{ratio:.2f}x", "met" if ratio <= limit else "NOT met"]
+    # Three decimals: at two, a ratio just above its limit reads as the limit, and "NOT met".
+    return [goal, f"{ratio:.3f}x", "met" if ratio <= limit else "NOT met"]
 
 
 def goal_rows(
