@@ -9,9 +9,9 @@ them to the same loopback sink, which runs in a process of its own; every measur
 fresh process, and the runs take turns (A, B, C, D, then B, C, D, A, ...). Printed: a table per
 workload with ratios against the stock pipeline on the same spans (the median of each round's
 ratio), the garbage collector's time, whether each goal of issue 12 is met, and the machine.
-The figures are also written to
-``benchmarks/results.md``. Needs the ``bench`` extra: ``pip install -e '.[bench]'``; the
-``bench-peers`` extra adds the peer rows (Langfuse's processor, Logfire), left out otherwise.
+The figures are also written to ``benchmarks/results.md``. Needs the ``bench`` extra:
+``pip install -e '.[bench]'``; the ``bench-peers`` extra adds the peer rows (Langfuse's
+processor, Logfire), left out otherwise.
 """
 
 from __future__ import annotations
