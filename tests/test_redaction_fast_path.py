@@ -7,7 +7,9 @@ them (escapes, case, characters that case-fold to ASCII), and over whole structu
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -15,6 +17,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from opentelemetry.exporter.weave import _redaction
+from opentelemetry.exporter.weave._call import shared, unshared
 from opentelemetry.exporter.weave._redaction import _NAME_STEMS, Redactor, _plainly_clear
 
 from .test_redaction import ORDINARY_LLM_TEXTS, SECRET_KEYS, SECRET_TEXTS
@@ -192,43 +195,55 @@ def test_a_long_list_that_goes_on_from_a_clear_one_is_looked_at_from_where_that_
         assert contents <= looked_at({"messages": [*conversation, added, added]})
 
 
+@contextlib.contextmanager
+def sharing(*values: dict[str, Any]) -> Iterator[None]:
+    """The dicts :func:`shared` while the block runs, and forgotten after it: the registry is
+    the process's, and a test's dicts are no later test's."""
+    for value in values:
+        shared(value)
+    try:
+        yield
+    finally:
+        for value in values:
+            unshared(value)
+
+
 def test_a_shared_dict_left_as_it_was_is_looked_at_once_by_each_scrubber() -> None:
-    from opentelemetry.exporter.weave._call import shared
+    context = {"scope": {"name": "Note: the shop's agent"}, "resource": {"tenant": "acme"}}
+    secret = {"resource": {"note": "Note: the key is sk-" + "a" * 40}}
+    with sharing(context, secret):
+        own = {"scope": {"name": "Note: an app of its own"}}
+        call = {"otel": context, "other": own, "leak": secret}
+        name = context["scope"]["name"]
+        # One that finds no secret in the context (passed once looked at), one that does.
+        scrubbers = {Redactor(): True, Redactor(extra_keys=["tenant"]): False}
+        with mock.patch.object(_redaction, "_plainly_clear", wraps=_plainly_clear) as scans:
+            for redactor, passes in scrubbers.items():
 
-    context = shared({"scope": {"name": "Note: the shop's agent"}, "resource": {"tenant": "acme"}})
-    secret = shared({"resource": {"note": "Note: the key is sk-" + "a" * 40}})
-    unshared = {"scope": {"name": "Note: an app of its own"}}
-    call = {"otel": context, "other": unshared, "leak": secret}
-    name = context["scope"]["name"]
-    # One that finds no secret in the context (passed once looked at), one that does.
-    scrubbers = {Redactor(): True, Redactor(extra_keys=["tenant"]): False}
-    with mock.patch.object(_redaction, "_plainly_clear", wraps=_plainly_clear) as scans:
-        for redactor, passes in scrubbers.items():
+                def looked_at(
+                    value: dict[str, Any],
+                    redactor: Redactor = redactor,
+                    keys: tuple[str, ...] = () if passes else ("tenant",),
+                ) -> set[str]:
+                    scans.reset_mock()
+                    scrubbed = redactor.scrub(value)
+                    texts = {call.args[0] for call in scans.call_args_list}
+                    assert scrubbed == full_scrub(Redactor(extra_keys=keys), value)
+                    return texts
 
-            def looked_at(
-                value: dict[str, Any],
-                redactor: Redactor = redactor,
-                keys: tuple[str, ...] = () if passes else ("tenant",),
-            ) -> set[str]:
-                scans.reset_mock()
-                scrubbed = redactor.scrub(value)
-                texts = {call.args[0] for call in scans.call_args_list}
-                assert scrubbed == full_scrub(Redactor(extra_keys=keys), value)
-                return texts
-
-            redactor.scrub({"otel": 0, "other": 0, "leak": 0})  # the keys known not secret
-            assert name in looked_at(call)
-            again = looked_at(call)
-            assert (name not in again) is passes
-            assert {unshared["scope"]["name"], secret["resource"]["note"]} <= again
-            # Deeper than a call's field: looked at, as any dict.
-            assert name in looked_at({"x": {"otel": context}})
-            scrubbed = redactor.scrub(call)
-            assert (scrubbed["otel"] is context) is passes
-            assert "sk-" not in json.dumps(scrubbed)
-            # Forgetting a batch's items keeps what calls share.
-            redactor.forget_items()
-            assert (name not in looked_at(call)) is passes
+                redactor.scrub({"otel": 0, "other": 0, "leak": 0})  # the keys known not secret
+                assert name in looked_at(call)
+                again = looked_at(call)
+                assert (name not in again) is passes
+                assert {own["scope"]["name"], secret["resource"]["note"]} <= again
+                # Deeper than a call's field: looked at, as any dict.
+                assert name in looked_at({"x": {"otel": context}})
+                scrubbed = redactor.scrub(call)
+                assert (scrubbed["otel"] is context) is passes
+                assert "sk-" not in json.dumps(scrubbed)
+                # Forgetting a batch's items keeps what calls share.
+                redactor.forget_items()
+                assert (name not in looked_at(call)) is passes
 
 
 @settings(max_examples=300, deadline=None)
@@ -236,9 +251,9 @@ def test_a_shared_dict_left_as_it_was_is_looked_at_once_by_each_scrubber() -> No
 def test_calls_sharing_a_dict_are_each_scrubbed_as_the_full_scrubber_scrubs_them(
     value: dict[str, Any], key: str
 ) -> None:
-    from opentelemetry.exporter.weave._call import shared
-
-    calls = [{key: shared(value)}, {key: shared(dict(value)), "n": 1}, {key: value}]
+    copy = dict(value)
+    calls = [{key: value}, {key: copy, "n": 1}, {key: value}]
     redactor = Redactor()
-    for call in calls * 3:
-        assert redactor.scrub(call) == full_scrub(Redactor(), call)
+    with sharing(value, copy):
+        for call in calls * 3:
+            assert redactor.scrub(call) == full_scrub(Redactor(), call)
